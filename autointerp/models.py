@@ -1,0 +1,38 @@
+"""Autointerp's own rows: users' LLM provider keys (the domain tables live in features/models.py)."""
+
+from django.conf import settings
+from django.db import models
+
+
+class ProviderKey(models.Model):
+    """A user's own OpenAI-compatible provider credentials, used for the LLM calls they trigger.
+
+    Stored as given (like Neuronpedia's UserSecret); deploy with database encryption at rest if that matters.
+    """
+
+    class Provider(models.TextChoices):
+        OPENAI = "openai"
+        OPENROUTER = "openrouter"
+        CUSTOM = "custom"  # any OpenAI-compatible base URL (vLLM, Ollama, ...)
+
+    DEFAULT_URLS = {
+        Provider.OPENAI: "https://api.openai.com/v1",
+        Provider.OPENROUTER: "https://openrouter.ai/api/v1",
+    }
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_keys")
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    base_url = models.CharField(max_length=512, blank=True)
+    api_key = models.CharField(max_length=512)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "provider"], name="providerkey_user_provider_uniq")]
+
+    def __str__(self):
+        return f"{self.user_id}/{self.provider}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url or self.DEFAULT_URLS.get(self.provider, "")

@@ -1,0 +1,12 @@
+"""Page routes of this app (mounted before features.urls, whose `/<model>/` catches everything else)."""
+
+from django.urls import path
+
+from autointerp import views
+
+app_name = "autointerp"
+
+urlpatterns = [
+    path("explanations/search/", views.search_page, name="search"),
+    path("umap/<slug:model_id>/<str:source_id>/", views.umap_page, name="umap"),
+]

@@ -1,0 +1,50 @@
+"""Pages: explanation search and the per-source UMAP scatter. Reads through selectors; no torch here."""
+
+from django.shortcuts import render
+
+from autointerp import selectors as sel
+from features.api.presenters import top_activations_by_feature
+from features.selectors import source_get
+
+PAGE = sel.PAGE_SIZE
+
+
+def search_page(request):
+    from autointerp.api.views import ServiceUnavailable, query_vector
+
+    query = (request.GET.get("q") or "").strip()
+    offset = max(0, int(request.GET.get("offset") or 0)) if (request.GET.get("offset") or "0").isdigit() else 0
+    context = {"query": query, "hits": [], "error": "", "offset": offset}
+    if len(query) >= 3:
+        try:
+            vector, field = query_vector(query)
+        except ServiceUnavailable as exc:
+            context["error"] = str(exc.detail)
+        else:
+            hits, has_more = sel.explanation_search(user=request.user, query=query, vector=vector, field=field,
+                                                    offset=offset)  # fmt: skip
+            features = list({h.explanation.feature.pk: h.explanation.feature for h in hits}.values())
+            acts = top_activations_by_feature(features, limit=1)
+            context.update(
+                hits=[{"hit": h, "snippet": _snippet(acts[h.explanation.feature.pk])} for h in hits],
+                has_more=has_more, next_offset=offset + PAGE, prev_offset=max(0, offset - PAGE),
+            )  # fmt: skip
+    elif query:
+        context["error"] = "Type at least 3 characters."
+    return render(request, "autointerp/search.html", context)
+
+
+def _snippet(activations, radius: int = 8) -> list[tuple[str, bool]]:
+    """(token, is_max) pairs around the strongest token of the feature's top activation."""
+    if not activations:
+        return []
+    a = activations[0]
+    peak = a.max_value_token_index
+    lo, hi = max(0, peak - radius), min(len(a.tokens), peak + radius // 2 + 1)
+    return [(a.tokens[i], i == peak) for i in range(lo, hi)]
+
+
+def umap_page(request, model_id: str, source_id: str):
+    source = source_get(model_id=model_id, source_id=source_id, user=request.user)  # 404 if PRIVATE for others
+    points = sel.umap_points(source=source) if source.has_umap else []
+    return render(request, "autointerp/umap.html", {"source": source, "points": points})

@@ -1,0 +1,67 @@
+"""Shared pieces of the API views: a NaN-safe JSON renderer, a base view, and small input helpers."""
+
+import math
+
+from drf_spectacular.openapi import AutoSchema
+from rest_framework import permissions
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+
+def _finite(value):
+    """Replace NaN/±inf (possible in imported arrays) by null; strict JSON cannot carry them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class FiniteJSONRenderer(JSONRenderer):
+    """JSON renderer that never turns a NaN in the data into a 500.
+
+    The common case pays for one strict dump; only a payload that actually holds NaN/inf is walked.
+    """
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        try:
+            return super().render(data, accepted_media_type, renderer_context)
+        except ValueError:  # "Out of range float values are not JSON compliant"
+            return super().render(_finite(data), accepted_media_type, renderer_context)
+
+
+class AnyTypeJSONParser(JSONParser):
+    """Neuronpedia reads every body as JSON whatever its Content-Type (`curl -d '{...}'` sends a form type),
+    so a body sent with another type is parsed as JSON too; if it is not JSON the answer is a 400."""
+
+    media_type = "*/*"
+
+
+class JsonAutoSchema(AutoSchema):
+    """Document request bodies as application/json only (the */* parser is a leniency, not an API)."""
+
+    def map_parsers(self):
+        return ["application/json"]
+
+
+class ApiView(APIView):
+    renderer_classes = [FiniteJSONRenderer]
+    parser_classes = [JSONParser, AnyTypeJSONParser]
+    schema = JsonAutoSchema()
+    permission_classes = [permissions.AllowAny]
+
+
+class AuthedApiView(ApiView):
+    """Routes that need a user: no or bad credentials → 401 `{"message"}` (see auth.authenticate_header)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+
+def validated(serializer_class, data, **kwargs) -> dict | list:
+    """Validate request data with an input serializer; errors become 400 naming the field."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -1,0 +1,152 @@
+"""Template helpers for the feature pages: token rendering and server-side SVG histograms.
+
+The plots are drawn here as inline SVG so the dashboard needs no JS plotting library and renders the
+same with scripts off (and in the OpenGraph-free screenshot the README shows).
+"""
+
+import math
+
+from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+# Tokens whose characters would otherwise be invisible in the page.
+_VISIBLE = {"\n": "↵", "\r": "␍", "\t": "⇥"}
+
+
+@register.filter
+def token_display(token: str) -> str:
+    """A token as the reader should see it: newlines/tabs as arrows, a whitespace-only token as dots."""
+    token = token or ""
+    shown = "".join(_VISIBLE.get(ch, ch) for ch in token)
+    if token and not token.strip(" "):
+        shown = "·" * len(token)  # a run of spaces; otherwise it would collapse to nothing
+    return shown
+
+
+@register.filter
+def token_is_space(token: str) -> bool:
+    return bool(token) and not token.strip()
+
+
+@register.filter
+def pct(value, digits: int = 3) -> str:
+    """A 0–1 fraction as a percentage with enough significant digits for rare features (0.0123 → 1.23%)."""
+    if value is None:
+        return "—"
+    p = float(value) * 100
+    if p == 0:
+        return "0%"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(p))))) if p else 0
+    return f"{p:.{min(decimals, 6)}f}%"
+
+
+@register.filter
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    v = float(value)
+    if v and abs(v) < 10 ** -int(digits):
+        return f"{v:.{int(digits)}g}"  # tiny values would otherwise print as 0.000
+    return f"{v:.{int(digits)}f}"
+
+
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick positions covering [lo, hi] (the usual 1-2-5 steps)."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, count - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.ceil(lo / step) * step
+    ticks, t = [], start
+    while t <= hi + step * 1e-9:
+        ticks.append(round(t, 10))
+        t += step
+    return ticks
+
+
+def _tick_label(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v / 1000:g}k" if abs(v) < 1e6 else f"{v:.1e}"
+    if abs(v) < 0.01:
+        return f"{v:.1e}"
+    return f"{v:g}" if abs(v) >= 1 else f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+@register.simple_tag
+def histogram_svg(values, heights, *, title="", x_label="", y_label="count", kind="density", width=360, height=190):
+    """An inline SVG bar chart of a Neuronpedia histogram (`*_hist_data_bar_values` are the bar centres,
+    `*_bar_heights` the counts). `kind="logits"` colours bars left of zero red and right of zero blue."""
+    values = [float(v) for v in (values or [])]
+    heights = [float(h) for h in (heights or [])]
+    n = min(len(values), len(heights))
+    if n == 0:
+        return mark_safe('<p class="muted">No histogram data for this feature.</p>')
+    values, heights = values[:n], heights[:n]
+    ml, mr, mt, mb = 46, 10, (26 if title else 8), 38  # margins: room for y tick labels, title, x labels
+    pw, ph = width - ml - mr, height - mt - mb
+    if n > 1:
+        step = min(b - a for a, b in zip(values, values[1:], strict=False)) or (values[-1] - values[0]) / (n - 1) or 1.0
+    else:
+        step = abs(values[0]) or 1.0
+    x_lo, x_hi = values[0] - step / 2, values[-1] + step / 2
+    y_hi = max(heights) or 1.0
+    y_ticks = _nice_ticks(0, y_hi, 4)
+    y_top = max(y_hi, y_ticks[-1])
+
+    def sx(x):
+        return ml + (x - x_lo) / (x_hi - x_lo) * pw
+
+    def sy(y):
+        return mt + ph - y / y_top * ph
+
+    parts = [
+        f'<svg class="hist hist-{escape(kind)}" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="{escape(title or y_label + " by " + x_label)}" xmlns="http://www.w3.org/2000/svg">',
+    ]
+    if title:
+        parts.append(f'<text class="hist-title" x="{ml}" y="15">{escape(title)}</text>')
+    for t in y_ticks:
+        y = sy(t)
+        parts.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="tick" x="{ml - 6}" y="{y + 3.5:.1f}" text-anchor="end">{_tick_label(t)}</text>')
+    bar_w = max(1.0, pw / n - (1.5 if n < 80 else 0.3))
+    for v, h in zip(values, heights, strict=False):
+        x = sx(v) - bar_w / 2
+        y = sy(h)
+        cls = "bar" if kind != "logits" else ("bar bar-neg" if v < 0 else "bar bar-pos")
+        parts.append(
+            f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{mt + ph - y:.1f}">'
+            f"<title>{_tick_label(round(v, 4))}: {h:g}</title></rect>"
+        )
+    parts.append(f'<line class="axis" x1="{ml}" x2="{ml + pw}" y1="{mt + ph}" y2="{mt + ph}"/>')
+    parts.append(f'<line class="axis" x1="{ml}" x2="{ml}" y1="{mt}" y2="{mt + ph}"/>')
+    for t in _nice_ticks(x_lo, x_hi, 6):
+        x = sx(t)
+        parts.append(f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{mt + ph}" y2="{mt + ph + 4}"/>')
+        parts.append(f'<text class="tick" x="{x:.1f}" y="{mt + ph + 16}" text-anchor="middle">{_tick_label(t)}</text>')
+    if kind == "logits" and x_lo < 0 < x_hi:
+        parts.append(f'<line class="zero" x1="{sx(0):.1f}" x2="{sx(0):.1f}" y1="{mt}" y2="{mt + ph}"/>')
+    parts.append(
+        f'<text class="axis-label" x="{ml + pw / 2}" y="{height - 4}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    parts.append(
+        f'<text class="axis-label" transform="translate(11 {mt + ph / 2}) rotate(-90)" text-anchor="middle">'
+        f"{escape(y_label)}</text>"
+    )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **kwargs) -> str:
+    """The current query string with some parameters replaced (for pager links)."""
+    params = context["request"].GET.copy()
+    for k, v in kwargs.items():
+        params[k] = v
+    return params.urlencode()

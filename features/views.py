@@ -1,0 +1,457 @@
+"""Server-rendered pages of the features app. Thin: reads through features.selectors (which decide
+visibility), writes through features.services (which decide ownership and raise PermissionDenied/Http404/
+ValidationError); these views only translate requests and messages."""
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Prefetch, prefetch_related_objects
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from features import selectors
+from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm, ListForm, SignupForm
+from features.models import Explanation, Feature, Job
+from features.services.api_keys import api_key_create, api_key_revoke
+from features.services.bookmarks import bookmark_add, bookmark_delete
+from features.services.comments import comment_create, comment_delete
+from features.services.lists import (
+    list_add_features,
+    list_create,
+    list_delete,
+    list_remove_feature,
+    list_update,
+)
+
+PAGE_SIZE = selectors.FEATURES_PAGE_SIZE
+TOP_ACTIVATIONS_SHOWN = 200  # all top + interval samples a dashboard stores (SAEDashboard exports ≈ 20 + 10×5)
+# Long snippets (SAEDashboard stores 128 tokens) show a window around the max token until expanded.
+SHORT_SNIPPET, CONTEXT_BEFORE, CONTEXT_AFTER = 48, 32, 12
+
+
+def _feature_url(feature: Feature) -> str:
+    return reverse("feature", args=[feature.model_id, feature.source.name, feature.index])
+
+
+def _validation_message(request, error: ValidationError) -> None:
+    if hasattr(error, "message_dict"):
+        for field, msgs in error.message_dict.items():
+            messages.error(request, f"{field}: {' '.join(msgs)}")
+    else:
+        messages.error(request, " ".join(error.messages))
+
+
+def _back(request, fallback: str) -> HttpResponseRedirect:
+    """Redirect to `next` when it is a local path, else to `fallback`."""
+    nxt = request.POST.get("next") or ""
+    return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else fallback)
+
+
+def _with_top_explanation(features: list[Feature]) -> list[Feature]:
+    # One query for the best explanation of every feature on the page (the features are already readable).
+    prefetch_related_objects(
+        features,
+        Prefetch(
+            "explanations",
+            queryset=Explanation.objects.order_by("-score_v2", "-score_v1", "created_at"),
+            to_attr="explanations_sorted",
+        ),
+    )
+    for f in features:
+        f.top_explanation = f.explanations_sorted[0] if f.explanations_sorted else None
+    return features
+
+
+# ---------------------------------------------------------------- browsing
+
+
+def home(request):
+    user = request.user
+    models = list(selectors.model_list(user=user))
+    # two grouped counts rather than one annotate over sources × features (a join that multiplies rows)
+    n_sources = dict(
+        selectors.source_list(user=user).values_list("model_id").annotate(n=Count("id")).values_list("model_id", "n")
+    )
+    n_features = dict(
+        Feature.objects.filter(selectors.feature_listed_q(user))
+        .values_list("model_id")
+        .annotate(n=Count("id"))
+        .values_list("model_id", "n")
+    )
+    for m in models:
+        m.n_sources, m.n_features = n_sources.get(m.id, 0), n_features.get(m.id, 0)
+    releases = list(selectors.release_list(user=user).annotate(n_sets=Count("source_sets", distinct=True)))
+    jobs = list(selectors.jobs_recent(limit=8))
+    live_since = timezone.now() - timedelta(minutes=10)
+    return render(
+        request,
+        "features/home.html",
+        {
+            "models": models,
+            "releases": releases,
+            "n_features": sum(n_features.values()),
+            "n_sources": sum(m.n_sources for m in models),
+            "jobs": jobs,
+            # the page refreshes itself while a job is live (a job silent for 10 minutes no longer counts)
+            "jobs_running": any(
+                j.status in (Job.Status.PENDING, Job.Status.RUNNING) and j.updated_at > live_since for j in jobs
+            ),
+        },
+    )
+
+
+def model_page(request, model_id):
+    model = selectors.model_get(model_id=model_id, user=request.user)
+    sources = selectors.sources_sorted(
+        selectors.source_list(user=request.user, model=model).annotate(n_features=Count("features"))
+    )
+    by_set = defaultdict(list)
+    for s in sources:
+        by_set[s.source_set_id].append(s)
+    source_sets = [(ss, by_set.get(ss.pk, [])) for ss in selectors.source_set_list(user=request.user, model=model)]
+    return render(request, "features/model.html", {"model": model, "source_sets": source_sets})
+
+
+def set_or_source_page(request, model_id, name):
+    """`/<model>/<name>/` is a source set when one has that name, else a source (as on Neuronpedia)."""
+    try:
+        source_set = selectors.source_set_get(model_id=model_id, name=name, user=request.user)
+    except Http404:
+        return _source_page(request, model_id, name)
+    sources = selectors.sources_sorted(
+        selectors.source_list(user=request.user, source_set=source_set).annotate(n_features=Count("features"))
+    )
+    return render(
+        request, "features/source_set.html", {"source_set": source_set, "model": source_set.model, "sources": sources}
+    )
+
+
+def _source_page(request, model_id, source_id):
+    source = selectors.source_get(model_id=model_id, source_id=source_id, user=request.user)
+    jump = JumpForm(request.GET if "index" in request.GET else None)
+    if jump.is_bound and jump.is_valid():
+        return redirect("feature", source.model_id, source.name, jump.cleaned_data["index"])
+    try:
+        offset = max(0, int(request.GET.get("offset", 0)))
+    except ValueError:
+        offset = 0
+    offset -= offset % PAGE_SIZE
+    rows = selectors.features_page(source=source, offset=offset, limit=PAGE_SIZE + 1)
+    has_next = len(rows) > PAGE_SIZE
+    features = _with_top_explanation(rows[:PAGE_SIZE])
+    total = selectors.source_feature_count(source=source)
+    n_pages = max(1, -(-total // PAGE_SIZE))
+    current = offset // PAGE_SIZE
+    # a window of page links around the current page, plus first and last
+    window = sorted({0, n_pages - 1, *range(max(0, current - 2), min(n_pages, current + 3))})
+    pages = [
+        {
+            "number": p + 1,
+            "offset": p * PAGE_SIZE,
+            "current": p == current,
+            "gap_before": i > 0 and p - window[i - 1] > 1,
+        }
+        for i, p in enumerate(window)
+    ]
+    metrics = sorted((source.metrics or {}).items())
+    return render(
+        request,
+        "features/source.html",
+        {
+            "source": source,
+            "model": source.model,
+            "features": features,
+            "offset": offset,
+            "first_shown": offset + 1 if features else 0,
+            "last_shown": offset + len(features),
+            "total": total,
+            "pages": pages,
+            "prev_offset": max(0, offset - PAGE_SIZE) if offset else None,
+            "next_offset": offset + PAGE_SIZE if has_next else None,
+            "jump": jump,
+            "metrics": metrics,
+        },
+    )
+
+
+def _token_rows(activation, scale: float) -> dict:
+    """Per-token display data: shading alpha = value / the feature's max activation (negatives unshaded)."""
+    values = list(activation.values) + [0.0] * max(0, len(activation.tokens) - len(activation.values))
+    max_i = activation.max_value_token_index
+    if len(activation.tokens) <= SHORT_SNIPPET:
+        lo, hi = 0, len(activation.tokens)
+    else:
+        lo, hi = max_i - CONTEXT_BEFORE, max_i + CONTEXT_AFTER
+    tokens = [
+        {
+            "text": tok,
+            "value": val,
+            "alpha": round(max(0.0, min(1.0, val / scale)), 3) if scale > 0 else 0.0,
+            "is_max": i == max_i,
+            "far": not (lo <= i <= hi),
+        }
+        for i, (tok, val) in enumerate(zip(activation.tokens, values, strict=False))
+    ]
+    return {"activation": activation, "tokens": tokens, "truncated": any(t["far"] for t in tokens)}
+
+
+def feature_page(request, model_id, source_id, index):
+    user = request.user
+    feature = selectors.feature_get(model_id=model_id, source_id=source_id, index=index, user=user)
+    activations = list(selectors.feature_activations(feature=feature, limit=TOP_ACTIVATIONS_SHOWN))
+    scale = max([feature.max_act_approx or 0.0] + [a.max_value for a in activations])
+    top, bins = [], defaultdict(list)
+    for a in activations:
+        # SAEDashboard marks the top group with binMin = -1; interval samples carry their bounds.
+        if a.bin_min is None or a.bin_min < 0:
+            top.append(_token_rows(a, scale))
+        else:
+            bins[(a.bin_min, a.bin_max)].append(_token_rows(a, scale))
+    intervals = [
+        {"bin_min": lo, "bin_max": hi, "rows": rows, "contains": rows[0]["activation"].bin_contains}
+        for (lo, hi), rows in sorted(bins.items(), key=lambda kv: -(kv[0][1] or 0))
+    ]
+    pos = list(zip(feature.pos_str, feature.pos_values, strict=False))
+    neg = list(zip(feature.neg_str, feature.neg_values, strict=False))
+    similar = [
+        {"index": i, "value": v, "url": reverse("feature", args=[feature.model_id, feature.source.name, i])}
+        for i, v in zip(feature.topk_cos_sim_indices, feature.topk_cos_sim_values, strict=False)
+        if i != feature.index
+    ][:10]
+    own_lists = []
+    bookmarked = False
+    if user.is_authenticated:
+        own_lists = list(selectors.lists_of_user(owner=user, user=user))
+        bookmarked = feature.bookmarks.filter(user=user).exists()
+    return render(
+        request,
+        "features/feature.html",
+        {
+            "feature": feature,
+            "source": feature.source,
+            "model": feature.model,
+            "top": top,
+            "intervals": intervals,
+            "scale": scale,
+            "pos": pos,
+            "neg": neg,
+            "explanations": list(selectors.feature_explanations(feature=feature)),
+            "lists": list(selectors.feature_lists(feature=feature, user=user)),
+            "own_lists": own_lists,
+            "comments": list(feature.comments.select_related("user")),
+            "comment_form": CommentForm(),
+            "bookmarked": bookmarked,
+            "similar": similar,
+            "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
+        },
+    )
+
+
+def _feature_for_write(request, model_id, source_id, index) -> Feature:
+    return selectors.feature_get(model_id=model_id, source_id=source_id, index=index, user=request.user)
+
+
+@login_required
+@require_POST
+def feature_bookmark(request, model_id, source_id, index):
+    feature = _feature_for_write(request, model_id, source_id, index)
+    if request.POST.get("action") == "remove":
+        bookmark_delete(user=request.user, feature=feature)
+        messages.success(request, "Bookmark removed.")
+    else:
+        bookmark_add(user=request.user, feature=feature)
+        messages.success(request, "Feature bookmarked.")
+    return redirect(_feature_url(feature))
+
+
+@login_required
+@require_POST
+def feature_comment(request, model_id, source_id, index):
+    feature = _feature_for_write(request, model_id, source_id, index)
+    form = CommentForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A comment needs some text (at most 10,000 characters).")
+    else:
+        try:
+            comment_create(user=request.user, feature=feature, text=form.cleaned_data["text"])
+        except ValidationError as e:
+            _validation_message(request, e)
+    return redirect(_feature_url(feature) + "#comments")
+
+
+@login_required
+@require_POST
+def comment_remove(request, comment_id):
+    comment_delete(user=request.user, comment_id=comment_id)
+    messages.success(request, "Comment deleted.")
+    return _back(request, reverse("home"))
+
+
+@login_required
+@require_POST
+def feature_add_to_list(request, model_id, source_id, index):
+    feature = _feature_for_write(request, model_id, source_id, index)
+    list_id = request.POST.get("list_id", "")
+    added = list_add_features(user=request.user, list_id=list_id, features=[feature])
+    feature_list = selectors.list_get(list_id=list_id, user=request.user)
+    messages.success(request, f"Added to “{feature_list.name}”." if added else f"Already in “{feature_list.name}”.")
+    return redirect(_feature_url(feature) + "#lists")
+
+
+# ---------------------------------------------------------------- lists
+
+
+def list_page(request, list_id):
+    feature_list = selectors.list_get(list_id=list_id, user=request.user)
+    items = list(selectors.list_items(feature_list=feature_list, user=request.user))
+    _with_top_explanation([i.feature for i in items])
+    is_owner = request.user.is_authenticated and request.user.pk == feature_list.user_id
+    return render(
+        request,
+        "features/list.html",
+        {
+            "list": feature_list,
+            "items": items,
+            "is_owner": is_owner,
+            "add_form": ListAddFeatureForm() if is_owner else None,
+            "share_url": request.build_absolute_uri(reverse("list", args=[feature_list.id])),
+        },
+    )
+
+
+@login_required
+def list_new(request):
+    form = ListForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            feature_list = list_create(user=request.user, **form.cleaned_data)
+        except ValidationError as e:
+            _validation_message(request, e)
+        else:
+            messages.success(request, "List created. Share it by its URL.")
+            return redirect("list", feature_list.id)
+    return render(request, "features/list_form.html", {"form": form, "creating": True})
+
+
+@login_required
+def list_edit(request, list_id):
+    feature_list = selectors.list_get(list_id=list_id, user=request.user)
+    if feature_list.user_id != request.user.pk:
+        raise PermissionDenied("Only the owner of a list can change it.")
+    initial = {k: getattr(feature_list, k) for k in ("name", "description", "default_test_text", "visibility")}
+    form = ListForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            list_update(user=request.user, list_id=list_id, **form.cleaned_data)
+        except ValidationError as e:
+            _validation_message(request, e)
+        else:
+            messages.success(request, "List saved.")
+            return redirect("list", list_id)
+    return render(request, "features/list_form.html", {"form": form, "list": feature_list, "creating": False})
+
+
+@login_required
+@require_POST
+def list_remove(request, list_id):
+    list_delete(user=request.user, list_id=list_id)
+    messages.success(request, "List deleted.")
+    return redirect("user", request.user.get_username())
+
+
+@login_required
+@require_POST
+def list_add_feature(request, list_id):
+    form = ListAddFeatureForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the feature as model, source and a non-negative index.")
+        return redirect("list", list_id)
+    d = form.cleaned_data
+    try:
+        feature = selectors.feature_get(
+            model_id=d["model_id"].strip(), source_id=d["source_id"].strip(), index=d["index"], user=request.user
+        )
+    except Http404:
+        messages.error(request, f"No feature {d['model_id']}/{d['source_id']}/{d['index']}.")
+        return redirect("list", list_id)
+    try:
+        added = list_add_features(
+            user=request.user, list_id=list_id, features=[feature], descriptions={feature.pk: d["description"]}
+        )
+    except ValidationError as e:
+        _validation_message(request, e)
+    else:
+        messages.success(request, "Feature added." if added else "That feature is already in the list.")
+    return redirect("list", list_id)
+
+
+@login_required
+@require_POST
+def list_remove_item(request, list_id, feature_id):
+    feature = get_object_or_404(Feature.objects.filter(selectors.feature_readable_q(request.user)), pk=feature_id)
+    if list_remove_feature(user=request.user, list_id=list_id, feature=feature):
+        messages.success(request, "Feature removed from the list.")
+    return _back(request, reverse("list", args=[list_id]))
+
+
+# ---------------------------------------------------------------- users and accounts
+
+
+def user_page(request, username):
+    owner = get_object_or_404(get_user_model(), username=username, is_active=True)
+    lists = selectors.lists_of_user(owner=owner, user=request.user).annotate(n_items=Count("items"))
+    return render(
+        request,
+        "features/user.html",
+        {"owner": owner, "lists": lists, "is_self": request.user.is_authenticated and request.user.pk == owner.pk},
+    )
+
+
+@login_required
+def account(request):
+    form = ApiKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _key, raw = api_key_create(user=request.user, name=form.cleaned_data["name"])
+        # Shown once: kept in the session only until the next page view reads it.
+        request.session["new_api_key"] = raw
+        return redirect("account")
+    keys = request.user.api_keys.all()
+    bookmarks = (
+        request.user.bookmarks.filter(selectors.feature_readable_q(request.user, "feature__"))
+        .select_related("feature", "feature__source")
+        .order_by("-created_at")[:50]
+    )
+    return render(
+        request,
+        "features/account.html",
+        {"form": form, "keys": keys, "new_key": request.session.pop("new_api_key", None), "bookmarks": bookmarks},
+    )
+
+
+@login_required
+@require_POST
+def api_key_revoke_view(request, key_id):
+    if api_key_revoke(user=request.user, key_id=key_id):
+        messages.success(request, "API key revoked. Requests using it now get 401.")
+    else:
+        messages.error(request, "No such active key.")
+    return redirect("account")
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.get_username()}.")
+        return redirect("home")
+    return render(request, "registration/signup.html", {"form": form})

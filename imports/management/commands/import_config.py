@@ -1,0 +1,17 @@
+from django.core.management.base import BaseCommand
+
+from imports.cli import add_origin_arguments, origin_params
+from imports.services.importer import config_import
+from imports.services.origin import origin_from_params
+
+
+class Command(BaseCommand):
+    help = "Upsert the v1/config lookup tables (explanation types, models, score types) by name."
+
+    def add_arguments(self, parser):
+        add_origin_arguments(parser)
+
+    def handle(self, *args, **options):
+        counts = config_import(origin=origin_from_params(origin_params(options)))
+        for name, n in counts.items():
+            self.stdout.write(f"{name}: {n} row(s)")

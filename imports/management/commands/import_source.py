@@ -1,0 +1,67 @@
+"""python manage.py import_source MODEL_ID SOURCE_ID [--dir PATH | --endpoint-url URL] [--resync] …"""
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from features.models import Job
+from imports.cli import add_origin_arguments, origin_params
+from imports.services.importer import import_run_create, import_run_inline, import_run_progress
+
+
+class Command(BaseCommand):
+    help = "Import (or re-sync) one source of a v1 dataset from S3 or a directory, file by file, resumably."
+
+    def add_arguments(self, parser):
+        parser.add_argument("model_id")
+        parser.add_argument("source_id")
+        add_origin_arguments(parser)
+        parser.add_argument("--resync", action="store_true", help="also update metadata rows from upstream")
+        parser.add_argument("--no-explanations", action="store_true")
+        parser.add_argument(
+            "--workers", action="store_true", help="enqueue one task per file on the imports queue and follow it"
+        )
+
+    def handle(self, *args, **options):
+        run = import_run_create(
+            params=origin_params(options),
+            model_id=options["model_id"],
+            source_id=options["source_id"],
+            resync=options["resync"],
+            explanations=not options["no_explanations"],
+        )
+        bar = tqdm(total=0, unit="B", unit_scale=True, desc=f"{run.model_id}/{run.source_id}", disable=None)
+
+        def show(p: dict):
+            if not p:
+                return
+            bar.total = p["bytes_total"]
+            bar.n = min(p["bytes"], p["bytes_total"] or p["bytes"])
+            bar.set_postfix(
+                files=f"{p['files_done']}/{p['files_total']}", rows=p["rows"], errors=p["errors"], refresh=False
+            )
+            bar.refresh()
+
+        if options["workers"]:
+            from imports.tasks import import_run_task
+
+            import_run_task.delay(run.pk)
+            while True:
+                p = import_run_progress(run_id=run.pk)
+                show(p)
+                if p["status"] in (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED):
+                    break
+                time.sleep(1)
+        else:
+            import_run_inline(run_id=run.pk, on_progress=show)
+        bar.close()
+        p = import_run_progress(run_id=run.pk)
+        for kind, c in (p["result"] or {}).get("kinds", {}).items():
+            self.stdout.write(f"  {kind}: {c['actual']} rows in database, {c['expected']} in files")
+        self.stdout.write(
+            f"{p['files_done']} file(s) loaded, {p['files_failed']} failed, {p['rows']} rows read, "
+            f"{p['rows_per_s']:.0f} rows/s, {p['errors']} reported problem(s)"
+        )
+        if p["status"] != Job.Status.SUCCEEDED:
+            raise CommandError(p["error"] or f"import ended {p['status']}")

@@ -1,0 +1,490 @@
+"""Import of one source from a v1 dataset: config, metadata, then one checkpointed file at a time.
+
+A file is streamed (S3 body → gzip → lines), parsed and loaded by `loader.rows_load` inside one
+transaction that also marks its ImportFile DONE (or FAILED with its report). The ImportFile row is
+locked FOR UPDATE for that transaction, so two deliveries of the same task serialize and the second
+sees DONE; a killed worker's transaction dies with its connection, leaving the file PENDING and none of
+its rows visible, and the next run redoes just that file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from features import fields as wire
+from features.models import (
+    Activation,
+    Explanation,
+    ExplanationModelType,
+    ExplanationScoreModel,
+    ExplanationScoreType,
+    ExplanationType,
+    Feature,
+    Job,
+    Model,
+    Source,
+    SourceRelease,
+    SourceSet,
+)
+from features.services.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from imports.models import ImportFile, ImportRun
+from imports.services import live
+from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load
+from imports.services.origin import Origin, OriginParams, origin_from_params
+
+log = logging.getLogger(__name__)
+
+JOB_KIND = "import"
+KIND_ORDER = ("features", "activations", "explanations")
+_BATCH_RE = re.compile(r"/(features|activations|explanations)/.*\.jsonl\.gz$")
+
+CONFIG_FILES = {
+    "explanation_type.jsonl": (ExplanationType, wire.EXPLANATION_TYPE_FIELDS),
+    "explanation_model_type.jsonl": (ExplanationModelType, wire.EXPLANATION_MODEL_TYPE_FIELDS),
+    "explanation_score_model.jsonl": (ExplanationScoreModel, wire.EXPLANATION_SCORE_MODEL_FIELDS),
+    "explanation_score_type.jsonl": (ExplanationScoreType, wire.EXPLANATION_SCORE_TYPE_FIELDS),
+    # config/eval_type.jsonl (SAEBench) has no table here yet and is skipped
+}
+
+
+# ------------------------------------------------------------------------------------------ config/meta
+
+
+def _jsonl(data: bytes | None) -> list[dict]:
+    if not data:
+        return []
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def _fields(model, rec: dict, field_map: dict[str, str]) -> dict:
+    """Wire row → model kwargs; nulls in NOT NULL columns fall back to the field default."""
+    out = {}
+    for wire_name, attr in field_map.items():
+        if wire_name not in rec or attr in ("name", "updated_at"):
+            continue
+        value = rec[wire_name]
+        f = model._meta.get_field(attr)
+        if attr == "created_at":
+            value = parse_datetime(value) if isinstance(value, str) else None
+            if value is None:
+                continue
+        elif value is None and not f.null:
+            value = f.get_default()
+        out[attr] = value
+    return out
+
+
+def config_import(*, origin: Origin) -> dict[str, int]:
+    """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0)."""
+    counts = {}
+    for filename, (model, field_map) in CONFIG_FILES.items():
+        rows = _jsonl(origin.read_bytes(f"config/{filename}"))
+        with transaction.atomic():
+            for rec in rows:
+                if rec.get("name"):
+                    model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
+        counts[filename] = len(rows)
+    return counts
+
+
+def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bool = False) -> Source:
+    """release/model/sourceset/source rows; created when absent, updated too on Re-sync."""
+    base = f"{model_id}/{source_id}/"
+    with transaction.atomic():
+        release = None
+        for rec in _jsonl(origin.read_bytes(base + "release.jsonl"))[:1]:
+            release = _upsert(
+                SourceRelease, {"name": rec["name"]}, _fields(SourceRelease, rec, wire.RELEASE_FIELDS), update
+            )
+        model_rows = _jsonl(origin.read_bytes(base + "model.jsonl"))
+        if not model_rows and not Model.objects.filter(pk=model_id).exists():
+            raise LoadError(f"{base}model.jsonl is missing and model {model_id} does not exist")
+        for rec in model_rows[:1]:
+            _upsert(Model, {"id": model_id}, _fields(Model, rec, wire.MODEL_FIELDS), update)
+        set_rows = _jsonl(origin.read_bytes(base + "sourceset.jsonl"))
+        set_name = set_rows[0]["name"] if set_rows else _set_name(source_id)
+        set_fields = _fields(SourceSet, set_rows[0], wire.SOURCE_SET_FIELDS) if set_rows else {}
+        if set_rows and set_rows[0].get("releaseName"):
+            release = release or SourceRelease.objects.filter(name=set_rows[0]["releaseName"]).first()
+        if release is not None:
+            set_fields["release"] = release
+        source_set = _upsert(SourceSet, {"model_id": model_id, "name": set_name}, set_fields, update)
+        src_rows = _jsonl(origin.read_bytes(base + "source.jsonl"))
+        src_fields = _fields(Source, src_rows[0], wire.SOURCE_FIELDS) if src_rows else {}
+        src_fields["source_set"] = source_set
+        return _upsert(Source, {"model_id": model_id, "name": source_id}, src_fields, update)
+
+
+def _upsert(model, keys: dict, fields: dict, update: bool):
+    if update:
+        return model.objects.update_or_create(**keys, defaults=fields)[0]
+    return model.objects.get_or_create(**keys, defaults=fields)[0]
+
+
+def _set_name(source_id: str) -> str:
+    """Neuronpedia: the set name is the text after the first '-', up to '__'; a bare integer is `neurons`."""
+    if source_id.isdigit():
+        return "neurons"
+    return source_id.split("-", 1)[-1].split("__", 1)[0]
+
+
+# ------------------------------------------------------------------------------------------ listing
+
+
+def source_files_list(*, origin: Origin, model_id: str, source_id: str, explanations: bool = True):
+    kinds = ["features", "activations"] + (["explanations"] if explanations else [])
+    out = []
+    for kind in kinds:
+        for obj in origin.list(f"{model_id}/{source_id}/{kind}/"):
+            if obj.key.endswith(".jsonl.gz"):
+                out.append((kind, obj))
+    return sorted(out, key=lambda ko: (KIND_ORDER.index(ko[0]), _batch_number(ko[1].key), ko[1].key))
+
+
+def _batch_number(key: str) -> int:
+    m = re.search(r"batch-(\d+)", key)
+    return int(m.group(1)) if m else 0
+
+
+def file_needs_load(f: ImportFile) -> bool:
+    return f.status != ImportFile.Status.DONE or f.loaded_etag != f.etag or f.loaded_size != f.size
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+def import_run_create(
+    *,
+    params: OriginParams,
+    model_id: str,
+    source_id: str,
+    resync: bool = False,
+    explanations: bool = True,
+    created_by=None,
+) -> ImportRun:
+    origin = origin_from_params(params)
+    job = job_create(
+        kind=JOB_KIND,
+        subject=f"{model_id}/{source_id}",
+        params={"origin": origin.label, "resync": resync, "explanations": explanations},
+        created_by=created_by,
+    )
+    # an unfinished older run of the same source is superseded: its files are re-planned by this one
+    older = ImportRun.objects.filter(model_id=model_id, source_id=source_id).exclude(phase=ImportRun.Phase.DONE)
+    for run in older:
+        Job.objects.filter(pk=run.job_id, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).update(
+            status=Job.Status.CANCELLED, finished_at=timezone.now(), message="superseded by a newer import"
+        )
+    older.update(phase=ImportRun.Phase.DONE)
+    return ImportRun.objects.create(
+        job=job,
+        origin=origin.label,
+        origin_params=params.as_dict(),
+        model_id=model_id,
+        source_id=source_id,
+        resync=resync,
+        explanations=explanations,
+        created_by=created_by,
+    )
+
+
+def import_run_prepare(*, run_id: int) -> list[int]:
+    """Config + metadata, then the plan: files that are missing, failed or changed upstream (ETag/size)."""
+    run = ImportRun.objects.select_related("job").get(pk=run_id)
+    origin = origin_from_params(run.origin_params)
+    job_start(job_id=run.job_id, message="config and metadata")
+    config_import(origin=origin)
+    metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
+    listed = source_files_list(
+        origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
+    )
+    existing = {
+        f.key: f for f in ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id)
+    }
+    todo, total_bytes = [], 0
+    with transaction.atomic():
+        for kind, obj in listed:
+            f = existing.get(obj.key)
+            if f is None:
+                f = ImportFile(
+                    origin=run.origin, key=obj.key, model_id=run.model_id, source_id=run.source_id, kind=kind
+                )
+            f.etag, f.size = obj.etag, obj.size
+            if file_needs_load(f):
+                f.status, f.run = ImportFile.Status.PENDING, run
+                todo.append(f)
+                total_bytes += obj.size
+            f.save()
+    ImportRun.objects.filter(pk=run_id).update(
+        files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES
+    )
+    job_progress(job_id=run.job_id, done=0, total=len(todo), message=f"{len(todo)} of {len(listed)} files to load")
+    return [f.pk for f in todo]
+
+
+def run_files(run_id: int, kinds) -> list[int]:
+    return list(
+        ImportFile.objects.filter(run_id=run_id, kind__in=kinds, status=ImportFile.Status.PENDING)
+        .order_by("id")
+        .values_list("pk", flat=True)
+    )
+
+
+def import_run_advance(*, run_id: int) -> list[int]:
+    """After a file: move FEATURES → ROWS when no feature file is pending (returns the files to start now),
+    and finish the run's Job when nothing is pending. Conditional updates make this safe to race."""
+    run = ImportRun.objects.get(pk=run_id)
+    files = ImportFile.objects.filter(run_id=run_id)
+    counts = files.aggregate(
+        pending=Count("pk", filter=Q(status=ImportFile.Status.PENDING)),
+        pending_features=Count("pk", filter=Q(status=ImportFile.Status.PENDING, kind="features")),
+        failed=Count("pk", filter=Q(status=ImportFile.Status.FAILED)),
+        done=Count("pk", filter=Q(status=ImportFile.Status.DONE)),
+    )
+    job_progress(job_id=run.job_id, done=counts["done"] + counts["failed"])
+    start: list[int] = []
+    if counts["pending_features"] == 0 and (
+        ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.FEATURES).update(phase=ImportRun.Phase.ROWS)
+    ):
+        start = run_files(run_id, ["activations", "explanations"])
+    if counts["pending"] == 0 and ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.ROWS).update(
+        phase=ImportRun.Phase.DONE
+    ):
+        _run_finish(run, failed=counts["failed"])
+    return start
+
+
+def _run_finish(run: ImportRun, *, failed: int):
+    check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
+    if failed:
+        job_fail(job_id=run.job_id, error=f"{failed} file(s) failed; see their reports")
+        Job.objects.filter(pk=run.job_id).update(result=check)
+    else:
+        job_finish(
+            job_id=run.job_id, message="complete" if check["complete"] else "loaded; counts differ", result=check
+        )
+    live.clear(run.pk)
+
+
+def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None) -> ImportRun:
+    """The whole run in this process (CLI default): prepare, features, then activations and explanations."""
+    todo = import_run_prepare(run_id=run_id)
+    if on_progress:
+        on_progress(import_run_progress(run_id=run_id))
+    files = ImportFile.objects.in_bulk(todo)
+    for file_id in sorted(todo, key=lambda pk: KIND_ORDER.index(files[pk].kind) * 10**12 + pk):
+        import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
+        import_run_advance(run_id=run_id)
+    import_run_advance(run_id=run_id)
+    return ImportRun.objects.select_related("job").get(pk=run_id)
+
+
+# ------------------------------------------------------------------------------------------ one file
+
+
+class _Counting:
+    """Counts compressed bytes as gzip pulls them, for the bytes/s and ETA figures."""
+
+    def __init__(self, raw):
+        self.raw, self.count = raw, 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def _lines(
+    stream: _Counting, nul_lines: set, pause: Callable[[int], None] | None
+) -> Iterator[tuple[int, dict | BadRecord]]:
+    line_no = 0
+    gz = gzip.GzipFile(fileobj=stream, mode="rb")
+    try:
+        for raw in gz:
+            line_no += 1
+            if pause is not None:
+                pause(line_no)
+            if not raw.strip():
+                continue
+            if b"\\u0000" in raw:
+                nul_lines.add(line_no)  # the loader strips it from the parsed text and reports the line
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                try:  # Python's json writes NaN/Infinity, which orjson refuses (and so would Postgres)
+                    yield line_no, json.loads(raw), None
+                except ValueError as exc:
+                    yield line_no, BadRecord(f"malformed JSON: {exc}")
+                continue
+            yield line_no, rec, raw
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise LoadError(f"bad gzip: {exc}", line_no + 1) from None
+
+
+def _test_pause() -> Callable[[int], None] | None:
+    """Test hook: MEMICOS_IMPORT_PAUSE_AFTER_ROWS=N makes this process sleep after line N of a file, so a
+    test can SIGKILL a worker mid-file deterministically. Unset everywhere else."""
+    after = int(os.environ.get("MEMICOS_IMPORT_PAUSE_AFTER_ROWS") or 0)
+    if not after:
+        return None
+    seconds = float(os.environ.get("MEMICOS_IMPORT_PAUSE_SECONDS") or 300)
+    return lambda line_no: time.sleep(seconds) if line_no == after else None
+
+
+def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=None) -> ImportFile:
+    """Load one remote file in one transaction with its checkpoint. Idempotent."""
+    with transaction.atomic():
+        f = ImportFile.objects.select_for_update().get(pk=file_id)
+        if not file_needs_load(f):
+            return f  # a redelivered or duplicate task: already loaded this version
+        origin = origin_from_params(ImportRun.objects.get(pk=run_id).origin_params if run_id else _params_of(f))
+        run_key = run_id or (f.run_id or 0)
+        stream = _Counting(origin.open(f.key))
+        nul_lines: set[int] = set()
+        result = LoadResult()
+        pause = _test_pause()
+
+        # no queries in here: it runs while the connection is in COPY mode
+        base = import_run_progress(run_id=run_key) if (on_progress and run_key) else None
+
+        def report(rows: int):
+            live.put(run_key, f.pk, rows=rows, bytes_=stream.count)
+            if base is not None:
+                on_progress({**base, "rows": base["rows"] + rows, "bytes": base["bytes"] + stream.count})
+
+        def pause_hook(line_no: int):
+            if pause is not None and line_no > 1:
+                report(line_no - 1)
+                pause(line_no)
+
+        started = timezone.now()
+        try:
+            rows_load(
+                kind=f.kind,
+                model_id=f.model_id,
+                source_id=f.source_id,
+                numbered=_lines(stream, nul_lines, pause_hook if pause else None),
+                report=report,
+                result=result,
+                check_nul=False,
+                nul_lines=nul_lines,
+            )
+            status, errors = ImportFile.Status.DONE, result.errors
+        except LoadError as exc:
+            status, errors = ImportFile.Status.FAILED, result.errors + [{"line": exc.line, "reason": exc.reason}]
+        finally:
+            close = getattr(stream.raw, "close", None)
+            if close:
+                close()
+        f.status = status
+        f.errors = [{"file": f.key, **e} for e in errors]
+        f.rows_read, f.rows_skipped = result.rows_read, result.rows_skipped
+        f.rows_loaded, f.rows_unchanged = result.rows_loaded, result.rows_unchanged
+        f.attempts += 1
+        f.started_at, f.finished_at = started, timezone.now()
+        if status == ImportFile.Status.DONE:
+            f.loaded_etag, f.loaded_size = f.etag, f.size
+        else:
+            f.rows_loaded = f.rows_unchanged = 0  # rolled back
+        f.save()
+    live.drop(run_key, f.pk)
+    if on_progress and run_key:
+        on_progress(import_run_progress(run_id=run_key))
+    return f
+
+
+def _params_of(f: ImportFile) -> dict:
+    run = f.run or ImportRun.objects.filter(origin=f.origin).first()
+    if run is None:
+        raise LoadError(f"no import run knows how to reach {f.origin}")
+    return run.origin_params
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+
+def import_run_progress(*, run_id: int) -> dict:
+    run = ImportRun.objects.select_related("job").get(pk=run_id)
+    files = ImportFile.objects.filter(run_id=run_id)
+    agg = files.exclude(status=ImportFile.Status.PENDING).aggregate(
+        rows=Sum("rows_read"), bytes=Sum("size"), n=Count("pk"), failed=Count("pk", filter=Q(status="FAILED"))
+    )
+    errors = sum(len(e) for e in files.exclude(errors=[]).values_list("errors", flat=True))
+    live_rows, live_bytes = live.totals(run_id)
+    rows, done_bytes = (agg["rows"] or 0) + live_rows, (agg["bytes"] or 0) + live_bytes
+    job = run.job
+    end = job.finished_at or timezone.now()
+    elapsed = max((end - job.started_at).total_seconds(), 1e-6) if job.started_at else 0.0
+    byte_rate = done_bytes / elapsed if elapsed else 0.0
+    remaining = max(run.bytes_total - done_bytes, 0)
+    return {
+        "run": run.pk,
+        "job": job.pk,
+        "model_id": run.model_id,
+        "source_id": run.source_id,
+        "status": job.status,
+        "phase": run.phase,
+        "message": job.message,
+        "error": job.error,
+        "files_done": agg["n"] or 0,
+        "files_failed": agg["failed"] or 0,
+        "files_total": run.files_total,
+        "rows": rows,
+        "bytes": done_bytes,
+        "bytes_total": run.bytes_total,
+        "elapsed_s": round(elapsed, 2),
+        "rows_per_s": round(rows / elapsed, 1) if elapsed else 0.0,
+        "bytes_per_s": round(byte_rate, 1),
+        "eta_s": round(remaining / byte_rate, 1) if byte_rate and not job.finished else None,
+        "errors": errors,
+        "result": job.result,
+    }
+
+
+# ------------------------------------------------------------------------------------------ completeness
+
+
+@dataclass
+class KindCount:
+    expected: int
+    actual: int
+
+
+def completeness_check(*, model_id: str, source_id: str, origin: str | None = None) -> dict:
+    """Rows counted in the loaded files vs rows in the database, per kind, for one source."""
+    files = ImportFile.objects.filter(model_id=model_id, source_id=source_id)
+    if origin:
+        files = files.filter(origin=origin)
+    source = Source.objects.filter(model_id=model_id, name=source_id).first()
+    out: dict = {"kinds": {}, "files_total": files.count()}
+    out["files_done"] = files.filter(status=ImportFile.Status.DONE).count()
+    out["files_failed"] = files.filter(status=ImportFile.Status.FAILED).count()
+    tables = {
+        "features": Feature.objects.filter(source=source),
+        "activations": Activation.objects.filter(feature__source=source),
+        "explanations": Explanation.objects.filter(source=source),
+    }
+    complete = source is not None and out["files_done"] == out["files_total"] and out["files_total"] > 0
+    for kind, qs in tables.items():
+        kind_files = files.filter(kind=kind, status=ImportFile.Status.DONE)
+        agg = kind_files.aggregate(read=Sum("rows_read"), skipped=Sum("rows_skipped"))
+        expected = (agg["read"] or 0) - (agg["skipped"] or 0)
+        actual = qs.count() if source is not None else 0
+        out["kinds"][kind] = {"expected": expected, "actual": actual, "match": expected == actual}
+        complete = complete and expected == actual
+    out["complete"] = complete
+    return out

@@ -1,0 +1,33 @@
+"""Import tasks on the `imports` queue: one task plans a run, then one task per file.
+
+Tasks take ids and are idempotent: a file task re-checks its ImportFile under a row lock and returns at
+once when that version is already loaded, so a redelivery (acks_late after a lost worker) is harmless.
+"""
+
+from celery import shared_task
+
+from imports.services.importer import import_file_load, import_run_advance, import_run_prepare, run_files
+from memicos_site.queues import Queue
+
+
+@shared_task(queue=Queue.IMPORTS, acks_late=True)
+def import_run_task(run_id: int) -> int:
+    import_run_prepare(run_id=run_id)
+    feature_files = run_files(run_id, ["features"])
+    for file_id in feature_files:
+        import_file_task.delay(file_id, run_id)
+    if not feature_files:
+        _dispatch(import_run_advance(run_id=run_id), run_id)
+    return len(feature_files)
+
+
+@shared_task(queue=Queue.IMPORTS, acks_late=True)
+def import_file_task(file_id: int, run_id: int) -> str:
+    f = import_file_load(file_id=file_id, run_id=run_id)
+    _dispatch(import_run_advance(run_id=run_id), run_id)
+    return f.status
+
+
+def _dispatch(file_ids: list[int], run_id: int):
+    for file_id in file_ids:
+        import_file_task.delay(file_id, run_id)

@@ -1,0 +1,82 @@
+"""The import panel (staff only): browse a v1 dataset, start Download / Re-sync / Download all, watch progress."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_POST
+
+from imports.models import ImportRun
+from imports.selectors import COMPLETE, remote_models, remote_sources
+from imports.services.importer import import_run_create, import_run_progress
+from imports.services.origin import OriginParams, origin_from_params
+
+
+def _params(data) -> OriginParams:
+    return OriginParams.from_options(
+        bucket=data.get("bucket") or None,
+        prefix=data.get("prefix") if data.get("prefix") else None,
+        endpoint_url=data.get("endpoint_url") or None,
+        directory=data.get("dir") or None,
+    )
+
+
+def _staff_json(view):
+    """JSON endpoints answer 403 JSON rather than redirecting to a login page."""
+
+    def wrapped(request, *args, **kwargs):
+        if not (request.user.is_authenticated and request.user.is_staff):
+            return JsonResponse({"message": "Staff only."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@staff_member_required
+def import_panel(request):
+    params = _params(request.GET)
+    origin = origin_from_params(params)
+    model_id = request.GET.get("model", "")
+    context = {"params": params, "origin": origin.label, "model_id": model_id, "models": [], "groups": [], "error": ""}
+    try:
+        context["models"] = remote_models(origin=origin)
+        if model_id:
+            context["groups"] = remote_sources(origin=origin, model_id=model_id)
+    except Exception as exc:  # an unreachable bucket is shown, not a 500
+        context["error"] = f"{type(exc).__name__}: {exc}"
+    context["runs"] = ImportRun.objects.select_related("job")[:10]
+    return render(request, "imports/panel.html", context)
+
+
+@require_POST
+@_staff_json
+def import_start(request):
+    from imports.tasks import import_run_task
+
+    params = _params(request.POST)
+    model_id = request.POST.get("model_id", "")
+    sources = request.POST.getlist("source_id")
+    if request.POST.get("set"):  # Download all: every source of the set that is not complete yet
+        groups = remote_sources(origin=origin_from_params(params), model_id=model_id)
+        group = next((g for g in groups if g["set"] == request.POST["set"]), None)
+        sources = [s["source_id"] for s in group["sources"] if s["status"] != COMPLETE] if group else []
+    if not model_id or not sources:
+        return JsonResponse({"message": "model_id and source_id (or set) are required."}, status=400)
+    runs = []
+    for source_id in sources:
+        run = import_run_create(
+            params=params,
+            model_id=model_id,
+            source_id=source_id,
+            resync=request.POST.get("resync") == "1",
+            explanations=request.POST.get("explanations", "1") == "1",
+            created_by=request.user,
+        )
+        import_run_task.delay(run.pk)
+        runs.append(run.pk)
+    return JsonResponse({"runs": runs})
+
+
+@_staff_json
+def import_progress(request, run_id: int):
+    get_object_or_404(ImportRun, pk=run_id)
+    return JsonResponse(import_run_progress(run_id=run_id))

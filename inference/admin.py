@@ -1,0 +1,123 @@
+"""Admin: train an SAE or add a SAELens directory as a source, and watch the job's live progress.
+
+The add form creates a Job (train_sae or dashboards) and queues it on gpu_batch; the job's change page
+refreshes itself every few seconds while the job runs.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from features.models import Job, Model
+from inference.models import PipelineJob
+from inference.pipeline.services import KIND_DASHBOARDS, KIND_TRAIN
+
+
+class PipelineForm(forms.Form):
+    action = forms.ChoiceField(choices=[("train", "Train an SAE"), ("add", "Add a SAELens directory")])
+    model = forms.ModelChoiceField(queryset=Model.objects.all())
+    source_id = forms.CharField(required=False, help_text="default: <layer>-<res|mlp|att>-<corpus>")
+    corpus = forms.CharField(initial="brown", help_text="brown, a local .txt/.jsonl file or directory, hf:<name>")
+    hook = forms.CharField(required=False, initial="blocks.9.hook_resid_post", help_text="train only")
+    arch = forms.ChoiceField(choices=[(a, a) for a in ("topk", "batchtopk", "jumprelu", "standard")])
+    width = forms.IntegerField(initial=4096, min_value=16)
+    k = forms.IntegerField(initial=32, min_value=1)
+    l1_coefficient = forms.FloatField(initial=5.0, help_text="standard architecture only")
+    tokens = forms.IntegerField(initial=500_000, min_value=1024, help_text="training tokens")
+    dashboard_tokens = forms.IntegerField(initial=65_536, min_value=1024)
+    sae_dir = forms.CharField(required=False, help_text="add only: a directory with cfg.json")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "train" and not data.get("hook"):
+            self.add_error("hook", "Training needs a hook")
+        if data.get("action") == "add" and not data.get("sae_dir"):
+            self.add_error("sae_dir", "Adding a source needs a SAELens directory")
+        return data
+
+
+@admin.register(PipelineJob)
+class PipelineJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "subject", "status", "progress", "message", "created_at")
+    list_filter = ("kind", "status")
+    readonly_fields = (
+        "kind",
+        "subject",
+        "status",
+        "progress",
+        "message",
+        "error",
+        "params",
+        "result",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+    change_form_template = "admin/inference/pipelinejob/change_form.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(kind__in=[KIND_TRAIN, KIND_DASHBOARDS])
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        pct = round(100 * obj.fraction)
+        return format_html('<progress max="100" value="{}"></progress> {}% ({} / {})', pct, pct, obj.done, obj.total)
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is None else request.user.is_staff
+
+    def add_view(self, request, form_url="", extra_context=None):
+        from django.template.response import TemplateResponse
+
+        from inference.pipeline import services, tasks
+
+        form = PipelineForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            d = form.cleaned_data
+            try:
+                if d["action"] == "train":
+                    job = services.train_job_create(
+                        model_id=d["model"].id,
+                        hook=d["hook"],
+                        corpus=d["corpus"],
+                        source_id=d["source_id"],
+                        arch=d["arch"],
+                        width=d["width"],
+                        k=d["k"],
+                        l1_coefficient=d["l1_coefficient"],
+                        tokens=d["tokens"],
+                        dashboard_tokens=d["dashboard_tokens"],
+                        created_by=request.user,
+                    )
+                    tasks.train_sae.delay(job.pk)
+                else:
+                    job = services.add_source_job_create(
+                        model_id=d["model"].id,
+                        sae_dir=d["sae_dir"],
+                        source_id=d["source_id"],
+                        corpus=d["corpus"],
+                        tokens=d["dashboard_tokens"],
+                        created_by=request.user,
+                    )
+                    tasks.dashboards.delay(job.pk)
+            except (FileNotFoundError, ValueError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Queued job {job.pk} ({job.subject}) on gpu_batch")
+                return HttpResponseRedirect(reverse("admin:inference_pipelinejob_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Train an SAE or add a source",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/inference/pipelinejob/add_form.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = Job.objects.filter(pk=object_id).first()
+        extra = {"live": job is not None and not job.finished, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context=extra)

@@ -1,0 +1,48 @@
+"""`manage.py add_source MODEL_ID --sae-dir PATH [--source-id ...] [--corpus brown --tokens N]`.
+
+Registers a SAELens directory as a Source of a model and generates its dashboards into the database.
+Re-running after an interruption resumes the dashboards job.
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from features.models import Model
+from inference.management.commands.train_sae import tqdm_echo
+
+
+class Command(BaseCommand):
+    help = "Add an SAE (SAELens directory) as a source and generate its dashboards (resumable)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("model_id")
+        parser.add_argument("--sae-dir", required=True)
+        parser.add_argument("--source-id", default="")
+        parser.add_argument("--corpus", default="brown")
+        parser.add_argument("--tokens", type=int, default=262_144, help="corpus tokens for the dashboards")
+        parser.add_argument("--context-size", type=int, default=128)
+        parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
+
+    def handle(self, *args, **o):
+        from inference.pipeline.services import add_source_job_create, dashboards_job_run
+
+        if not Model.objects.filter(pk=o["model_id"]).exists():
+            raise CommandError(f"Unknown model {o['model_id']!r} (register it first: manage.py register_model)")
+        try:
+            job = add_source_job_create(
+                model_id=o["model_id"],
+                sae_dir=o["sae_dir"],
+                source_id=o["source_id"],
+                corpus=o["corpus"],
+                tokens=o["tokens"],
+                context_size=o["context_size"],
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        if o["queue"]:
+            from inference.pipeline.tasks import dashboards
+
+            dashboards.delay(job.pk)
+            self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
+            return
+        job = dashboards_job_run(job_id=job.pk, echo=tqdm_echo())
+        self.stdout.write(f"\nJob {job.pk} {job.status}: {job.message} {job.result}")

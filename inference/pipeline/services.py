@@ -1,0 +1,374 @@
+"""The one-step pipeline: train an SAE, register it as a Source, generate its dashboards into the DB.
+
+Jobs (`features.Job`, kinds `train_sae` and `dashboards`) carry their parameters, so a task, a management
+command or the admin form runs the same `*_job_run(job_id=...)`. Work directories are deterministic per
+(model, source), so re-running an interrupted job continues where it stopped: SAELens checkpoints for
+training, chunk and batch files for dashboards, and deterministic activation ids for the rows.
+
+torch and friends are imported lazily inside the job bodies (they run in workers and commands only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from features.models import Job, Model, Source, SourceSet
+from features.services.jobs import job_create, job_fail, job_finish, job_progress, job_start
+
+KIND_TRAIN = "train_sae"
+KIND_DASHBOARDS = "dashboards"
+HOOK_KINDS = {"hook_resid_post": "res", "hook_resid_pre": "res-pre", "hook_mlp_out": "mlp", "hook_attn_out": "att"}
+
+
+def var_dir() -> Path:
+    return Path(getattr(settings, "VAR_DIR", Path(settings.BASE_DIR) / "var"))
+
+
+def saes_dir() -> Path:
+    return var_dir() / "saes"
+
+
+def work_dir(*, model_id: str, source_id: str, what: str) -> Path:
+    return var_dir() / "work" / what / model_id / source_id
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24] or "corpus"
+
+
+def default_source_id(*, hook: str, corpus: str) -> str:
+    """Neuronpedia-style `<layer>-<set>`: blocks.10.hook_resid_post on brown → `10-res-brown`."""
+    parts = hook.split(".")
+    layer = parts[1] if len(parts) > 1 and parts[1].isdigit() else "0"
+    kind = HOOK_KINDS.get(parts[-1], _slug(parts[-1]))
+    return f"{layer}-{kind}-{_slug(Path(corpus).stem if '/' in corpus else corpus)}"
+
+
+def model_ensure(*, model_id: str, loader: dict, display_name: str = "", **fields) -> Model:
+    model, _ = Model.objects.get_or_create(
+        id=model_id, defaults={"loader": loader, "display_name": display_name or model_id, **fields}
+    )
+    return model
+
+
+def source_register(
+    *,
+    model: Model,
+    source_id: str,
+    sae_dir: Path,
+    metrics: dict | None = None,
+    dataset: str = "",
+    description: str = "",
+) -> Source:
+    """Create or update the SourceSet + Source rows for a SAELens directory (Source.sae_path → the dir)."""
+    cfg = json.loads((Path(sae_dir) / "cfg.json").read_text())
+    set_name = source_id.split("-", 1)[1] if "-" in source_id else source_id
+    with transaction.atomic():
+        source_set, _ = SourceSet.objects.get_or_create(
+            model=model,
+            name=set_name,
+            defaults={
+                "description": description or f"SAEs trained or added in memicos ({set_name})",
+                "type": "sae",
+                "creator_name": "memicos",
+            },
+        )
+        updates = {
+            "source_set": source_set,
+            "sae_path": str(Path(sae_dir).resolve()),
+            "saelens_config": cfg,
+            "inference_enabled": True,
+            "has_dashboards": True,
+        }
+        if metrics is not None:
+            updates["metrics"] = metrics
+        if dataset:
+            updates["dataset"] = dataset
+        source, _ = Source.objects.update_or_create(model=model, name=source_id, defaults=updates)
+        if not model.default_source_id:
+            Model.objects.filter(pk=model.pk).update(default_source_id=source_id, default_source_set_name=set_name)
+    return source
+
+
+def job_find_or_create(*, kind: str, subject: str, params: dict, created_by=None) -> Job:
+    """The unfinished job of this kind and subject, or a new one. A rerun resumes the unfinished job with
+    the parameters it started with (its checkpoints belong to them)."""
+    job = Job.objects.filter(kind=kind, subject=subject, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).first()
+    if job is not None:
+        return job
+    return job_create(kind=kind, subject=subject, params=params, created_by=created_by)
+
+
+def records_write(*, kind: str, model_id: str, source_id: str, records: list[dict]) -> None:
+    """Dashboard rows go through the importer's loader, so generated and imported data are the same rows."""
+    from imports.services import loader
+
+    if kind == "activations":
+        # Workaround: records_load resolves feature ids with an ORM query from inside its COPY block when its
+        # per-process cache misses, which deadlocks psycopg (the query waits on the connection the COPY holds).
+        # Warming the cache after the features were written keeps that query out of the COPY.
+        source_pk = Source.objects.filter(model_id=model_id, name=source_id).values_list("pk", flat=True).first()
+        if source_pk is not None and hasattr(loader, "_FEATURE_IDS"):
+            loader._FEATURE_IDS.pop(source_pk, None)
+            loader._feature_ids(source_pk)
+    result = loader.records_load(kind=kind, model_id=model_id, source_id=source_id, records=records)
+    if result.rows_skipped:
+        raise RuntimeError(f"The loader skipped {result.rows_skipped} generated {kind} rows: {result.errors[:3]}")
+
+
+class _Throttle:
+    """Job progress at most every `every` seconds (training reports every batch)."""
+
+    def __init__(self, job_id: int, every: float = 2.0, echo=None):
+        self.job_id, self.every, self.echo, self.last = job_id, every, echo, 0.0
+
+    def __call__(self, done: int, total: int, message: str | None = None):
+        if self.echo:
+            self.echo(done, total, message)
+        now = time.monotonic()
+        if now - self.last >= self.every or done >= total:
+            self.last = now
+            job_progress(job_id=self.job_id, done=done, total=total, message=message)
+
+
+def _load_model(model: Model):
+    from inference.runtime.models import ModelSpec, load_model
+
+    return load_model(ModelSpec.from_loader(model.loader))
+
+
+def _contexts(lm, corpus: str, *, context_size: int, max_tokens: int | None):
+    from inference.runtime.corpus import corpus_contexts
+
+    return corpus_contexts(lm.tokenizer, corpus, context_size=context_size, max_tokens=max_tokens)
+
+
+# ---- training ------------------------------------------------------------------------------------------
+
+
+def train_job_create(
+    *,
+    model_id: str,
+    hook: str,
+    corpus: str = "brown",
+    source_id: str = "",
+    arch: str = "topk",
+    width: int = 4608,
+    k: int = 32,
+    l1_coefficient: float = 5.0,
+    tokens: int = 2_000_000,
+    context_size: int = 128,
+    batch_size_tokens: int = 4096,
+    lr: float = 3e-4,
+    dashboards: bool = True,
+    dashboard_tokens: int = 262_144,
+    created_by=None,
+) -> Job:
+    Model.objects.get(pk=model_id)  # raises DoesNotExist for an unknown model
+    source_id = source_id or default_source_id(hook=hook, corpus=corpus)
+    params = {
+        "model_id": model_id,
+        "source_id": source_id,
+        "hook": hook,
+        "corpus": corpus,
+        "arch": arch,
+        "width": width,
+        "k": k,
+        "l1_coefficient": l1_coefficient,
+        "tokens": tokens,
+        "context_size": context_size,
+        "batch_size_tokens": batch_size_tokens,
+        "lr": lr,
+        "dashboards": dashboards,
+        "dashboard_tokens": dashboard_tokens,
+    }
+    return job_find_or_create(kind=KIND_TRAIN, subject=f"{model_id}/{source_id}", params=params, created_by=created_by)
+
+
+def train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
+    """Train (resuming), register the Source with its metrics, then run the dashboards job for it."""
+    job = Job.objects.get(pk=job_id)
+    if not job_start(job_id=job_id, message="loading model"):
+        return job
+    p = job.params
+    try:
+        from inference.runtime.training import TrainParams, sae_train
+
+        model = Model.objects.get(pk=p["model_id"])
+        lm = lm or _load_model(model)
+        job_progress(job_id=job_id, message="tokenising corpus")
+        contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=None)
+        out = saes_dir() / model.id / p["source_id"]
+        params = TrainParams(
+            hook=p["hook"],
+            arch=p["arch"],
+            width=p["width"],
+            k=p["k"],
+            l1_coefficient=p["l1_coefficient"],
+            tokens=p["tokens"],
+            context_size=p["context_size"],
+            batch_size_tokens=p["batch_size_tokens"],
+            lr=p.get("lr", 3e-4),
+        )
+        progress = _Throttle(job_id, echo=echo)
+        metrics = sae_train(
+            lm,
+            contexts,
+            params,
+            out,
+            model_name=model.id,
+            dataset_name=p["corpus"],
+            progress=lambda d, t: progress(d, t, f"training: {d:,}/{t:,} tokens"),
+        )
+        source_register(model=model, source_id=p["source_id"], sae_dir=out, metrics=metrics, dataset=p["corpus"])
+        result = {"source_id": p["source_id"], "sae_path": str(out), "metrics": metrics}
+        if p.get("dashboards", True):
+            dash = dashboards_job_create(
+                model_id=model.id,
+                source_id=p["source_id"],
+                corpus=p["corpus"],
+                tokens=p["dashboard_tokens"],
+                context_size=p["context_size"],
+            )
+            job_progress(job_id=job_id, message=f"dashboards (job {dash.pk})")
+            dashboards_job_run(job_id=dash.pk, echo=echo, lm=lm)
+            result["dashboards_job"] = dash.pk
+        job_finish(job_id=job_id, message=f"trained {p['source_id']}", result=result)
+    except Exception as exc:
+        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return Job.objects.get(pk=job_id)
+
+
+# ---- dashboards ----------------------------------------------------------------------------------------
+
+
+def dashboards_job_create(
+    *,
+    model_id: str,
+    source_id: str,
+    corpus: str = "brown",
+    tokens: int = 262_144,
+    context_size: int = 128,
+    feature_batch: int = 256,
+    created_by=None,
+) -> Job:
+    Source.objects.get(model_id=model_id, name=source_id)
+    params = {
+        "model_id": model_id,
+        "source_id": source_id,
+        "corpus": corpus,
+        "tokens": tokens,
+        "context_size": context_size,
+        "feature_batch": feature_batch,
+    }
+    return job_find_or_create(
+        kind=KIND_DASHBOARDS, subject=f"{model_id}/{source_id}", params=params, created_by=created_by
+    )
+
+
+def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | None = None) -> Job:
+    """Generate every feature's dashboard into the DB. `stop_after` (tests) interrupts after N work units."""
+    job = Job.objects.get(pk=job_id)
+    if not job_start(job_id=job_id, message="loading model and SAE"):
+        return job
+    p = job.params
+    try:
+        from inference.runtime.dashboards import DashboardParams, dashboards_generate
+        from inference.runtime.saes import SaeRef, load_sae
+
+        source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
+        lm = lm or _load_model(source.model)
+        sae = load_sae(SaeRef(path=source.sae_path))
+        contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
+        work = work_dir(model_id=source.model_id, source_id=source.name, what="dashboards")
+        stamp = {
+            "sae_path": source.sae_path,
+            "corpus": p["corpus"],
+            "tokens": p["tokens"],
+            "context_size": p["context_size"],
+            "feature_batch": p["feature_batch"],
+            "sae_mtime": (Path(source.sae_path) / "sae_weights.safetensors").stat().st_mtime,
+        }
+        stamp_file = work / "params.json"
+        if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
+            shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
+        work.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps(stamp))
+        progress = _Throttle(job_id, every=1.0, echo=echo)
+        units = {"n": 0}
+
+        def on_progress(done, total, message):
+            progress(done, total, message)
+            units["n"] += 1
+            if stop_after is not None and units["n"] >= stop_after:
+                raise _Interrupted(f"stopped after {stop_after} units")
+
+        def write(features, activations):
+            with transaction.atomic():
+                records_write(kind="features", model_id=source.model_id, source_id=source.name, records=features)
+                records_write(kind="activations", model_id=source.model_id, source_id=source.name, records=activations)
+
+        result = dashboards_generate(
+            lm,
+            sae,
+            contexts,
+            work,
+            model_id=source.model_id,
+            source_id=source.name,
+            write=write,
+            params=DashboardParams(feature_batch=p["feature_batch"]),
+            progress=on_progress,
+        )
+        Source.objects.filter(pk=source.pk).update(
+            has_dashboards=True,
+            num_prompts=result["n_contexts"],
+            num_tokens_in_prompt=result["context_size"],
+            dataset=p["corpus"],
+        )
+        job_finish(job_id=job_id, message=f"{sae.cfg.d_sae} dashboards", result=result)
+    except _Interrupted:
+        return Job.objects.get(pk=job_id)  # left RUNNING: a rerun resumes from the checkpoints
+    except Exception as exc:
+        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return Job.objects.get(pk=job_id)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def add_source_job_create(
+    *,
+    model_id: str,
+    sae_dir: str,
+    source_id: str = "",
+    corpus: str = "brown",
+    tokens: int = 262_144,
+    context_size: int = 128,
+    created_by=None,
+) -> Job:
+    """Register an existing SAELens directory as a Source and queue its dashboards."""
+    model = Model.objects.get(pk=model_id)
+    cfg = json.loads((Path(sae_dir) / "cfg.json").read_text())
+    hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or ""
+    if not hook:
+        raise ValueError("The SAE's cfg.json names no hook (metadata.hook_name)")
+    source_id = source_id or default_source_id(hook=hook, corpus="sae")
+    source_register(model=model, source_id=source_id, sae_dir=Path(sae_dir), dataset=corpus)
+    return dashboards_job_create(
+        model_id=model_id,
+        source_id=source_id,
+        corpus=corpus,
+        tokens=tokens,
+        context_size=context_size,
+        created_by=created_by,
+    )

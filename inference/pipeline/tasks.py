@@ -1,0 +1,26 @@
+"""Pipeline tasks (SAE training, dashboards, the demo) on the gpu_batch queue.
+
+Each takes a Job id and is idempotent: a finished job is left alone, an interrupted one resumes from its
+checkpoints (training: SAELens checkpoints; dashboards: chunk and batch files, deterministic row ids).
+acks_late (the project default) re-delivers a task whose worker died.
+"""
+
+from celery import shared_task
+
+from memicos_site.queues import Queue
+
+
+@shared_task(name="pipeline.train_sae", queue=Queue.GPU_BATCH.value)
+def train_sae(job_id: int) -> int:
+    from inference.pipeline.services import train_job_run
+
+    train_job_run(job_id=job_id)
+    return job_id
+
+
+@shared_task(name="pipeline.dashboards", queue=Queue.GPU_BATCH.value)
+def dashboards(job_id: int) -> int:
+    from inference.pipeline.services import dashboards_job_run
+
+    dashboards_job_run(job_id=job_id)
+    return job_id

@@ -1,0 +1,193 @@
+"""Per-process state of an inference worker: the loaded model(s) and the SAE cache, plus the task bodies.
+
+The Celery tasks (inference/tasks.py) pass plain dict payloads here; everything below returns plain,
+JSON-able dicts. A worker normally holds one model (its queue is `inference.<model_id>`); eager-mode tests
+may hold several, hence the dict.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from inference.runtime import activations as acts
+from inference.runtime import steering
+from inference.runtime.models import LoadedModel, ModelSpec, load_model
+from inference.runtime.saes import SaeCache, SaeRef, sae_hook_name
+
+_models: dict[str, LoadedModel] = {}
+_saes: SaeCache | None = None
+_lock = threading.Lock()
+
+
+class UserError(ValueError):
+    """A request the runtime refuses (too long, bad SAE, no chat template) → 400 with this message."""
+
+
+def model_for(model_id: str, loader: dict) -> LoadedModel:
+    with _lock:
+        if model_id not in _models:
+            _models[model_id] = load_model(ModelSpec.from_loader(loader))
+        return _models[model_id]
+
+
+def sae_cache() -> SaeCache:
+    global _saes
+    if _saes is None:
+        _saes = SaeCache()
+    return _saes
+
+
+def _sae(ref: dict):
+    try:
+        return sae_cache().get(SaeRef.from_dict(ref))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise UserError(f"Cannot load SAE {ref}: {exc}") from exc
+
+
+def _check_length(lm: LoadedModel, n: int, extra: int = 0):
+    if n + extra > lm.model.cfg.n_ctx:
+        raise UserError(
+            f"Text too long: {n} tokens (+{extra} to generate) exceed the model's context of {lm.model.cfg.n_ctx}"
+        )
+
+
+def _lm(payload: dict) -> LoadedModel:
+    return model_for(payload["model_id"], payload.get("loader") or {})
+
+
+def run_activation_single(payload: dict) -> dict:
+    lm = _lm(payload)
+    probe = payload["probe"]
+    results = []
+    for text in payload["texts"]:
+        _check_length(lm, len(acts.tokenize(lm, text).ids))
+        if "sae" in probe:
+            sae = _sae(probe["sae"])
+            if not 0 <= probe["index"] < sae.cfg.d_sae:
+                raise UserError(f"Feature index {probe['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
+            results.append(acts.feature_values(lm, text=text, sae=sae, index=probe["index"]))
+        else:
+            if len(probe["vector"]) != lm.d_model:
+                raise UserError(f"Vector has {len(probe['vector'])} dimensions, the model {lm.d_model}")
+            results.append(acts.feature_values(lm, text=text, vector=probe["vector"], hook=probe["hook"]))
+    return {"results": results}
+
+
+def run_activation_source(payload: dict) -> dict:
+    lm = _lm(payload)
+    for text in payload["texts"]:
+        _check_length(lm, len(acts.tokenize(lm, text).ids))
+    return {"results": acts.source_active_features(lm, sae=_sae(payload["sae"]), texts=payload["texts"])}
+
+
+def run_search_all(payload: dict) -> dict:
+    lm = _lm(payload)
+    saes = {name: _sae(ref) for name, ref in payload["saes"].items()}
+    results = []
+    for text in payload["texts"]:
+        _check_length(lm, len(acts.tokenize(lm, text).ids))
+        results.append(
+            acts.search_all(
+                lm,
+                saes=saes,
+                text=text,
+                sort_indexes=payload.get("sort_indexes") or [],
+                ignore_bos=payload.get("ignore_bos", True),
+                num_results=payload["num_results"],
+                exclude=payload.get("exclude"),
+            )
+        )
+    return {"results": results}
+
+
+def run_topk_by_token(payload: dict) -> dict:
+    lm = _lm(payload)
+    sae = _sae(payload["sae"])
+    results = []
+    for text in payload["texts"]:
+        _check_length(lm, len(acts.tokenize(lm, text).ids))
+        results.append(
+            acts.topk_by_token(
+                lm,
+                sae=sae,
+                text=text,
+                top_k=payload["top_k"],
+                ignore_bos=payload["ignore_bos"],
+                exclude=payload.get("exclude"),
+            )
+        )
+    return {"results": results}
+
+
+def run_tokenize(payload: dict) -> dict:
+    lm = _lm(payload)
+    toks = acts.tokenize(lm, payload["text"], prepend_bos=payload.get("prepend_bos", True))
+    return {"tokens": toks.ids, "tokenStrings": toks.strings, "prependBos": toks.has_bos}
+
+
+def run_cossim(payload: dict) -> dict:
+    _lm(payload)  # the worker serves one model; loading it here keeps eager mode honest too
+    sae = _sae(payload["sae"])
+    target = _sae(payload["target_sae"])
+    query = sae.W_dec[payload["index"]].detach()
+    try:
+        rows = acts.decoder_cossim(query=query, target_sae=target, num_results=payload["num_results"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    return {"results": rows}
+
+
+def _steer_vectors(payload: dict) -> list[steering.SteerVector]:
+    out = []
+    for item in payload.get("features", []):
+        if "sae" in item:
+            sae = _sae(item["sae"])
+            if not 0 <= item["index"] < sae.cfg.d_sae:
+                raise UserError(f"Feature index {item['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
+            vec = sae.W_dec[item["index"]].detach().float().tolist()
+            hook = sae_hook_name(sae)
+        else:
+            vec, hook = item["vector"], item["hook"]
+        out.append(steering.SteerVector(hook=hook, vector=vec, coeff=item["coeff"]))
+    return out
+
+
+def run_steer(payload: dict, on_token=None) -> dict:
+    """payload: prompt (str) or messages (chat), types, features, settings → {type: {text, ids, logprobs}, prompt}."""
+    lm = _lm(payload)
+    s = payload["settings"]
+    params = steering.SteerParams(
+        n_tokens=s["n_tokens"],
+        temperature=s["temperature"],
+        freq_penalty=s["freq_penalty"],
+        seed=s["seed"],
+        method=s["steer_method"],
+        steer_special_tokens=s.get("steer_special_tokens", True),
+        n_logprobs=s.get("n_logprobs", 5),
+    )
+    if payload.get("messages") is not None:
+        try:
+            prompt_text, ids, special = steering.chat_prompt(lm, payload["messages"])
+        except steering.NoChatTemplate as exc:
+            raise UserError(str(exc)) from exc
+    else:
+        toks = acts.tokenize(lm, payload["prompt"])
+        prompt_text, ids, special = payload["prompt"], toks.ids, toks.is_special
+    _check_length(lm, len(ids), params.n_tokens)
+    vectors = _steer_vectors(payload)
+    for v in vectors:
+        if len(v.vector) != lm.d_model:
+            raise UserError(f"Steering vector has {len(v.vector)} dimensions, the model {lm.d_model}")
+    torch.set_grad_enabled(False)
+    out = steering.generate(
+        lm,
+        prompt_ids=ids,
+        types=payload["types"],
+        vectors=vectors,
+        params=params,
+        prompt_special=special,
+        on_token=on_token,
+    )
+    return {"prompt": prompt_text, "outputs": out, "eos": lm.tokenizer.eos_token or ""}

@@ -1,0 +1,95 @@
+"""Reads for live inference: is a worker alive for a model, how long is its queue, cached results."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import redis
+from django.conf import settings
+
+from memicos_site.queues import inference_queue
+
+
+def heartbeat_ttl() -> float:
+    """A worker refreshes its heartbeat every ttl/5 s; silent for this long = gone (MEMICOS_HEARTBEAT_TTL)."""
+    return float(os.environ.get("MEMICOS_HEARTBEAT_TTL", "15"))
+
+
+def heartbeat_key(model_id: str) -> str:
+    return f"memicos:inference:alive:{model_id}"
+
+
+@functools.cache
+def _redis_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def redis_client() -> redis.Redis:
+    return _redis_for(settings.REDIS_URL)
+
+
+def inference_workers_alive(*, model_id: str) -> int:
+    """Workers whose heartbeat (sorted-set member scored by time) is fresher than the TTL."""
+    r = redis_client()
+    key = heartbeat_key(model_id)
+    r.zremrangebyscore(key, "-inf", time.time() - heartbeat_ttl())
+    return int(r.zcard(key))
+
+
+def inference_queue_length(*, model_id: str) -> int:
+    """Messages waiting in the model's Celery queue (kombu's Redis transport keeps a queue as a list)."""
+    return int(redis_client().llen(inference_queue(model_id)))
+
+
+def inference_models(*, user):
+    """Models a user may run live inference on (listed and inference-enabled)."""
+    from features.selectors import model_list
+
+    return model_list(user=user).filter(inference_enabled=True)
+
+
+def inference_sources(*, user, model):
+    """Sources of a model that have an SAE to run (for the search and top-k pages)."""
+    from django.db.models import Q
+
+    from features.selectors import source_list
+
+    return source_list(user=user, model=model).filter(Q(sae_path__gt="") | Q(saelens_release__gt="")).order_by("name")
+
+
+def steer_feature_search(*, user, model_id: str, query: str, limit: int = 20) -> list[dict]:
+    """Features for the steer page's picker: `source/index`, or explanation text, of one model."""
+    from features.models import Explanation
+    from features.selectors import feature_readable_q
+
+    query = query.strip()
+    if "/" in query:
+        source, _, index = query.rpartition("/")
+        if index.lstrip("-").isdigit():
+            from features.models import Feature
+
+            rows = Feature.objects.filter(
+                feature_readable_q(user), model_id=model_id, source__name=source, index=int(index)
+            )
+            return [
+                {"modelId": f.model_id, "layer": source, "index": f.index, "description": f.vector_label}
+                for f in rows[:1]
+            ]
+    if len(query) < 2:
+        return []
+    rows = (
+        Explanation.objects.filter(feature__model_id=model_id, description__icontains=query)
+        .filter(feature_readable_q(user, "feature__"))
+        .select_related("feature__source")[:limit]
+    )
+    return [
+        {
+            "modelId": e.feature.model_id,
+            "layer": e.feature.source.name,
+            "index": e.feature.index,
+            "description": e.description,
+        }
+        for e in rows
+    ]

@@ -1,0 +1,155 @@
+"""Inference tasks, one queue per model (`inference.<model_id>`), run by `manage.py inference_worker`.
+
+Interactive tasks are acked on receipt (acks_late=False) and sent with an expiry: if the worker dies
+mid-request the caller gets an error within its timeout, and the stale request is not replayed to the
+restarted worker an hour later. torch is imported lazily so the web process, which imports this module
+through Celery's autodiscovery, never loads it.
+
+An inference worker announces itself in Redis (selectors.heartbeat_key) every heartbeat_ttl()/5 seconds
+once its model is loaded, so the web side can answer 503 at once when no worker serves a model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+
+from celery import shared_task
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+
+from inference.selectors import heartbeat_key, heartbeat_ttl, redis_client
+from memicos_site.queues import INFERENCE_PREFIX
+
+log = logging.getLogger(__name__)
+STREAM_TTL_S = 300
+_served: list[str] = []  # model ids this worker process serves
+_stop = threading.Event()
+
+
+def _member() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _error(exc) -> dict:
+    return {"error": str(exc), "status": 400}
+
+
+def _run(name: str, payload: dict, **kwargs) -> dict:
+    from inference.runtime import worker  # torch: only in worker processes
+
+    try:
+        return getattr(worker, name)(payload, **kwargs)
+    except worker.UserError as exc:
+        return _error(exc)
+
+
+INTERACTIVE = {"acks_late": False, "ignore_result": False}
+
+
+@shared_task(name="inference.activation_single", **INTERACTIVE)
+def activation_single(payload: dict) -> dict:
+    return _run("run_activation_single", payload)
+
+
+@shared_task(name="inference.activation_source", **INTERACTIVE)
+def activation_source(payload: dict) -> dict:
+    return _run("run_activation_source", payload)
+
+
+@shared_task(name="inference.search_all", **INTERACTIVE)
+def search_all(payload: dict) -> dict:
+    return _run("run_search_all", payload)
+
+
+@shared_task(name="inference.topk_by_token", **INTERACTIVE)
+def topk_by_token(payload: dict) -> dict:
+    return _run("run_topk_by_token", payload)
+
+
+@shared_task(name="inference.tokenize", **INTERACTIVE)
+def tokenize(payload: dict) -> dict:
+    return _run("run_tokenize", payload)
+
+
+@shared_task(name="inference.cossim", **INTERACTIVE)
+def cossim(payload: dict) -> dict:
+    return _run("run_cossim", payload)
+
+
+@shared_task(name="inference.steer", **INTERACTIVE)
+def steer(payload: dict, stream_key: str = "") -> dict:
+    """Generate; with stream_key, push the cumulative texts to a Redis list after every token."""
+    on_token = None
+    if stream_key:
+        r = redis_client()
+
+        def on_token(partial: dict):
+            frame = {t: {"text": o["text"]} for t, o in partial.items()}
+            pipe = r.pipeline()
+            pipe.rpush(stream_key, json.dumps({"partial": frame}))
+            pipe.expire(stream_key, STREAM_TTL_S)
+            pipe.execute()
+
+    result = _run("run_steer", payload, on_token=on_token)
+    if stream_key:
+        r.rpush(stream_key, json.dumps({"done": True}))
+        r.expire(stream_key, STREAM_TTL_S)
+    return result
+
+
+# --- worker lifecycle: load the model once, then heartbeat -------------------------------------------
+
+
+@celeryd_after_setup.connect
+def _remember_queues(sender, instance, **kwargs):
+    queues = instance.app.amqp.queues.consume_from or {}
+    _served[:] = [q[len(INFERENCE_PREFIX) :] for q in queues if q.startswith(INFERENCE_PREFIX)]
+
+
+def _beat():
+    r = redis_client()
+    while not _stop.is_set():
+        try:
+            for model_id in _served:
+                r.zadd(heartbeat_key(model_id), {_member(): time.time()})
+                r.expire(heartbeat_key(model_id), int(heartbeat_ttl() * 4) + 1)
+        except Exception:  # Redis blips must not kill the worker; the next beat retries
+            log.exception("inference heartbeat failed")
+        _stop.wait(heartbeat_ttl() / 5)
+
+
+@worker_ready.connect
+def _load_and_beat(sender=None, **kwargs):
+    if not _served:
+        return
+    from features.models import Model
+    from inference.runtime import worker
+
+    loaded = []
+    for model_id in _served:
+        row = Model.objects.filter(id=model_id).first()
+        if row is None:
+            log.error("inference worker: no Model row %r; not announcing it", model_id)
+            continue
+        t0 = time.monotonic()
+        worker.model_for(model_id, row.loader)
+        loaded.append(model_id)
+        log.warning("inference worker: model %s loaded in %.1fs", model_id, time.monotonic() - t0)
+    _served[:] = loaded
+    threading.Thread(target=_beat, name="inference-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _goodbye(**kwargs):
+    _stop.set()
+    if _served:
+        try:
+            r = redis_client()
+            for model_id in _served:
+                r.zrem(heartbeat_key(model_id), _member())
+        except Exception:
+            log.exception("inference heartbeat cleanup failed")

@@ -1,0 +1,68 @@
+"""Pages for live inference: steering (with share URLs), search via inference, top-k by token."""
+
+import json
+
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET
+
+from features.models import SteerOutput
+from features.selectors import model_get
+from inference.selectors import inference_models, inference_sources, steer_feature_search
+
+
+def _models_json(user) -> str:
+    models = []
+    for m in inference_models(user=user):
+        sources = list(inference_sources(user=user, model=m).select_related("source_set"))
+        models.append(
+            {
+                "id": m.id,
+                "name": m.display_name or m.id,
+                "sources": [s.name for s in sources],
+                "sourceSets": sorted({s.source_set.name for s in sources}),
+            }
+        )
+    return json.dumps(models)
+
+
+@require_GET
+@ensure_csrf_cookie
+def steer_page(request, output_id: str | None = None):
+    """The steer page; /steer/<id> preloads a saved result (its share URL)."""
+    initial = None
+    if output_id is not None:
+        row = SteerOutput.objects.filter(id=output_id).first()
+        if row is None:
+            raise Http404("No such steering result")
+        model_get(model_id=row.model_id, user=request.user)
+        from inference.api.presenters import steer_load_wire
+
+        initial = steer_load_wire(request, row)
+    return render(
+        request,
+        "inference/steer.html",
+        {"models_json": _models_json(request.user), "initial": initial, "initial_json": json.dumps(initial)},
+    )
+
+
+@require_GET
+@ensure_csrf_cookie
+def search_page(request):
+    return render(request, "inference/search.html", {"models_json": _models_json(request.user)})
+
+
+@require_GET
+@ensure_csrf_cookie
+def topk_page(request):
+    return render(request, "inference/topk.html", {"models_json": _models_json(request.user)})
+
+
+@require_GET
+def feature_search(request):
+    """JSON for the steer page's feature picker (`source/index` or words of an explanation)."""
+    rows = steer_feature_search(
+        user=request.user, model_id=request.GET.get("modelId", ""), query=request.GET.get("q", "")
+    )
+    return JsonResponse({"results": rows})

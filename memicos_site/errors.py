@@ -1,0 +1,17 @@
+"""Site-wide 404/500 handlers: JSON `{"message"}` under /api/, the HTML page elsewhere."""
+
+from django.http import JsonResponse
+from django.views import defaults
+
+
+def page_not_found(request, exception):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"message": str(exception) or "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        # No details: they may leak internals. The traceback is in the server log.
+        return JsonResponse({"message": "Internal server error."}, status=500)
+    return defaults.server_error(request)

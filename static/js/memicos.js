@@ -1,0 +1,65 @@
+// memicos — small page behaviours (no framework): the token value popover on feature dashboards,
+// expanding a truncated activation snippet, and copy-to-clipboard buttons.
+(function () {
+  "use strict";
+  var pop = null;
+
+  function popover() {
+    if (!pop) {
+      pop = document.createElement("div");
+      pop.id = "tok-pop";
+      pop.setAttribute("role", "tooltip");
+      pop.hidden = true;
+      document.body.appendChild(pop);
+    }
+    return pop;
+  }
+
+  function showToken(el, ev) {
+    var p = popover();
+    var shown = el.getAttribute("data-tok") || el.textContent;
+    p.innerHTML = "";
+    var t = document.createElement("span");
+    t.textContent = JSON.stringify(shown) + "  ";
+    var v = document.createElement("span");
+    v.className = "v";
+    v.textContent = el.getAttribute("data-v");
+    p.appendChild(t);
+    p.appendChild(v);
+    p.hidden = false;
+    var r = el.getBoundingClientRect();
+    var left = Math.min(window.innerWidth - p.offsetWidth - 8, Math.max(8, r.left + r.width / 2 - p.offsetWidth / 2));
+    var top = r.top - p.offsetHeight - 6;
+    if (top < 60) top = r.bottom + 6;
+    p.style.left = left + "px";
+    p.style.top = top + "px";
+  }
+
+  document.addEventListener("mouseover", function (ev) {
+    var el = ev.target.closest && ev.target.closest(".tok");
+    if (el) showToken(el, ev);
+  });
+  document.addEventListener("mouseout", function (ev) {
+    var el = ev.target.closest && ev.target.closest(".tok");
+    if (el && pop && !(ev.relatedTarget && el.contains(ev.relatedTarget))) pop.hidden = true;
+  });
+  document.addEventListener("scroll", function () { if (pop) pop.hidden = true; }, { passive: true });
+
+  document.addEventListener("click", function (ev) {
+    var more = ev.target.closest && ev.target.closest(".act-row .more");
+    if (more) {
+      var row = more.closest(".act-row");
+      row.classList.toggle("expanded");
+      more.setAttribute("aria-expanded", row.classList.contains("expanded") ? "true" : "false");
+      return;
+    }
+    var copy = ev.target.closest && ev.target.closest("[data-copy]");
+    if (copy && navigator.clipboard) {
+      navigator.clipboard.writeText(copy.getAttribute("data-copy")).then(function () {
+        var old = copy.textContent;
+        copy.textContent = "Copied";
+        setTimeout(function () { copy.textContent = old; }, 1200);
+      });
+    }
+  });
+})();

@@ -1,0 +1,107 @@
+"""UMAP (explanation embeddings and decoder directions), /api/umap visibility, and the pages."""
+
+import numpy as np
+import pytest
+
+from autointerp.services import explanation_create_human
+from autointerp.services_umap import umap_source
+from features.models import Feature, Source, Visibility
+from tests.factories import FeatureFactory, SourceFactory
+
+WORDS = ["parrots", "sparrows", "eagles", "owls", "canaries", "pigeons",
+         "rain showers", "thunderstorms", "snowfall", "fog banks", "hail", "drizzle"]  # fmt: skip
+
+
+def _explained_source(user, capture, **kwargs):
+    source = SourceFactory(**kwargs)
+    with capture(execute=True):
+        for i, word in enumerate(WORDS):
+            feature = FeatureFactory(source=source, model=source.model, index=i)
+            explanation_create_human(user=user, feature=feature, text=f"mentions of {word}")
+    return source
+
+
+@pytest.mark.django_db
+def test_umap_of_explanation_embeddings_stores_coordinates_and_clusters(
+    user, api_client, django_capture_on_commit_callbacks
+):
+    source = _explained_source(user, django_capture_on_commit_callbacks)
+    result = umap_source(source=source)
+    assert result == {"points": 12, "input": "explanations", "clusters": 2}
+    rows = list(Feature.objects.filter(source=source).order_by("index"))
+    assert all(f.umap_x is not None and f.umap_y is not None for f in rows)
+    # birds and weather words land in different clusters
+    birds, weather = {f.umap_cluster for f in rows[:6]}, {f.umap_cluster for f in rows[6:]}
+    assert len(birds) == 1 and len(weather) == 1 and birds != weather
+    source.refresh_from_db()
+    assert source.has_umap and source.has_umap_clusters and source.has_umap_log_sparsity
+    body = api_client.post("/api/umap", {"modelId": source.model_id, "layers": [source.name]}, format="json").json()
+    points = body[source.name]
+    assert len(points) == 12 and points[0]["description"] == "mentions of parrots"
+    assert points[0]["umap_log_feature_sparsity"] == pytest.approx(np.log10(0.0123))
+
+
+@pytest.mark.django_db
+def test_umap_reads_decoder_directions_when_the_source_has_an_sae(tmp_path, user):
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 16))
+    w_dec = np.concatenate([centres[0] + 0.05 * rng.normal(size=(6, 16)), centres[1] + 0.05 * rng.normal(size=(6, 16))])
+    save_file({"W_dec": w_dec.astype(np.float32), "W_enc": w_dec.T.astype(np.float32).copy()},
+              str(tmp_path / "sae_weights.safetensors"))  # fmt: skip
+    source = SourceFactory(sae_path=str(tmp_path))
+    for i in range(12):
+        FeatureFactory(source=source, model=source.model, index=i)
+    assert umap_source(source=source)["input"] == "decoder"
+    rows = list(Feature.objects.filter(source=source).order_by("index"))
+    assert {f.umap_cluster for f in rows[:6]}.isdisjoint({f.umap_cluster for f in rows[6:]})
+
+
+@pytest.mark.django_db
+def test_private_sources_never_appear_in_umap_for_others(
+    user, other_user, api_client, django_capture_on_commit_callbacks
+):
+    source = _explained_source(user, django_capture_on_commit_callbacks, visibility=Visibility.PRIVATE, creator=user)
+    umap_source(source=source)
+    body = {"modelId": source.model_id, "layers": [source.name]}
+    assert api_client.post("/api/umap", body, format="json").json() == {}
+    api_client.force_authenticate(other_user)
+    assert api_client.post("/api/umap", body, format="json").json() == {}
+    assert api_client.get(f"/umap/{source.model_id}/{source.name}/").status_code == 404
+    api_client.force_authenticate(user)
+    assert len(api_client.post("/api/umap", body, format="json").json()[source.name]) == 12
+
+
+@pytest.mark.django_db
+def test_search_page_shows_explanation_feature_link_and_snippet(client, user, django_capture_on_commit_callbacks):
+    from tests.autointerp.planted import TOPICS, planted_source
+
+    source, features = planted_source()
+    with django_capture_on_commit_callbacks(execute=True):
+        explanation_create_human(user=user, feature=features["birds"], text=TOPICS["birds"][0])
+    html = client.get("/explanations/search/", {"q": "birds that sing"}).content.decode()
+    assert "parrots and other birds" in html
+    assert f'href="/{source.model_id}/{source.name}/0/"' in html
+    assert "<mark> parrot</mark>" in html
+
+
+@pytest.mark.slow
+def test_umap_scatter_hover_shows_the_explanation_and_click_opens_the_feature(
+    live_server, page, transactional_db, django_capture_on_commit_callbacks
+):
+    from tests.factories import UserFactory
+
+    source = _explained_source(UserFactory(), django_capture_on_commit_callbacks)
+    umap_source(source=source)
+    page.goto(f"{live_server.url}/umap/{source.model_id}/{source.name}/")
+    point = page.evaluate("window.umapPoints.find(p => p.index === '3')")
+    box = page.locator("#umap").bounding_box()
+    scale = box["width"] / 900
+    x, y = box["x"] + point["px"] * scale, box["y"] + point["py"] * scale
+    page.mouse.move(x, y)
+    tip = page.locator("#umap-tip")
+    assert "mentions of" in tip.inner_text()
+    page.mouse.click(x, y)
+    page.wait_for_url(f"**/{source.model_id}/{source.name}/*/")
+    assert Source.objects.filter(pk=source.pk).exists()

@@ -1,0 +1,43 @@
+import pytest
+
+from features.models import Activation, Explanation, Feature, Job, Model, Source
+from imports.models import ImportFile
+from imports.services.importer import completeness_check
+from tests.imports.helpers import db_counts, params, run_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_full_import_of_a_source_loads_every_row_and_counts_match(s3_endpoint, small_dataset):
+    ds = small_dataset
+    run = run_import(params(s3_endpoint, ds["bucket"]), "tiny-gpt", "0-res-tt")
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    rows = ds["rows"]["0-res-tt"]
+    assert db_counts("tiny-gpt", "0-res-tt") == {k: len(v) for k, v in rows.items()}
+    check = completeness_check(model_id="tiny-gpt", source_id="0-res-tt")
+    assert check["complete"] and all(c["match"] for c in check["kinds"].values())
+    # 40 features in batches of 16 → 3 files each for features, activations, explanations
+    assert ImportFile.objects.filter(source_id="0-res-tt", status="DONE").count() == 9
+    # values arrive intact, under our names
+    want = rows["activations"][7]
+    act = Activation.objects.get(id=want["id"])
+    assert act.tokens == want["tokens"] and act.values == want["values"]
+    assert act.feature.index == int(want["index"]) and act.max_value == want["maxValue"]
+    f = Feature.objects.get(source__name="0-res-tt", index=5)
+    want_f = rows["features"][5]
+    assert f.pos_str == want_f["pos_str"] and f.frac_nonzero == want_f["frac_nonzero"]
+    exp = Explanation.objects.get(id=rows["explanations"][3]["id"])
+    assert exp.embedding_256 is not None and len(exp.embedding_256) == 256
+    assert abs(float(exp.embedding_256[0]) - float(rows["explanations"][3]["embedding"][1:].split(",")[0])) < 1e-6
+    assert exp.type_id == "oai_token-act-pair" and exp.feature.index == 3
+    assert Model.objects.get(pk="tiny-gpt").dimension == 16
+    assert Source.objects.get(name="0-res-tt").source_set.release.name == "tiny-gpt-release"
+
+
+def test_running_the_import_again_loads_nothing_and_duplicates_nothing(s3_endpoint, small_dataset):
+    p = params(s3_endpoint, small_dataset["bucket"])
+    run_import(p, "tiny-gpt", "1-res-tt")
+    before = db_counts("tiny-gpt", "1-res-tt")
+    run = run_import(p, "tiny-gpt", "1-res-tt", resync=True)
+    assert run.files_total == 0 and run.job.status == Job.Status.SUCCEEDED
+    assert db_counts("tiny-gpt", "1-res-tt") == before

@@ -1,0 +1,60 @@
+import time
+
+import pytest
+
+from features.models import Activation, Feature, Job
+from imports.models import ImportFile
+from imports.services.importer import completeness_check, import_run_create, import_run_progress
+from imports.tasks import import_run_task
+from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
+from tests.imports.helpers import db_counts, params, run_import
+
+
+def test_an_import_through_tasks_finishes_its_job(s3_endpoint, small_dataset, db):
+    run = import_run_create(
+        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
+    )
+    import_run_task.delay(run.pk)  # eager in unit tests: the per-file tasks run inline, phase by phase
+    run.refresh_from_db()
+    assert run.job.status == Job.Status.SUCCEEDED and run.phase == "DONE"
+    assert run.job.done == run.files_total == 6  # 3 feature files, 3 activation files
+    assert db_counts("tiny-gpt", "0-att-tt") == {"features": 10, "activations": 20, "explanations": 0}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_file_leaves_nothing_and_the_next_run_resumes_without_duplicates(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials, start_worker
+):
+    bucket = new_bucket()
+    spec = DatasetSpec(
+        model_id="kill-gpt", sources=[SourceSpec("2-res-kill", n_features=300, acts_per_feature=20, explanations=False)]
+    )
+    write_dataset(s3_put(s3_client, bucket, "v1/"), spec)  # one features file (300 rows), one activations file (6000)
+    worker = start_worker(
+        ["imports"], name="importkill", MEMICOS_IMPORT_PAUSE_AFTER_ROWS=3000, MEMICOS_IMPORT_PAUSE_SECONDS=300
+    )
+    p = params(s3_endpoint, bucket)
+    run = import_run_create(params=p, model_id="kill-gpt", source_id="2-res-kill")
+    import_run_task.delay(run.pk)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        progress = import_run_progress(run_id=run.pk)
+        if progress["rows"] >= 300 + 2999:  # features file committed, activations file paused mid-way
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"worker never reached the middle of the activations file: {progress}")
+    worker.proc.kill()  # SIGKILL, mid-transaction
+    worker.proc.wait(10)
+
+    acts_file = ImportFile.objects.get(model_id="kill-gpt", kind="activations")
+    assert acts_file.status == "PENDING" and acts_file.rows_read == 0
+    assert ImportFile.objects.get(model_id="kill-gpt", kind="features").status == "DONE"
+    assert Feature.objects.filter(model_id="kill-gpt").count() == 300
+    assert Activation.objects.filter(feature__model_id="kill-gpt").count() == 0  # nothing half-written
+
+    resumed = run_import(p, "kill-gpt", "2-res-kill")
+    assert resumed.files_total == 1  # only the interrupted file is redone
+    assert resumed.job.status == Job.Status.SUCCEEDED
+    assert db_counts("kill-gpt", "2-res-kill") == {"features": 300, "activations": 6000, "explanations": 0}
+    assert completeness_check(model_id="kill-gpt", source_id="2-res-kill")["complete"]
