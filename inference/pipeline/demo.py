@@ -36,6 +36,7 @@ DEMO = {
     "lr": 1e-3,
     "dashboard_tokens": 65_536,
 }
+DEMO_EXPLAIN = {"type_name": "np_max-act", "count": 32}  # the local SmolLM2 explains ~3 features a minute
 STALE_AFTER = timedelta(minutes=10)  # a RUNNING job not updated for this long lost its worker
 
 
@@ -72,7 +73,54 @@ def demo_pipeline_start(*, enqueue: bool = True) -> Job:
     fresh = previous is None or previous.pk != job.pk or previous.status == Job.Status.FAILED
     stale = job.updated_at < timezone.now() - STALE_AFTER
     if enqueue and (fresh or stale or job.status == Job.Status.PENDING):
-        from inference.pipeline.tasks import train_sae
+        from inference.pipeline.tasks import demo_followups, train_sae
 
-        train_sae.delay(job.pk)
+        (train_sae.si(job.pk) | demo_followups.si()).delay()
     return job
+
+
+def demo_top_feature_indexes(source: Source, count: int) -> list[int]:
+    """The features worth explaining first: strongest maxima among those neither dead nor dense (≤ 5%)."""
+    qs = source.features.filter(frac_nonzero__gt=0, frac_nonzero__lte=0.05).order_by("-max_act_approx")
+    return list(qs.values_list("index", flat=True)[:count])
+
+
+def demo_followups_start(*, enqueue: bool = True) -> list[Job]:
+    """Once the demo's dashboards exist: explain its top features and lay out its UMAP, each once.
+
+    Called when the pipeline finishes and on every `demo_prepare`, so an interrupted or failed follow-up
+    is picked up again at the next start (the autointerp plan skips what is already explained)."""
+    from autointerp.services import AUTOINTERP_JOB, autointerp_job_create, autointerp_job_resume
+    from autointerp.services_umap import UMAP_JOB, umap_job_create
+    from autointerp.tasks import autointerp_job_task, umap_source_task
+
+    subject = f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
+    if not Job.objects.filter(kind=KIND_TRAIN, subject=subject, status=Job.Status.SUCCEEDED).exists():
+        return []  # dashboards still being written: explaining now would pick from a partial source
+    source = Source.objects.get(model_id=DEMO_MODEL_ID, name=DEMO["source_id"])
+    jobs = []
+    explain = Job.objects.filter(kind=AUTOINTERP_JOB, subject=subject).order_by("-pk").first()
+    if explain is None:
+        indexes = demo_top_feature_indexes(source, DEMO_EXPLAIN["count"])
+        explain = autointerp_job_create(source=source, type_name=DEMO_EXPLAIN["type_name"], indexes=indexes)
+    elif _interrupted(explain):
+        explain = autointerp_job_resume(job_id=explain.pk)
+    else:
+        explain = None  # done, or in progress
+    if explain is not None:
+        jobs.append(explain)
+        if enqueue:
+            autointerp_job_task.delay(job_id=explain.pk)
+    umap = Job.objects.filter(kind=UMAP_JOB, subject=subject).order_by("-pk").first()
+    if umap is None or _interrupted(umap):
+        umap = umap_job_create(source=source, input_kind="decoder")
+        jobs.append(umap)
+        if enqueue:
+            umap_source_task.delay(job_id=umap.pk)
+    return jobs
+
+
+def _interrupted(job: Job) -> bool:
+    if job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+        return True
+    return job.status != Job.Status.SUCCEEDED and job.updated_at < timezone.now() - STALE_AFTER

@@ -132,9 +132,16 @@ class _Throttle:
     def __call__(self, done: int, total: int, message: str | None = None):
         if self.echo:
             self.echo(done, total, message)
+        self.pending = (done, total, message)
         now = time.monotonic()
         if now - self.last >= self.every or done >= total:
-            self.last = now
+            self.flush()
+
+    def flush(self):
+        """Write the latest progress now (before the job stops, so its row shows where it stopped)."""
+        if getattr(self, "pending", None):
+            done, total, message = self.pending
+            self.last, self.pending = time.monotonic(), None
             job_progress(job_id=self.job_id, done=done, total=total, message=message)
 
 
@@ -335,6 +342,7 @@ def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | Non
         )
         job_finish(job_id=job_id, message=f"{sae.cfg.d_sae} dashboards", result=result)
     except _Interrupted:
+        progress.flush()
         return Job.objects.get(pk=job_id)  # left RUNNING: a rerun resumes from the checkpoints
     except Exception as exc:
         job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")

@@ -24,3 +24,10 @@ def dashboards(job_id: int) -> int:
 
     dashboards_job_run(job_id=job_id)
     return job_id
+
+
+@shared_task(name="pipeline.demo_followups", queue=Queue.DEFAULT.value)
+def demo_followups() -> list[int]:
+    from inference.pipeline.demo import demo_followups_start
+
+    return [job.pk for job in demo_followups_start()]

@@ -6,7 +6,8 @@ from features.models import Feature, Model
 class Command(BaseCommand):
     help = (
         "Prepare the demo before `make demo` starts the processes: register SmolLM2-135M-Instruct and queue "
-        "its pipeline (SAE training on the Brown corpus, then dashboards) unless it already finished."
+        "its pipeline (SAE training on the Brown corpus, dashboards, then explanations of its top features and a "
+        "UMAP) unless it already finished."
     )
 
     def add_arguments(self, parser):
@@ -14,8 +15,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_pipeline, **options):
         if not no_pipeline:
-            from inference.pipeline.demo import demo_pipeline_start
+            from inference.pipeline.demo import demo_followups_start, demo_pipeline_start
 
             job = demo_pipeline_start()
             self.stdout.write(f"demo pipeline: job {job.pk} {job.status} ({job.message or job.subject})")
+            for followup in demo_followups_start():
+                self.stdout.write(f"demo follow-up: {followup.kind} job {followup.pk} queued")
         self.stdout.write(f"database: {Model.objects.count()} models, {Feature.objects.count()} features")

@@ -1,0 +1,54 @@
+"""`make demo`'s bookkeeping: the pipeline job is queued once, reused when done, and followed by explanations
+of the demo source's top features and a UMAP, each queued once (the heavy parts are the pipeline tests')."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from features.models import Job, Model, Source
+from features.services.jobs import job_finish
+from inference.pipeline.demo import DEMO, DEMO_MODEL_ID, demo_followups_start, demo_pipeline_start
+from tests.factories import FeatureFactory, SourceSetFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_pipeline_job_is_created_once_with_the_demo_parameters(brown):
+    job = demo_pipeline_start(enqueue=False)
+    assert job.kind == "train_sae" and job.subject == f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
+    assert job.params["hook"] == DEMO["hook"] and job.params["tokens"] == DEMO["tokens"]
+    assert demo_pipeline_start(enqueue=False).pk == job.pk
+    assert Job.objects.filter(kind="train_sae").count() == 1
+
+
+def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brown):
+    job = demo_pipeline_start(enqueue=False)
+    assert demo_followups_start(enqueue=False) == []  # no dashboards yet
+
+    source_set = SourceSetFactory(model=Model.objects.get(pk=DEMO_MODEL_ID), name="res-brown")
+    source = Source.objects.create(model_id=DEMO_MODEL_ID, source_set=source_set, name=DEMO["source_id"])
+    FeatureFactory(source=source, index=0, max_act_approx=50.0, frac_nonzero=0.4)  # dense: skipped
+    FeatureFactory(source=source, index=1, max_act_approx=3.0, frac_nonzero=0.01)
+    FeatureFactory(source=source, index=2, max_act_approx=9.0, frac_nonzero=0.002)
+    FeatureFactory(source=source, index=3, max_act_approx=7.0, frac_nonzero=0.0)  # dead: skipped
+    assert demo_followups_start(enqueue=False) == []  # the train job has not finished
+    job_finish(job_id=job.pk, message="trained")
+
+    explain, umap = demo_followups_start(enqueue=False)
+    assert explain.kind == "autointerp" and explain.params["indexes"] == [1, 2]
+    assert explain.params["type_name"] == "np_max-act"
+    assert umap.kind == "umap" and umap.params["input"] == "decoder"
+    assert demo_followups_start(enqueue=False) == []  # queued ones are not queued twice
+
+    # an interrupted follow-up (no progress for a while) is picked up again at the next start
+    Job.objects.filter(pk=explain.pk).update(status="RUNNING", updated_at=timezone.now() - timedelta(hours=1))
+    (again,) = demo_followups_start(enqueue=False)
+    assert again.pk == explain.pk and again.status == "PENDING"
+
+
+def test_demo_prepare_reports_what_it_queued(brown, capsys, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    call_command("demo_prepare", "--no-pipeline")
+    assert "database: 0 models, 0 features" in capsys.readouterr().out
