@@ -366,34 +366,3 @@ def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
     rows = {**cached, **_save_outputs(req, results, user)}
     _link(rows)
     yield {"rows": rows}
-
-
-# --- rate limits (Neuronpedia's per-hour limits, shared/reference/neuronpedia.md §2) ----------------
-
-RATE_LIMITS = {"activation": 1000, "steer": 240, "topk": 500, "search-all": 1600, "util": 1000}
-RATE_WINDOW_S = 3600
-
-
-def rate_limits_enabled() -> bool:
-    """MEMICOS_RATE_LIMITS=0/1; on by default except in tests (whose counters would outlive a run)."""
-    from django.conf import settings
-
-    default = "0" if getattr(settings, "TESTING", False) else "1"
-    return os.environ.get("MEMICOS_RATE_LIMITS", default) not in ("0", "false", "")
-
-
-def rate_limit_take(*, scope: str, ident: str) -> int | None:
-    """Count one request in this hour's window → remaining (None when limits are off); over → 429."""
-    if not rate_limits_enabled():
-        return None
-    limit = RATE_LIMITS[scope]
-    window = int(time.time() // RATE_WINDOW_S)
-    key = f"memicos:ratelimit:{scope}:{ident}:{window}"
-    pipe = redis_client().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, RATE_WINDOW_S)
-    count = pipe.execute()[0]
-    if count > limit:
-        retry = int(RATE_WINDOW_S - time.time() % RATE_WINDOW_S) + 1
-        raise InferenceError(f"Rate limit of {limit} {scope} requests per hour reached", status=429, retry_after=retry)
-    return limit - count

@@ -37,24 +37,7 @@ def error_response(exc: InferenceError) -> Response:
 
 
 class InferenceView(ApiView):
-    rate_scope = "util"
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        # Per API key / user / IP, like Neuronpedia; the remaining count is echoed as x-limit-remaining.
-        user = request.user
-        ident = (
-            f"user:{user.pk}"
-            if getattr(user, "is_authenticated", False)
-            else f"ip:{request.META.get('REMOTE_ADDR', '')}"
-        )
-        self.limit_remaining = services.rate_limit_take(scope=self.rate_scope, ident=ident)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if getattr(self, "limit_remaining", None) is not None:
-            response["x-limit-remaining"] = str(self.limit_remaining)
-        return response
+    throttle_scope = "util"  # features/api/throttles.py; subclasses name their own Neuronpedia scope
 
     def handle_exception(self, exc):
         if isinstance(exc, InferenceError):
@@ -81,7 +64,7 @@ def _exclude_dense(sources, threshold: float) -> dict[str, list[int]]:
 
 
 class ActivationNewView(InferenceView):
-    rate_scope = "activation"
+    throttle_scope = "activation"
 
     @extend_schema(
         operation_id="activation_new",
@@ -115,7 +98,7 @@ class ActivationNewView(InferenceView):
 
 
 class ActivationSourceView(InferenceView):
-    rate_scope = "activation"
+    throttle_scope = "activation"
 
     @extend_schema(
         operation_id="activation_source",
@@ -136,7 +119,7 @@ class ActivationSourceView(InferenceView):
 
 
 class SearchAllView(InferenceView):
-    rate_scope = "search-all"
+    throttle_scope = "search-all"
 
     @extend_schema(
         operation_id="search_all",
@@ -199,7 +182,7 @@ class SearchAllView(InferenceView):
 
 
 class TopkByTokenView(InferenceView):
-    rate_scope = "topk"
+    throttle_scope = "topk"
 
     @extend_schema(
         operation_id="search_topk_by_token",
@@ -318,7 +301,7 @@ def _sse(frame: dict) -> str:
 
 
 class _SteerBase(InferenceView):
-    rate_scope = "steer"
+    throttle_scope = "steer"
     chat = False
 
     def request_from(self, data) -> SteerRequest:

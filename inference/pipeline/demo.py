@@ -36,6 +36,7 @@ DEMO = {
     "lr": 1e-3,
     "dashboard_tokens": 65_536,
 }
+DEMO_TOY_MODEL_ID = "toy-cyclic-4x4"  # seed 003's toy; the Procfile's `toy` worker serves its interventions
 DEMO_EXPLAIN = {"type_name": "np_max-act", "count": 32}  # the local SmolLM2 explains ~3 features a minute
 STALE_AFTER = timedelta(minutes=10)  # a RUNNING job not updated for this long lost its worker
 
@@ -86,37 +87,60 @@ def demo_top_feature_indexes(source: Source, count: int) -> list[int]:
 
 
 def demo_followups_start(*, enqueue: bool = True) -> list[Job]:
-    """Once the demo's dashboards exist: explain its top features and lay out its UMAP, each once.
+    """Once the demo's dashboards exist, queue (each once) what makes the rest of the platform show:
+    explanations of the top features and a UMAP (autointerp), then on gpu_batch after the pipeline the seed
+    systems: the passage-SAE memory source, per-passage codes of the demo SAE for composite retrieval, and
+    the cyclic toy model with its SAE for interventions.
 
-    Called when the pipeline finishes and on every `demo_prepare`, so an interrupted or failed follow-up
-    is picked up again at the next start (the autointerp plan skips what is already explained)."""
+    Called when the pipeline finishes and on every `demo_prepare`, so an interrupted or failed follow-up is
+    picked up again at the next start (each job resumes from its own checkpoints)."""
     from autointerp.services import AUTOINTERP_JOB, autointerp_job_create, autointerp_job_resume
     from autointerp.services_umap import UMAP_JOB, umap_job_create
     from autointerp.tasks import autointerp_job_task, umap_source_task
+    from retrieval import services as retrieval
+    from retrieval import tasks as retrieval_tasks
 
     subject = f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
     if not Job.objects.filter(kind=KIND_TRAIN, subject=subject, status=Job.Status.SUCCEEDED).exists():
         return []  # dashboards still being written: explaining now would pick from a partial source
     source = Source.objects.get(model_id=DEMO_MODEL_ID, name=DEMO["source_id"])
-    jobs = []
-    explain = Job.objects.filter(kind=AUTOINTERP_JOB, subject=subject).order_by("-pk").first()
-    if explain is None:
+
+    def explain():
         indexes = demo_top_feature_indexes(source, DEMO_EXPLAIN["count"])
-        explain = autointerp_job_create(source=source, type_name=DEMO_EXPLAIN["type_name"], indexes=indexes)
-    elif _interrupted(explain):
-        explain = autointerp_job_resume(job_id=explain.pk)
-    else:
-        explain = None  # done, or in progress
-    if explain is not None:
-        jobs.append(explain)
+        return autointerp_job_create(source=source, type_name=DEMO_EXPLAIN["type_name"], indexes=indexes)
+
+    followups = [
+        # (kind, subject, create, resume, task)
+        (AUTOINTERP_JOB, subject, explain, lambda job: autointerp_job_resume(job_id=job.pk),
+         lambda job: autointerp_job_task.delay(job_id=job.pk)),
+        (UMAP_JOB, subject, lambda: umap_job_create(source=source, input_kind="decoder"), None,
+         lambda job: umap_source_task.delay(job_id=job.pk)),
+        (retrieval.KIND_BUILD, f"{retrieval.EMBEDDER_MODEL_ID}/{retrieval.DEFAULT_SOURCE_ID}",
+         retrieval.memory_source_job_create, None, lambda job: retrieval_tasks.build_memory_source.delay(job.pk)),
+        (retrieval.KIND_LM_CODES, subject,
+         lambda: retrieval.lm_codes_job_create(model_id=DEMO_MODEL_ID, source_id=DEMO["source_id"]), None,
+         lambda job: retrieval_tasks.passage_codes.delay(job.pk)),
+        (retrieval.KIND_TOY, None, lambda: retrieval.toy_job_create(model_id=DEMO_TOY_MODEL_ID), None,
+         lambda job: retrieval_tasks.toy_model.delay(job.pk)),
+    ]  # fmt: skip
+    jobs = []
+    for kind, job_subject, create, resume, send in followups:
+        existing = Job.objects.filter(kind=kind)
+        existing = (
+            existing.filter(subject=job_subject)
+            if job_subject
+            else existing.filter(subject__startswith=DEMO_TOY_MODEL_ID)
+        )
+        job = existing.order_by("-pk").first()
+        if job is None:
+            job = create()
+        elif _interrupted(job):
+            job = resume(job) if resume else create()
+        else:
+            continue  # done, or in progress
+        jobs.append(job)
         if enqueue:
-            autointerp_job_task.delay(job_id=explain.pk)
-    umap = Job.objects.filter(kind=UMAP_JOB, subject=subject).order_by("-pk").first()
-    if umap is None or _interrupted(umap):
-        umap = umap_job_create(source=source, input_kind="decoder")
-        jobs.append(umap)
-        if enqueue:
-            umap_source_task.delay(job_id=umap.pk)
+            send(job)
     return jobs
 
 

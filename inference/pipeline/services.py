@@ -110,14 +110,6 @@ def records_write(*, kind: str, model_id: str, source_id: str, records: list[dic
     """Dashboard rows go through the importer's loader, so generated and imported data are the same rows."""
     from imports.services import loader
 
-    if kind == "activations":
-        # Workaround: records_load resolves feature ids with an ORM query from inside its COPY block when its
-        # per-process cache misses, which deadlocks psycopg (the query waits on the connection the COPY holds).
-        # Warming the cache after the features were written keeps that query out of the COPY.
-        source_pk = Source.objects.filter(model_id=model_id, name=source_id).values_list("pk", flat=True).first()
-        if source_pk is not None and hasattr(loader, "_FEATURE_IDS"):
-            loader._FEATURE_IDS.pop(source_pk, None)
-            loader._feature_ids(source_pk)
     result = loader.records_load(kind=kind, model_id=model_id, source_id=source_id, records=records)
     if result.rows_skipped:
         raise RuntimeError(f"The loader skipped {result.rows_skipped} generated {kind} rows: {result.errors[:3]}")

@@ -1,5 +1,6 @@
 """`make demo`'s bookkeeping: the pipeline job is queued once, reused when done, and followed by explanations
-of the demo source's top features and a UMAP, each queued once (the heavy parts are the pipeline tests')."""
+of the demo source's top features, a UMAP and the seed systems' jobs, each queued once (the jobs themselves are
+tested in tests/pipeline, tests/autointerp and tests/retrieval)."""
 
 from datetime import timedelta
 
@@ -28,7 +29,9 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert demo_followups_start(enqueue=False) == []  # no dashboards yet
 
     source_set = SourceSetFactory(model=Model.objects.get(pk=DEMO_MODEL_ID), name="res-brown")
-    source = Source.objects.create(model_id=DEMO_MODEL_ID, source_set=source_set, name=DEMO["source_id"])
+    source = Source.objects.create(
+        model_id=DEMO_MODEL_ID, source_set=source_set, name=DEMO["source_id"], sae_path="/var/saes/demo"
+    )
     FeatureFactory(source=source, index=0, max_act_approx=50.0, frac_nonzero=0.4)  # dense: skipped
     FeatureFactory(source=source, index=1, max_act_approx=3.0, frac_nonzero=0.01)
     FeatureFactory(source=source, index=2, max_act_approx=9.0, frac_nonzero=0.002)
@@ -36,10 +39,13 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert demo_followups_start(enqueue=False) == []  # the train job has not finished
     job_finish(job_id=job.pk, message="trained")
 
-    explain, umap = demo_followups_start(enqueue=False)
+    explain, umap, memory, codes, toy = demo_followups_start(enqueue=False)
     assert explain.kind == "autointerp" and explain.params["indexes"] == [1, 2]
     assert explain.params["type_name"] == "np_max-act"
     assert umap.kind == "umap" and umap.params["input"] == "decoder"
+    assert memory.subject == "all-minilm-l6-v2/0-passage-sae" and memory.params["corpus"] == "brown"
+    assert codes.kind == "passage_codes" and codes.subject == f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
+    assert toy.kind == "toy_model" and toy.params["model_id"] == "toy-cyclic-4x4"
     assert demo_followups_start(enqueue=False) == []  # queued ones are not queued twice
 
     # an interrupted follow-up (no progress for a while) is picked up again at the next start

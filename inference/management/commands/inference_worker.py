@@ -7,6 +7,7 @@ itself in Redis so the web side can tell "no worker" (503) from "busy".
 
 import os
 import sys
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -21,9 +22,17 @@ class Command(BaseCommand):
         parser.add_argument("model_id")
         parser.add_argument("--loglevel", default="INFO")
         parser.add_argument("--hostname", default="", help="Celery node name (default inference-<model>@%%h)")
+        parser.add_argument(
+            "--wait", action="store_true", help="wait until the model is registered (the demo registers its toy later)"
+        )
 
-    def handle(self, *args, model_id, loglevel, hostname, **options):
+    def handle(self, *args, model_id, loglevel, hostname, wait, **options):
         model = Model.objects.filter(id=model_id).first()
+        if model is None and wait:
+            self.stdout.write(f"waiting for model {model_id} to be registered")
+            while model is None:
+                time.sleep(5)
+                model = Model.objects.filter(id=model_id).first()
         if model is None:
             raise CommandError(
                 f"No model {model_id!r}; register it first: manage.py register_model {model_id} --kind ..."
