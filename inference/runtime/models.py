@@ -12,8 +12,11 @@ Kinds of model (a registered Model's `loader` JSON is a ModelSpec):
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +83,25 @@ def smollm2_gguf_path() -> Path:
 
 
 def smollm2_hf_dir() -> Path:
-    """A plain HF directory (fp32 safetensors + tokenizer) made once from the GGUF."""
+    """A plain HF directory (fp32 safetensors + tokenizer) made once from the GGUF.
+
+    Several processes start at once in the demo (batch, inference and LLM workers) and all need it: an
+    exclusive file lock lets one convert while the others wait, then they find it made."""
     out = models_dir() / "smollm2-135m-instruct-hf"
-    if (out / "config.json").exists() and (out / "tokenizer_config.json").exists():
+    if _hf_dir_complete(out):
         return out
+    with open(models_dir() / "smollm2-135m-instruct-hf.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _hf_dir_complete(out):
+            _smollm2_convert(out)
+    return out
+
+
+def _hf_dir_complete(path: Path) -> bool:
+    return (path / "config.json").exists() and (path / "tokenizer_config.json").exists()
+
+
+def _smollm2_convert(out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()
@@ -94,11 +112,11 @@ def smollm2_hf_dir() -> Path:
     config = type(gguf_model.config).from_dict(config_dict)
     hf = type(gguf_model)(config)
     hf.load_state_dict(gguf_model.state_dict())
-    tmp = out.with_suffix(".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     hf.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)  # a directory left half-made by a killed process before the lock
     tmp.rename(out)  # atomic: a half-written directory is never taken for a finished one
-    return out
 
 
 def smollm2_tokenizer():
