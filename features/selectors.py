@@ -5,7 +5,8 @@ never listed or searched; PRIVATE is readable by its creator and staff only, and
 A feature inherits the visibility of its model, source set and source (the strictest wins).
 """
 
-from django.db.models import F, Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet, Value
+from django.db.models.functions import Concat
 from django.http import Http404
 
 from features.models import (
@@ -188,9 +189,7 @@ def feature_lists(*, feature: Feature, user) -> QuerySet[List]:
 
 def features_page(*, source: Source, offset: int = 0, limit: int = FEATURES_PAGE_SIZE) -> list[Feature]:
     """Features with dashboards (maxActApprox > 0) in index order; served by feature_browse_idx."""
-    return list(
-        Feature.objects.filter(source=source, max_act_approx__gt=0).order_by("index")[offset : offset + limit]
-    )
+    return list(Feature.objects.filter(source=source, max_act_approx__gt=0).order_by("index")[offset : offset + limit])
 
 
 def source_feature_count(*, source: Source) -> int:
@@ -227,8 +226,19 @@ def lists_of_user(*, owner, user) -> QuerySet[List]:
     return qs.order_by("-updated_at")
 
 
-def jobs_recent(*, limit: int = 10, kinds: list[str] | None = None) -> QuerySet[Job]:
+def jobs_recent(*, user, limit: int = 10, kinds: list[str] | None = None) -> QuerySet[Job]:
+    """Recent jobs, without those about a source this user may not read (a job names it as `model/source`)."""
     qs = Job.objects.all()
     if kinds:
         qs = qs.filter(kind__in=kinds)
+    if not _owner_or_staff(user):
+        readable = Source.objects.filter(
+            readable_q(user), readable_q(user, "source_set__"), readable_q(user, "model__")
+        )
+        hidden = (
+            Source.objects.exclude(pk__in=readable.values("pk"))
+            .annotate(subject=Concat("model_id", Value("/"), "name"))
+            .values("subject")
+        )
+        qs = qs.exclude(subject__in=hidden)
     return qs.order_by("-created_at")[:limit]

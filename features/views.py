@@ -88,7 +88,7 @@ def home(request):
     for m in models:
         m.n_sources, m.n_features = n_sources.get(m.id, 0), n_features.get(m.id, 0)
     releases = list(selectors.release_list(user=user).annotate(n_sets=Count("source_sets", distinct=True)))
-    jobs = list(selectors.jobs_recent(limit=8))
+    jobs = list(selectors.jobs_recent(user=user, limit=8))
     live_since = timezone.now() - timedelta(minutes=10)
     return render(
         request,

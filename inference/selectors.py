@@ -59,10 +59,28 @@ def inference_sources(*, user, model):
     return source_list(user=user, model=model).filter(Q(sae_path__gt="") | Q(saelens_release__gt="")).order_by("name")
 
 
+def steer_output_get(*, output_id: str, user):
+    """A saved steering result (its share link), or 404 unless the user may read its model and every feature it
+    was steered with: the link must not reveal the features of someone's PRIVATE source, nor their effect."""
+    from django.http import Http404
+
+    from features.models import Feature, SteerOutput
+    from features.selectors import feature_readable_q, model_get
+
+    row = SteerOutput.objects.select_related("connected_default_output").filter(id=output_id).first()
+    if row is None:
+        raise Http404(f"Steer output {output_id} not found.")
+    model_get(model_id=row.model_id, user=user)
+    feature_ids = set(row.steer_features.values_list("feature_id", flat=True))
+    if Feature.objects.filter(feature_readable_q(user), pk__in=feature_ids).count() < len(feature_ids):
+        raise Http404(f"Steer output {output_id} not found.")
+    return row
+
+
 def steer_feature_search(*, user, model_id: str, query: str, limit: int = 20) -> list[dict]:
     """Features for the steer page's picker: `source/index`, or explanation text, of one model."""
     from features.models import Explanation
-    from features.selectors import feature_readable_q
+    from features.selectors import feature_listed_q, feature_readable_q
 
     query = query.strip()
     if "/" in query:
@@ -81,7 +99,7 @@ def steer_feature_search(*, user, model_id: str, query: str, limit: int = 20) ->
         return []
     rows = (
         Explanation.objects.filter(feature__model_id=model_id, description__icontains=query)
-        .filter(feature_readable_q(user, "feature__"))
+        .filter(feature_listed_q(user, "feature__"))  # a search: UNLISTED stays out, as in every listing
         .select_related("feature__source")[:limit]
     )
     return [

@@ -2,17 +2,18 @@
 
 import json
 
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from features.models import SteerOutput
-from features.selectors import model_get
-from inference.selectors import inference_models, inference_sources, steer_feature_search
+from inference.selectors import inference_models, inference_sources, steer_feature_search, steer_output_get
+
+_SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
 
 def _models_json(user) -> str:
+    """JSON for a <script> element, escaped as json_script does: a name holding `</script>` cannot end it."""
     models = []
     for m in inference_models(user=user):
         sources = list(inference_sources(user=user, model=m).select_related("source_set"))
@@ -24,7 +25,7 @@ def _models_json(user) -> str:
                 "sourceSets": sorted({s.source_set.name for s in sources}),
             }
         )
-    return json.dumps(models)
+    return json.dumps(models).translate(_SCRIPT_ESCAPES)
 
 
 @require_GET
@@ -33,17 +34,13 @@ def steer_page(request, output_id: str | None = None):
     """The steer page; /steer/<id> preloads a saved result (its share URL)."""
     initial = None
     if output_id is not None:
-        row = SteerOutput.objects.filter(id=output_id).first()
-        if row is None:
-            raise Http404("No such steering result")
-        model_get(model_id=row.model_id, user=request.user)
         from inference.api.presenters import steer_load_wire
 
-        initial = steer_load_wire(request, row)
+        initial = steer_load_wire(request, steer_output_get(output_id=output_id, user=request.user))
     return render(
         request,
         "inference/steer.html",
-        {"models_json": _models_json(request.user), "initial": initial, "initial_json": json.dumps(initial)},
+        {"models_json": _models_json(request.user), "initial": initial},
     )
 
 

@@ -4,6 +4,7 @@ MEMICOS_ENV picks the defaults: `demo` (default: embedded services, generated se
 `production` (every secret must come from the environment). Docs: https://docs.djangoproject.com/en/5.2/ref/settings/
 """
 
+import re
 import secrets
 
 from django.core.exceptions import ImproperlyConfigured
@@ -38,8 +39,14 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 # https://docs.djangoproject.com/en/5.2/ref/settings/#debug
 DEBUG = env_bool("MEMICOS_DEBUG", False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "MEMICOS_DEBUG must be off when MEMICOS_ENV=production (it shows settings and tracebacks)"
+    )
 # https://docs.djangoproject.com/en/5.2/ref/settings/#allowed-hosts
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when MEMICOS_ENV=production (comma-separated host names)")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Public base URL used in share links (steer outputs, lists).
 SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{env_int('MEMICOS_PORT', 8000)}")
@@ -71,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "memicos_site.middleware.content_security_policy",
 ]
 
 ROOT_URLCONF = "memicos_site.urls"
@@ -155,6 +163,48 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Task modules outside an app's tasks.py (autodiscovery only finds <app>.tasks).
 CELERY_IMPORTS = ["inference.pipeline.tasks"]
 
+# https://docs.djangoproject.com/en/5.2/topics/cache/
+# Rate-limit counters must be shared by every web process, so they live in Redis. Tests keep a per-process
+# cache instead: clearing it must never touch the Redis database Celery uses.
+if TESTING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_URL", REDIS_URL),
+            "KEY_PREFIX": "memicos",
+        }
+    }
+
+# https://www.django-rest-framework.org/api-guide/throttling/
+# Neuronpedia's per-hour limits (shared/reference/neuronpedia.md §2), per user (session or x-api-key) or, when
+# anonymous, per client IP. Every API request counts against `api`; views name the other scopes with
+# `throttle_scope`. RATE_LIMIT_<SCOPE> (e.g. RATE_LIMIT_STEER=100/hour, /minute, /day; `off` lifts it)
+# overrides one. Tests default to limits no test reaches; the throttle tests set their own.
+_RATE_LIMITS = {
+    "api": "25000/hour",  # every API route: Neuronpedia's global /api limit
+    "activation": "1000/hour",  # activation/new, activation/source
+    "search-all": "1600/hour",  # search-all (inference over a source set)
+    "topk": "500/hour",  # search-topk-by-token
+    "steer": "240/hour",  # steer, steer-chat, intervene
+    "util": "1000/hour",  # tokenize, cossim, steer-load (the other inference routes)
+    "explanation-search": "200/hour",  # explanation/search, -all, -model, -release
+    "autointerp": "120/hour",  # explanation/generate, generate-batch, score, umap/generate: LLM or embedding work
+    "upload": "600/hour",  # feature/upload-batch (≤128 features each), activation/upload-batch, vector/new
+}
+
+
+def _rate(scope: str, default: str) -> str | None:
+    name = f"RATE_LIMIT_{scope.upper().replace('-', '_')}"
+    value = env_str(name, "1000000/hour" if TESTING else default)
+    if value.lower() == "off":
+        return None
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must look like 240/hour or be off, not {value!r}")
+    return value
+
+
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -167,6 +217,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "features.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "features.api.throttles.ApiRateThrottle",
+        "features.api.throttles.RouteRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {scope: _rate(scope, rate) for scope, rate in _RATE_LIMITS.items()},
+    # Anonymous clients are counted by IP: the address the last NUM_PROXIES proxies saw (X-Forwarded-For), so
+    # a client cannot pick its own. Production sits behind one TLS-terminating proxy by default.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1 if PRODUCTION else 0),
 }
 # https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
@@ -177,18 +235,21 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "/static/vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": "/static/favicon.svg",
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
-    },
+    "APPEND_COMPONENTS": {"securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
     "SECURITY": [{"ApiKeyAuth": []}],
 }
 
 # Upload limits: requests larger than this are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
+# https://docs.djangoproject.com/en/5.2/ref/middleware/#module-django.middleware.security
+# Production runs behind a TLS-terminating proxy that sets X-Forwarded-Proto; `manage.py check --deploy` is clean
+# with these (tests/security/test_headers.py).
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers probe over plain HTTP; a redirect would read as a failed check.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
@@ -197,6 +258,19 @@ if PRODUCTION:
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# CSRF_COOKIE_HTTPONLY stays off: the steer/search pages' scripts read the token from the cookie.
+# (SESSION_COOKIE_HTTPONLY and Cross-Origin-Opener-Policy: same-origin are Django's defaults.)
+# A policy the pages meet as they are (they carry inline scripts and styles, nothing from other origins): no
+# framing, no plugins, no <base> or form targets elsewhere, no loads from other origins. CONTENT_SECURITY_POLICY
+# replaces it; `off` drops the header.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+if CONTENT_SECURITY_POLICY.lower() == "off":
+    CONTENT_SECURITY_POLICY = ""
 
 LOGGING = {
     "version": 1,

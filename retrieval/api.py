@@ -165,6 +165,8 @@ def intervene_run(*, user, data: dict) -> dict:
 
 
 class InterveneView(ApiView):
+    throttle_scope = "steer"
+
     @extend_schema(
         operation_id="intervene",
         tags=TAGS,

@@ -8,6 +8,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from features.api.throttles import RateLimitHeadersMixin
+
 
 def _finite(value):
     """Replace NaN/±inf (possible in imported arrays) by null; strict JSON cannot carry them."""
@@ -47,7 +49,7 @@ class JsonAutoSchema(AutoSchema):
         return ["application/json"]
 
 
-class ApiView(APIView):
+class ApiView(RateLimitHeadersMixin, APIView):
     renderer_classes = [FiniteJSONRenderer]
     parser_classes = [JSONParser, AnyTypeJSONParser]
     schema = JsonAutoSchema()

@@ -55,6 +55,8 @@ def api_exception_handler(exc, context):
     body = {"message": message}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         body["retryAfter"] = int(exc.wait)
+        if getattr(exc, "scope", None):  # features.api.throttles.RateLimited
+            body["scope"] = exc.scope
     return Response(body, status=response.status_code, headers=_headers(response))
 
 

@@ -24,6 +24,8 @@ def vector_wire(f: Feature) -> dict:
 
 
 class FeatureUploadBatchView(AuthedApiView):
+    throttle_scope = "upload"
+
     @extend_schema(
         operation_id="feature_upload_batch", tags=["uploads"], summary="Upload dashboards to your source",
         description="1–128 features; owner of the source set only. Re-uploading an index updates the feature.",
@@ -37,6 +39,8 @@ class FeatureUploadBatchView(AuthedApiView):
 
 
 class ActivationUploadBatchView(AuthedApiView):
+    throttle_scope = "upload"
+
     @extend_schema(
         operation_id="activation_upload_batch", tags=["uploads"], summary="Add activations to your feature or vector",
         request=s.ActivationUploadBatchIn, responses={200: s.MessageOut, **ERRORS},
@@ -51,6 +55,8 @@ class ActivationUploadBatchView(AuthedApiView):
 
 
 class VectorNewView(AuthedApiView):
+    throttle_scope = "upload"
+
     @extend_schema(
         operation_id="vector_new", tags=["vectors"], summary="Store a steering vector as a feature",
         request=s.VectorNewIn, responses={200: s.VectorNewOut, **ERRORS},

@@ -15,12 +15,13 @@ from rest_framework.response import Response
 
 from features.api.base import ApiView, validated
 from features.api.common import feature_or_404, source_or_404
-from features.models import Feature, SteerOutput
+from features.models import Feature
 from features.selectors import features_get_many, model_get, source_list, source_set_get
 from inference import services, tasks
 from inference.api import inputs as inp
 from inference.api import outputs as out
 from inference.api import presenters as pres
+from inference.selectors import steer_output_get
 from inference.services import InferenceError, SteerRequest
 
 ERRORS = {
@@ -395,8 +396,5 @@ class SteerLoadView(InferenceView):
     )
     def post(self, request):
         data = self.body(inp.SteerLoadIn)
-        row = SteerOutput.objects.select_related("connected_default_output").filter(id=data["steerOutputId"]).first()
-        if row is None:
-            raise Http404(f"Steer output {data['steerOutputId']} not found.")
-        model_get(model_id=row.model_id, user=request.user)  # private models stay private
+        row = steer_output_get(output_id=data["steerOutputId"], user=request.user)
         return Response(pres.steer_load_wire(request, row))

@@ -32,8 +32,9 @@ class Passage:
     text: str
 
 
-def corpus_passages(corpus: str = "brown", *, max_passages: int | None = None, min_words: int = MIN_WORDS,
-                    seed: int = 0) -> list[Passage]:
+def corpus_passages(
+    corpus: str = "brown", *, max_passages: int | None = None, min_words: int = MIN_WORDS, seed: int = 0
+) -> list[Passage]:
     """Paragraphs of a corpus as passages (genre kept). With `max_passages`, a seeded sample spread over all
     documents (the Brown files are ordered by genre, so a prefix would be one genre only)."""
     from inference.runtime.corpus import corpus_documents
@@ -65,8 +66,14 @@ class PassageSaeParams:
     seed: int = 42
 
 
-def passage_sae_train(embeddings: torch.Tensor, out_dir: Path, params: PassageSaeParams, *,
-                      model_name: str = EMBEDDER_MODEL_ID, dataset: str = "brown") -> dict:
+def passage_sae_train(
+    embeddings: torch.Tensor,
+    out_dir: Path,
+    params: PassageSaeParams,
+    *,
+    model_name: str = EMBEDDER_MODEL_ID,
+    dataset: str = "brown",
+) -> dict:
     """Train a TopK SAE on [n, d] embeddings with SAELens' SAETrainer and save it SAELens-format at `out_dir`.
 
     The data provider samples batches (with replacement, seeded) from the in-memory embeddings for `steps` steps.
@@ -99,9 +106,16 @@ def passage_sae_train(embeddings: torch.Tensor, out_dir: Path, params: PassageSa
     total = params.steps * params.batch_size
     window = max(50, min(1000, params.steps // 4))
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=total, train_batch_size_samples=params.batch_size, lr=params.lr, lr_end=params.lr / 10,
-        lr_scheduler_name="constant", dead_feature_window=window, feature_sampling_window=window,
-        n_checkpoints=0, checkpoint_path=None, logger=LoggingConfig(log_to_wandb=False),
+        total_training_samples=total,
+        train_batch_size_samples=params.batch_size,
+        lr=params.lr,
+        lr_end=params.lr / 10,
+        lr_scheduler_name="constant",
+        dead_feature_window=window,
+        feature_sampling_window=window,
+        n_checkpoints=0,
+        checkpoint_path=None,
+        logger=LoggingConfig(log_to_wandb=False),
     )
     with torch.enable_grad():  # load_model() switches autograd off process-wide in workers
         SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider()).fit()
@@ -110,8 +124,18 @@ def passage_sae_train(embeddings: torch.Tensor, out_dir: Path, params: PassageSa
     tmp.mkdir(parents=True)
     sae.save_inference_model(str(tmp))
     metrics = passage_sae_metrics(_load(tmp), embeddings)
-    metrics.update({"architecture": "topk", "width": params.width, "k": params.k, "steps": params.steps,
-                    "training_samples": total, "n_passages": n, "dataset": dataset, "hook": EMBEDDING_HOOK})
+    metrics.update(
+        {
+            "architecture": "topk",
+            "width": params.width,
+            "k": params.k,
+            "steps": params.steps,
+            "training_samples": total,
+            "n_passages": n,
+            "dataset": dataset,
+            "hook": EMBEDDING_HOOK,
+        }
+    )
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)  # the finished directory appears atomically
@@ -154,8 +178,9 @@ def passage_codes_embedded(sae, embeddings: torch.Tensor, *, batch: int = 4096) 
     return out
 
 
-def passage_codes_lm(lm, sae, texts: list[str], *, max_tokens: int = 128, batch: int = 16,
-                     progress=None) -> list[tuple[int, int, float]]:
+def passage_codes_lm(
+    lm, sae, texts: list[str], *, max_tokens: int = 128, batch: int = 16, progress=None
+) -> list[tuple[int, int, float]]:
     """Per-passage max activation of every feature of a language-model SAE: (row, feature, value), nonzero only.
 
     Each passage is tokenised on its own with BOS and truncated to `max_tokens`; passages are batched with right
@@ -167,8 +192,10 @@ def passage_codes_lm(lm, sae, texts: list[str], *, max_tokens: int = 128, batch:
     bos = tok.bos_token_id
     hook = sae.cfg.metadata.hook_name
     special = torch.tensor(masked_token_ids(tok), dtype=torch.long)
-    ids = [([bos] if bos is not None else []) + tok(t, add_special_tokens=False)["input_ids"][: max_tokens - 1]
-           for t in texts]
+    ids = [
+        ([bos] if bos is not None else []) + tok(t, add_special_tokens=False)["input_ids"][: max_tokens - 1]
+        for t in texts
+    ]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding
     out = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else (bos or 0)
@@ -194,9 +221,21 @@ def passage_codes_lm(lm, sae, texts: list[str], *, max_tokens: int = 128, batch:
 # ---- dashboards of a passage SAE as Neuronpedia v1 records ------------------------------------------------
 
 
-def passage_dashboard_records(sae, passages: list[Passage], codes: list[tuple[int, int, float]], *, model_id: str,
-                              source_id: str, n_top: int = 20, n_intervals: int = 5, interval_samples: int = 3,
-                              n_bins: int = 50, n_cos: int = 10, max_words: int = 256, seed: int = 0):
+def passage_dashboard_records(
+    sae,
+    passages: list[Passage],
+    codes: list[tuple[int, int, float]],
+    *,
+    model_id: str,
+    source_id: str,
+    n_top: int = 20,
+    n_intervals: int = 5,
+    interval_samples: int = 3,
+    n_bins: int = 50,
+    n_cos: int = 10,
+    max_words: int = 256,
+    seed: int = 0,
+):
     """v1 feature and activation dicts for every feature of a passage SAE.
 
     An activation is one passage: `tokens` are its words (first `max_words`; MiniLM reads ~256 word pieces
@@ -229,15 +268,20 @@ def passage_dashboard_records(sae, passages: list[Passage], codes: list[tuple[in
         a, b = int(starts[f]), int(starts[f] + counts[f])
         fr, fv = rows_s[a:b], vals_s[a:b]
         hist = torch.histc(fv, bins=n_bins, min=0.0, max=m) if m > 0 else torch.zeros(0)
-        features.append({
-            "modelId": model_id, "layer": source_id, "index": f, "hookName": EMBEDDING_HOOK,
-            "maxActApprox": round(m, 5),
-            "frac_nonzero": float(counts[f]) / max(1, n),
-            "freq_hist_data_bar_heights": hist.tolist(),
-            "freq_hist_data_bar_values": [round((i + 0.5) * m / n_bins, 5) for i in range(n_bins)] if m > 0 else [],
-            "topkCosSimIndices": cos_i[f].tolist(),
-            "topkCosSimValues": [round(v, 5) for v in cos_v[f].tolist()],
-        })
+        features.append(
+            {
+                "modelId": model_id,
+                "layer": source_id,
+                "index": f,
+                "hookName": EMBEDDING_HOOK,
+                "maxActApprox": round(m, 5),
+                "frac_nonzero": float(counts[f]) / max(1, n),
+                "freq_hist_data_bar_heights": hist.tolist(),
+                "freq_hist_data_bar_values": [round((i + 0.5) * m / n_bins, 5) for i in range(n_bins)] if m > 0 else [],
+                "topkCosSimIndices": cos_i[f].tolist(),
+                "topkCosSimValues": [round(v, 5) for v in cos_v[f].tolist()],
+            }
+        )
         if m <= 0:
             continue
         picks: list[tuple[int, float, float, float, float]] = []  # (row, value, binMin, binMax, binContains)
@@ -248,19 +292,32 @@ def passage_dashboard_records(sae, passages: list[Passage], codes: list[tuple[in
             members = (interval == iv).nonzero(as_tuple=True)[0]
             contains = (len(members) + (n - len(fv) if iv == 0 else 0)) / max(1, n)
             chosen = members[torch.randperm(len(members), generator=gen)[:interval_samples]]
-            picks += [(int(fr[i]), float(fv[i]), m * iv / n_intervals, m * (iv + 1) / n_intervals, contains)
-                      for i in chosen.tolist()]
+            picks += [
+                (int(fr[i]), float(fv[i]), m * iv / n_intervals, m * (iv + 1) / n_intervals, contains)
+                for i in chosen.tolist()
+            ]
         for rank, (row, value, bmin, bmax, contains) in enumerate(picks):
             toks = words[row] or [""]
             v = round(value, 5)
-            activations.append({
-                "id": passage_activation_id(model_id, source_id, f, rank),
-                "modelId": model_id, "layer": source_id, "index": f,
-                "tokens": toks, "values": [v] * len(toks),
-                "maxValue": v, "minValue": v, "maxValueTokenIndex": 0, "qualifyingTokenIndex": 0,
-                "binMin": round(bmin, 5), "binMax": round(bmax, 5), "binContains": contains,
-                "dataIndex": row, "dataSource": passages[row].data_source,
-            })
+            activations.append(
+                {
+                    "id": passage_activation_id(model_id, source_id, f, rank),
+                    "modelId": model_id,
+                    "layer": source_id,
+                    "index": f,
+                    "tokens": toks,
+                    "values": [v] * len(toks),
+                    "maxValue": v,
+                    "minValue": v,
+                    "maxValueTokenIndex": 0,
+                    "qualifyingTokenIndex": 0,
+                    "binMin": round(bmin, 5),
+                    "binMax": round(bmax, 5),
+                    "binContains": contains,
+                    "dataIndex": row,
+                    "dataSource": passages[row].data_source,
+                }
+            )
     return features, activations
 
 

@@ -107,8 +107,16 @@ def _tokenizer_load(directory: Path):
 
 def _config(p: ToyParams, d_vocab: int) -> HookedTransformerConfig:
     return HookedTransformerConfig(
-        n_layers=p.n_layers, d_model=p.d_model, n_heads=p.n_heads, d_head=p.d_model // p.n_heads, d_mlp=p.d_mlp,
-        n_ctx=p.n_ctx, d_vocab=d_vocab, act_fn="relu", normalization_type="LN", seed=p.seed,
+        n_layers=p.n_layers,
+        d_model=p.d_model,
+        n_heads=p.n_heads,
+        d_head=p.d_model // p.n_heads,
+        d_mlp=p.d_mlp,
+        n_ctx=p.n_ctx,
+        d_vocab=d_vocab,
+        act_fn="relu",
+        normalization_type="LN",
+        seed=p.seed,
         default_prepend_bos=True,
     )
 
@@ -145,8 +153,15 @@ def toy_train(out_dir: str | Path, params: ToyParams, *, progress=None) -> dict:
         pred = model(test_toks).argmax(-1)
     determined = slice(params.period, params.n_ctx - 1)  # from here the past fixes the next symbol
     acc = (pred[:, determined] == test_toks[:, determined.start + 1 :]).float().mean()
-    return {"final_loss": round(loss_value, 5), "accuracy": round(float(acc), 5), "steps": params.steps,
-            "symbols": params.symbols, "period": params.period, "d_model": params.d_model, "n_layers": params.n_layers}
+    return {
+        "final_loss": round(loss_value, 5),
+        "accuracy": round(float(acc), 5),
+        "steps": params.steps,
+        "symbols": params.symbols,
+        "period": params.period,
+        "d_model": params.d_model,
+        "n_layers": params.n_layers,
+    }
 
 
 def toy_load(spec: ModelSpec) -> LoadedModel:
@@ -155,8 +170,14 @@ def toy_load(spec: ModelSpec) -> LoadedModel:
     cfg_dict.pop("dtype", None)
     cfg_dict["device"] = spec.device
     keep = set(HookedTransformerConfig.__dataclass_fields__)
-    cfg = HookedTransformerConfig(**{k: v for k, v in cfg_dict.items() if k in keep and k not in (
-        "n_params", "d_vocab_out", "tokenizer_prepends_bos", "use_normalization_before_and_after")})
+    cfg = HookedTransformerConfig(
+        **{
+            k: v
+            for k, v in cfg_dict.items()
+            if k in keep
+            and k not in ("n_params", "d_vocab_out", "tokenizer_prepends_bos", "use_normalization_before_and_after")
+        }
+    )
     tok = _tokenizer_load(directory)
     model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
     model.load_state_dict(torch.load(directory / "model.pt", map_location=spec.device))
@@ -197,8 +218,15 @@ def position_features(lm: LoadedModel, sae, toy: Toy) -> list[dict]:
     """For each cycle position, the feature most correlated with it."""
     corr = position_correlations(lm, sae, toy)
     best = corr.argmax(dim=0)
-    return [{"position": j, "symbol": toy.names[toy.cycle[j]], "index": int(best[j]),
-             "corr": round(float(corr[best[j], j]), 4)} for j in range(toy.period)]
+    return [
+        {
+            "position": j,
+            "symbol": toy.names[toy.cycle[j]],
+            "index": int(best[j]),
+            "corr": round(float(corr[best[j], j]), 4),
+        }
+        for j in range(toy.period)
+    ]
 
 
 # ---- interventions ------------------------------------------------------------------------------------------
@@ -223,8 +251,16 @@ def _edit_hook(sae, index: int, positions: list[int] | None, mode: str, value: f
     return hook
 
 
-def logits_with(lm: LoadedModel, sae, ids: torch.Tensor, *, index: int | None = None, positions=None,
-                mode: str = "clamp", value: float = 0.0) -> torch.Tensor:
+def logits_with(
+    lm: LoadedModel,
+    sae,
+    ids: torch.Tensor,
+    *,
+    index: int | None = None,
+    positions=None,
+    mode: str = "clamp",
+    value: float = 0.0,
+) -> torch.Tensor:
     """[B, T, V] logits, with the feature edited at `positions` (None = every position) when index is given."""
     if index is None:
         return lm.model(ids)
@@ -238,8 +274,9 @@ def feature_values(lm: LoadedModel, sae, ids: torch.Tensor, index: int) -> torch
     return sae.encode(hook_acts(lm, ids, sae.cfg.metadata.hook_name).to(sae.dtype))[..., index].float()
 
 
-def intervene(lm: LoadedModel, sae, ids: list[int], *, index: int, positions: list[int], mode: str, value: float,
-              top_k: int = 5) -> list[dict]:
+def intervene(
+    lm: LoadedModel, sae, ids: list[int], *, index: int, positions: list[int], mode: str, value: float, top_k: int = 5
+) -> list[dict]:
     """Per position: token, the feature's value, top-k next-token predictions before and after the edit."""
     t = torch.tensor([ids])
     with torch.no_grad():
@@ -252,18 +289,33 @@ def intervene(lm: LoadedModel, sae, ids: list[int], *, index: int, positions: li
     for p, tok in enumerate(ids):
         bv, bi = before[p].topk(k)
         av, ai = after[p].topk(k)
-        rows.append({
-            "position": p, "token": strings[tok], "featureValue": round(float(acts[p]), 5),
-            "intervened": p in positions,
-            "before": [{"token": strings[i], "prob": round(float(v), 5)} for v, i in zip(bv, bi, strict=True)],
-            "after": [{"token": strings[i], "prob": round(float(v), 5)} for v, i in zip(av, ai, strict=True)],
-            "changed": int(bi[0]) != int(ai[0]),
-        })
+        rows.append(
+            {
+                "position": p,
+                "token": strings[tok],
+                "featureValue": round(float(acts[p]), 5),
+                "intervened": p in positions,
+                "before": [{"token": strings[i], "prob": round(float(v), 5)} for v, i in zip(bv, bi, strict=True)],
+                "after": [{"token": strings[i], "prob": round(float(v), 5)} for v, i in zip(av, ai, strict=True)],
+                "changed": int(bi[0]) != int(ai[0]),
+            }
+        )
     return rows
 
 
-def hallucination_check(lm: LoadedModel, sae, toy: Toy, *, index: int, mode: str, value: float, n_prompts: int = 32,
-                        prompt_len: int | None = None, gen_len: int | None = None, seed: int = 11) -> dict:
+def hallucination_check(
+    lm: LoadedModel,
+    sae,
+    toy: Toy,
+    *,
+    index: int,
+    mode: str,
+    value: float,
+    n_prompts: int = 32,
+    prompt_len: int | None = None,
+    gen_len: int | None = None,
+    seed: int = 11,
+) -> dict:
     """How often greedy continuations leave the cycle, without and with the edit.
 
     Prompts are random-phase cycle prefixes (BOS + `prompt_len` symbols, default two periods); the model
@@ -285,12 +337,21 @@ def hallucination_check(lm: LoadedModel, sae, toy: Toy, *, index: int, mode: str
                 logits = logits_with(lm, sae, seq, index=edit, positions=positions, mode=mode, value=value)
                 seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
         wrong = seq[:, 1 + prompt_len :] != truth
-        out[name] = {"wrongTokens": int(wrong.sum()), "tokens": int(wrong.numel()),
-                     "tokenErrorRate": round(float(wrong.float().mean()), 5),
-                     "sequencesWithError": int(wrong.any(1).sum()), "sequences": n_prompts,
-                     "sequenceErrorRate": round(float(wrong.any(1).float().mean()), 5)}
-    out["settings"] = {"promptLength": prompt_len, "generatedLength": gen_len, "mode": mode, "value": value,
-                       "index": index}
+        out[name] = {
+            "wrongTokens": int(wrong.sum()),
+            "tokens": int(wrong.numel()),
+            "tokenErrorRate": round(float(wrong.float().mean()), 5),
+            "sequencesWithError": int(wrong.any(1).sum()),
+            "sequences": n_prompts,
+            "sequenceErrorRate": round(float(wrong.any(1).float().mean()), 5),
+        }
+    out["settings"] = {
+        "promptLength": prompt_len,
+        "generatedLength": gen_len,
+        "mode": mode,
+        "value": value,
+        "index": index,
+    }
     return out
 
 
@@ -320,10 +381,21 @@ def run_intervene(payload: dict) -> dict:
     if any(p < 0 or p >= len(toks.ids) for p in positions):
         raise UserError(f"positions must be between 0 and {len(toks.ids) - 1} (0 is the BOS)")
     mode, value = payload["mode"], float(payload.get("value") or 0.0)
-    result = {"tokens": toks.strings,
-              "positions": intervene(lm, sae, toks.ids, index=index, positions=positions, mode=mode, value=value,
-                                     top_k=int(payload.get("top_k", 5)))}
+    result = {
+        "tokens": toks.strings,
+        "positions": intervene(
+            lm,
+            sae,
+            toks.ids,
+            index=index,
+            positions=positions,
+            mode=mode,
+            value=value,
+            top_k=int(payload.get("top_k", 5)),
+        ),
+    }
     if payload.get("hallucination", True) and lm.spec.kind == "toy-cyclic":
-        result["hallucination"] = hallucination_check(lm, sae, Toy.read(lm.spec.name), index=index, mode=mode,
-                                                      value=value)
+        result["hallucination"] = hallucination_check(
+            lm, sae, Toy.read(lm.spec.name), index=index, mode=mode, value=value
+        )
     return result

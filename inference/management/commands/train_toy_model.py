@@ -37,10 +37,21 @@ class Command(BaseCommand):
 
         try:
             job = toy_job_create(
-                model_id=o["model_id"], symbols=o["symbols"], period=o["period"], hook=o["hook"],
-                n_layers=o["layers"], d_model=o["d_model"], n_ctx=o["n_ctx"], steps=o["steps"], seed=o["seed"],
-                sae_width=o["sae_width"], sae_k=o["sae_k"], sae_tokens=o["sae_tokens"], sae_lr=o["sae_lr"],
-                source_id=o["source_id"], dashboards=not o["no_dashboards"],
+                model_id=o["model_id"],
+                symbols=o["symbols"],
+                period=o["period"],
+                hook=o["hook"],
+                n_layers=o["layers"],
+                d_model=o["d_model"],
+                n_ctx=o["n_ctx"],
+                steps=o["steps"],
+                seed=o["seed"],
+                sae_width=o["sae_width"],
+                sae_k=o["sae_k"],
+                sae_tokens=o["sae_tokens"],
+                sae_lr=o["sae_lr"],
+                source_id=o["source_id"],
+                dashboards=not o["no_dashboards"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
@@ -53,5 +64,6 @@ class Command(BaseCommand):
         job = toy_job_run(job_id=job.pk, echo=lambda m: self.stdout.write(m))
         self.stdout.write(f"Job {job.pk} {job.status}: {job.message or job.error}")
         for row in (job.result or {}).get("position_features", []):
-            self.stdout.write(f"  cycle position {row['position']} ({row['symbol']}): feature {row['index']} "
-                              f"(r = {row['corr']})")
+            self.stdout.write(
+                f"  cycle position {row['position']} ({row['symbol']}): feature {row['index']} (r = {row['corr']})"
+            )
