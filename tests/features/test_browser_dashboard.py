@@ -1,11 +1,9 @@
 """The feature dashboard in headless Chromium: what a user sees on a factory-made feature.
 
-Set MEMICOS_UPDATE_SCREENSHOT=1 to also write the README's docs/screenshot.png from this page.
+(The README's docs/screenshot.png is taken from the demo's real SmolLM2 feature, never from this data.)
 """
 
 import math
-import os
-import shutil
 
 import pytest
 
@@ -17,7 +15,6 @@ from features.models import (
     ExplanationScoreType,
     ExplanationType,
 )
-from tests.conftest import ROOT
 from tests.factories import (
     ActivationFactory,
     ExplanationFactory,
@@ -179,8 +176,6 @@ def test_feature_dashboard_in_a_browser(live_server, page, tmp_path):
     page.mouse.move(0, 0)
     page.screenshot(path=str(path))
     assert path.stat().st_size > 20_000
-    if os.environ.get("MEMICOS_UPDATE_SCREENSHOT") == "1":
-        shutil.copy(path, ROOT / "docs" / "screenshot.png")
 
 
 def test_long_snippet_shows_a_window_around_the_max_token_and_expands(live_server, page):
