@@ -12,7 +12,8 @@ def job_create(*, kind: str, subject: str = "", total: int = 0, params: dict | N
 
 def job_start(*, job_id: int, total: int | None = None, message: str = "") -> bool:
     """Claim a pending (or interrupted running) job. Returns False if it already finished."""
-    updates = {"status": Job.Status.RUNNING, "started_at": timezone.now(), "message": message}
+    now = timezone.now()  # updated_at too: .update() skips auto_now, and staleness checks read it
+    updates = {"status": Job.Status.RUNNING, "started_at": now, "updated_at": now, "message": message}
     if total is not None:
         updates["total"] = total
     return bool(
@@ -34,7 +35,8 @@ def job_progress(*, job_id: int, done: int | None = None, add: int = 0, total: i
 
 
 def job_finish(*, job_id: int, message: str = "", result: dict | None = None):
-    updates = {"status": Job.Status.SUCCEEDED, "finished_at": timezone.now(), "message": message, "error": ""}
+    now = timezone.now()
+    updates = {"status": Job.Status.SUCCEEDED, "finished_at": now, "updated_at": now, "message": message, "error": ""}
     if result is not None:
         updates["result"] = result
     Job.objects.filter(pk=job_id).update(**updates)
