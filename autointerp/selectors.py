@@ -2,24 +2,139 @@
 
 Search = exact-phrase matches first (Postgres full-text `phraseto_tsquery` over the GIN index on
 to_tsvector('english', description)), then nearest neighbours of the query embedding over the HNSW
-index (`hnsw.ef_search` set per transaction; pgvector 0.8 iterative scans keep filtered queries
-(visibility, scope) from running out of candidates). Only PUBLIC rows (or the user's own) are listed.
-"""
+index (`hnsw.ef_search` set per query; pgvector 0.8 iterative scans keep filtered queries (visibility,
+scope) from running out of candidates). Only PUBLIC rows (or the user's own) are listed.
+
+A page costs three round trips: the visible source ids, one statement that ranks and returns the page
+with its features, and the features' top activations (bench/search.py: p50 ~20 ms over 1M explanations
+on 2 busy cores, from 45 ms at 200k with an ORM query per part and every embedding read into Python)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from pgvector.django import CosineDistance
 
 from autointerp import conf
-from features.models import Explanation, Feature, Source
+from features.models import Activation, Explanation, Feature, Source, SourceSet
 from features.selectors import listed_q
 
 PAGE_SIZE = 20  # Neuronpedia's page
 PHRASE_CAP = 100  # phrase matches ranked first; a phrase this common is not a precise query any more
+VECTOR_FIELDS = ("embedding", "embedding_256")  # the HNSW-indexed Explanation columns
+
+# One statement per search, planned so that each part keeps its index:
+# - `q`: the query vector, sent once and read through an InitPlan (the HNSW scan takes it as its
+#   ORDER BY argument as it takes a literal).
+# - `phrase` (MATERIALIZED: planned on its own): the GIN index on the same expression as the migration's
+#   `explanation_description_fts` (Django's SearchVector renders COALESCE(description, '')); when the
+#   planner expects a common phrase it may walk the HNSW index with the phrase as a filter instead.
+#   At most PHRASE_CAP rows either way.
+# - `nearest`: `ORDER BY <col> <=> q LIMIT k` over the bare table, so that the HNSW index drives the
+#   scan; visibility and scope are a `source_id = ANY(...)` filter on that walk (pgvector's iterative
+#   scan goes on past rows the filter drops) rather than joins to model/source/source set, with which
+#   Postgres scanned and sorted every row.
+# - `page`: the merge sorts only the <= PHRASE_CAP + offset + limit + 1 rows the two return, restoring
+#   exact distance order (relaxed_order may return neighbours slightly out of order), and pages.
+# - the page (limit + 1 rows, one to tell whether more follow) is then joined to its features, sources
+#   and source sets by primary key, so that no further query is needed for them; no embedding (1.5 kB
+#   of floats a row) leaves the database.
+_SEARCH_SQL = """
+WITH q AS (
+    SELECT %(vector)s::vector AS v
+), phrase AS MATERIALIZED (
+    SELECT id, feature_id, {field} <=> (SELECT v FROM q) AS distance
+    FROM features_explanation
+    WHERE to_tsvector('english'::regconfig, COALESCE(description, ''))
+          @@ phraseto_tsquery('english'::regconfig, %(query)s)
+      AND source_id = ANY(%(sources)s) AND {field} IS NOT NULL
+    ORDER BY distance
+    LIMIT %(phrase_cap)s
+), nearest AS MATERIALIZED (
+    SELECT id, feature_id, {field} <=> (SELECT v FROM q) AS distance
+    FROM features_explanation
+    WHERE source_id = ANY(%(sources)s) AND {field} IS NOT NULL
+    ORDER BY distance
+    LIMIT %(wanted)s
+), page AS (
+    SELECT id, feature_id, distance, true AS phrase_match FROM phrase
+    UNION ALL
+    SELECT id, feature_id, distance, false FROM nearest WHERE id NOT IN (SELECT id FROM phrase)
+    ORDER BY phrase_match DESC, distance, id
+    OFFSET %(offset)s
+    LIMIT %(page)s
+)
+SELECT page.distance, page.phrase_match, {explanation}, {feature}, {source}, {source_set}
+FROM page
+JOIN features_explanation e ON e.id = page.id
+JOIN features_feature f ON f.id = page.feature_id
+JOIN features_source s ON s.id = f.source_id
+JOIN features_sourceset ss ON ss.id = s.source_set_id
+ORDER BY page.phrase_match DESC, page.distance, page.id
+"""
+
+# The strongest activations of each feature: one index probe per feature on activation_feature_max_idx
+# (feature, -max_value), reading `limit` rows each rather than all of every feature's activations.
+_TOP_ACTIVATIONS_SQL = """
+SELECT {activation}
+FROM unnest(%(features)s::bigint[]) AS f(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM features_activation
+    WHERE feature_id = f.id
+    ORDER BY max_value DESC, id
+    LIMIT %(limit)s
+) a
+"""
+
+
+class _Columns:
+    """Some columns of a model in a raw SELECT, and instances built from them as the ORM builds them
+    (field converters applied; the fields not selected are deferred)."""
+
+    def __init__(self, model, alias: str, names=None):
+        wanted = {model._meta.get_field(n) for n in names} if names else None
+        # in the model's order: Model.from_db() matches a partial row to concrete fields in that order
+        fields = [f for f in model._meta.concrete_fields if wanted is None or f in wanted]
+        self.model, self.alias, self.fields = model, alias, fields
+        self.names = tuple(f.attname for f in fields)
+        self.sql = ", ".join(f'{alias}."{f.column}"' for f in fields)
+        self._converters = None
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def build(self, values, conn):
+        if self._converters is None:  # once: they depend on the fields and the backend only
+            self._converters = [
+                (i, convert, field.get_col(self.alias))
+                for i, field in enumerate(self.fields)
+                for convert in field.get_db_converters(conn)
+            ]
+        if self._converters:
+            values = list(values)
+            for i, convert, col in self._converters:
+                values[i] = convert(values[i], col, conn)
+        return self.model.from_db(conn.alias, self.names, values)
+
+
+_EXPLANATION = _Columns(
+    Explanation, "e", ("id", "feature_id", "model_id", "source_id", "description", "type_id", "explanation_model_id")
+)
+_FEATURE = _Columns(Feature, "f")
+_SOURCE = _Columns(Source, "s", ("id", "name", "source_set_id", "model_id"))
+_SOURCE_SET = _Columns(SourceSet, "ss", ("id", "name"))
+_ACTIVATION = _Columns(Activation, "a")
+_IN_ROW = []  # where each model's columns are in a row of _SEARCH_SQL, after distance and phrase_match
+for _part in (_EXPLANATION, _FEATURE, _SOURCE, _SOURCE_SET):
+    _start = _IN_ROW[-1].stop if _IN_ROW else 2
+    _IN_ROW.append(slice(_start, _start + len(_part)))
+_SEARCH_SQL_BY_FIELD = {
+    field: _SEARCH_SQL.format(
+        field=field, explanation=_EXPLANATION.sql, feature=_FEATURE.sql, source=_SOURCE.sql, source_set=_SOURCE_SET.sql
+    )
+    for field in VECTOR_FIELDS
+}
 
 
 @dataclass
@@ -29,8 +144,8 @@ class SearchHit:
     phrase_match: bool
 
 
-def _scoped(user, *, field: str, model_id=None, source_names=None, release_name=None):
-    """Explanations of the sources this user may list, as `source_id IN (...)`.
+def _listed_source_ids(user, *, model_id=None, source_names=None, release_name=None) -> list[int]:
+    """The sources whose explanations this user may see in search (and the request's scope).
 
     Visibility is decided on the (small) source table first: a join to model/source/source set in the
     vector query makes Postgres scan every explanation instead of walking the HNSW index.
@@ -42,8 +157,33 @@ def _scoped(user, *, field: str, model_id=None, source_names=None, release_name=
         sources = sources.filter(name__in=source_names)
     if release_name:
         sources = sources.filter(source_set__release_id=release_name)
-    source_ids = list(sources.values_list("id", flat=True))
-    return Explanation.objects.filter(source_id__in=source_ids, **{f"{field}__isnull": False})
+    return list(sources.order_by().values_list("id", flat=True))  # order_by(): no sort for a set of ids
+
+
+def _scoped(user, *, field: str, **scope):
+    return Explanation.objects.filter(source_id__in=_listed_source_ids(user, **scope), **{f"{field}__isnull": False})
+
+
+def _vector_literal(vector) -> str:
+    """pgvector's text form; repr() of a list of floats is one (spaces are allowed)."""
+    return repr([float(x) for x in vector])
+
+
+def _hits(rows) -> list[SearchHit]:
+    """SearchHits from rows of _SEARCH_SQL: explanation → feature → source → source set, as model
+    instances with the selected fields loaded (one Source instance per source)."""
+    conn, sources, hits = connections[connection.alias], {}, []
+    for row in rows:
+        explanation = _EXPLANATION.build(row[_IN_ROW[0]], conn)
+        feature = _FEATURE.build(row[_IN_ROW[1]], conn)
+        source_values = row[_IN_ROW[2]]
+        if (source := sources.get(source_values[0])) is None:
+            source = sources[source_values[0]] = _SOURCE.build(source_values, conn)
+            source.source_set = _SOURCE_SET.build(row[_IN_ROW[3]], conn)
+        feature.source = source
+        explanation.feature = feature
+        hits.append(SearchHit(explanation, 1 - row[0], row[1]))
+    return hits
 
 
 def explanation_search(
@@ -51,34 +191,47 @@ def explanation_search(
     source_names: list[str] | None = None, release_name: str | None = None, offset: int = 0,
     limit: int = PAGE_SIZE,
 ) -> tuple[list[SearchHit], bool]:  # fmt: skip
-    """One page of hits and whether more follow."""
-    qs = _scoped(user, field=field, model_id=model_id, source_names=source_names, release_name=release_name)
+    """One page of hits (explanation → feature → source → source set loaded) and whether more follow."""
+    if field not in VECTOR_FIELDS:
+        raise ValueError(f"not an indexed vector column: {field!r}")
+    sources = _listed_source_ids(user, model_id=model_id, source_names=source_names, release_name=release_name)
+    if not sources:
+        return [], False
     wanted = offset + limit + 1
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(conf.hnsw_ef_search(), min(wanted, 1000))])
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        phrase = list(
-            qs.annotate(fts=SearchVector("description", config="english"), distance=CosineDistance(field, vector))
-            .filter(fts=SearchQuery(query, search_type="phrase", config="english"))
-            .order_by("distance")[:PHRASE_CAP]
+    params = {
+        "vector": _vector_literal(vector), "query": query, "sources": sources, "phrase_cap": PHRASE_CAP,
+        "wanted": wanted, "offset": offset, "page": limit + 1,
+    }  # fmt: skip
+    ef_search = max(conf.hnsw_ef_search(), min(wanted, 1000))
+    with connection.cursor() as cursor:
+        # The settings and the search go in one round trip: outside a transaction block Postgres runs a
+        # multi-statement query as one implicit transaction, to which set_config(..., true) is local (in
+        # a request-wide transaction they last until its end). This needs Django's default client-side
+        # parameter binding. jit off: on a table of millions of rows the estimated cost can cross
+        # jit_above_cost, and compiling the plan takes longer than running it.
+        cursor.execute(
+            f"SELECT set_config('hnsw.ef_search', '{int(ef_search)}', true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('jit', 'off', true); "
+            + _SEARCH_SQL_BY_FIELD[field],
+            params,
         )
-        nearest = list(qs.annotate(distance=CosineDistance(field, vector)).order_by("distance")[:wanted])
-    nearest.sort(key=lambda e: e.distance)  # relaxed_order may return neighbours slightly out of order
-    seen = {e.id for e in phrase}
-    ranked = [SearchHit(e, 1 - e.distance, True) for e in phrase]
-    ranked += [SearchHit(e, 1 - e.distance, False) for e in nearest if e.id not in seen]
-    page = ranked[offset : offset + limit]
-    _load_features([h.explanation for h in page])
-    return page, len(ranked) > offset + limit
+        cursor.nextset()
+        rows = cursor.fetchall()
+    return _hits(rows[:limit]), len(rows) > limit
 
 
-def _load_features(explanations: list[Explanation]) -> None:
-    features = Feature.objects.filter(id__in={e.feature_id for e in explanations}).select_related(
-        "source", "source__source_set", "model"
-    )
-    by_id = {f.id: f for f in features}
-    for e in explanations:
-        e.feature = by_id[e.feature_id]
+def feature_top_activations(*, feature_ids, limit: int) -> dict[int, list[Activation]]:
+    """The `limit` strongest activations of each feature (strongest first), in one query."""
+    out: dict[int, list[Activation]] = {pk: [] for pk in feature_ids}
+    if not out or limit <= 0:
+        return out
+    with connection.cursor() as cursor:
+        cursor.execute(_TOP_ACTIVATIONS_SQL.format(activation=_ACTIVATION.sql), {"features": list(out), "limit": limit})
+        conn = connections[connection.alias]
+        for row in cursor.fetchall():
+            activation = _ACTIVATION.build(row, conn)
+            out[activation.feature_id].append(activation)
+    return out
 
 
 def explanation_search_exact(*, user, vector: list[float], field: str = "embedding", limit: int = PAGE_SIZE, **scope):

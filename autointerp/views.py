@@ -3,7 +3,6 @@
 from django.shortcuts import render
 
 from autointerp import selectors as sel
-from features.api.presenters import top_activations_by_feature
 from features.selectors import source_get
 
 PAGE = sel.PAGE_SIZE
@@ -23,8 +22,7 @@ def search_page(request):
         else:
             hits, has_more = sel.explanation_search(user=request.user, query=query, vector=vector, field=field,
                                                     offset=offset)  # fmt: skip
-            features = list({h.explanation.feature.pk: h.explanation.feature for h in hits}.values())
-            acts = top_activations_by_feature(features, limit=1)
+            acts = sel.feature_top_activations(feature_ids={h.explanation.feature_id for h in hits}, limit=1)
             context.update(
                 hits=[{"hit": h, "snippet": _snippet(acts[h.explanation.feature.pk])} for h in hits],
                 has_more=has_more, next_offset=offset + PAGE, prev_offset=max(0, offset - PAGE),

@@ -353,11 +353,12 @@ class Explanation(models.Model):
             models.Index(fields=["model", "source"], name="explanation_model_source_idx"),
             models.Index(fields=["type", "explanation_model"], name="explanation_type_model_idx"),
             models.Index(fields=["created_at"], name="explanation_created_idx"),
+            # ef_construction 128: clustered explanation embeddings need it for recall (migration 0002 says why)
             HnswIndex(
                 name="explanation_embedding_hnsw",
                 fields=["embedding"],
                 m=16,
-                ef_construction=64,
+                ef_construction=128,
                 opclasses=["vector_cosine_ops"],
             ),
             HnswIndex(
@@ -368,7 +369,10 @@ class Explanation(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             # exact-phrase matches rank first in explanation search
-            GinIndex(SearchVector("description", config="english"), name="explanation_description_fts"),
+            # fastupdate off: a pending list would be scanned by every phrase search (migration 0003)
+            GinIndex(
+                SearchVector("description", config="english"), fastupdate=False, name="explanation_description_fts"
+            ),
         ]
 
 

@@ -28,7 +28,6 @@ from features.api.presenters import (
     feature_key,
     feature_wire,
     score_wire,
-    top_activations_by_feature,
 )
 from features.models import Explanation, ExplanationScore
 from features.selectors import feature_readable_q, model_get, release_get
@@ -79,6 +78,8 @@ def _explanation_out(explanation_id: str) -> dict:
 
 
 class ExplanationGenerateView(AuthedApiView):
+    throttle_scope = "autointerp"
+
     @extend_schema(
         operation_id="explanation_generate", tags=["explanations"], summary="Explain a feature with an LLM",
         description="Runs the explainer on the autointerp queue against the configured OpenAI-compatible endpoint "
@@ -107,6 +108,8 @@ class ExplanationGenerateView(AuthedApiView):
 
 
 class ExplanationGenerateBatchView(AuthedApiView):
+    throttle_scope = "autointerp"
+
     @extend_schema(
         operation_id="explanation_generate_batch", tags=["explanations"], summary="Batch autointerp (a Job)",
         description="Explains every feature of a source (or the listed indexes) that lacks this type+model, in "
@@ -189,6 +192,8 @@ class ExplanationDeleteView(AuthedApiView):
 
 
 class ExplanationScoreView(AuthedApiView):
+    throttle_scope = "autointerp"
+
     @extend_schema(
         operation_id="explanation_score", tags=["explanations"], summary="Score an explanation",
         description="Detection/fuzzing (balanced accuracy), embedding (ROC-AUC), simulation (Pearson). The "
@@ -237,8 +242,7 @@ def search_response(request, data: dict, **scope) -> dict:
     hits, has_more = sel.explanation_search(
         user=request.user, query=data["query"], vector=vector, field=field, offset=offset, **scope
     )
-    features = [h.explanation.feature for h in hits]
-    acts = top_activations_by_feature(list({f.pk: f for f in features}.values()), limit=3)
+    acts = sel.feature_top_activations(feature_ids={h.explanation.feature_id for h in hits}, limit=3)
     results = []
     for h in hits:
         f = h.explanation.feature
@@ -268,6 +272,8 @@ SEARCH_DOC = (
 
 
 class SearchAllView(ApiView):
+    throttle_scope = "explanation-search"
+
     @extend_schema(operation_id="explanation_search_all", tags=["search"], summary="Search all explanations",
                    description=SEARCH_DOC, request=s.SearchAllIn, responses={200: s.SearchOut, **ERRORS})  # fmt: skip
     def post(self, request):
@@ -275,6 +281,8 @@ class SearchAllView(ApiView):
 
 
 class SearchSourcesView(ApiView):
+    throttle_scope = "explanation-search"
+
     @extend_schema(operation_id="explanation_search", tags=["search"], summary="Search explanations of sources",
                    description=SEARCH_DOC, request=s.SearchIn, responses={200: s.SearchOut, **ERRORS})  # fmt: skip
     def post(self, request):
@@ -284,6 +292,8 @@ class SearchSourcesView(ApiView):
 
 
 class SearchModelView(ApiView):
+    throttle_scope = "explanation-search"
+
     @extend_schema(operation_id="explanation_search_model", tags=["search"], summary="Search a model's explanations",
                    description=SEARCH_DOC, request=s.SearchModelIn, responses={200: s.SearchOut, **ERRORS})  # fmt: skip
     def post(self, request):
@@ -293,6 +303,8 @@ class SearchModelView(ApiView):
 
 
 class SearchReleaseView(ApiView):
+    throttle_scope = "explanation-search"
+
     @extend_schema(operation_id="explanation_search_release", tags=["search"],
                    summary="Search a release's explanations", description=SEARCH_DOC, request=s.SearchReleaseIn,
                    responses={200: s.SearchOut, **ERRORS})  # fmt: skip
@@ -319,6 +331,8 @@ class UmapView(ApiView):
 
 
 class UmapGenerateView(AuthedApiView):
+    throttle_scope = "autointerp"
+
     @extend_schema(
         operation_id="umap_generate", tags=["umap"], summary="Compute a source's UMAP (a Job)",
         description="Staff or the source's creator. Decoder directions when the source has a local SAE, "
