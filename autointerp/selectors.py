@@ -6,7 +6,7 @@ index (`hnsw.ef_search` set per query; pgvector 0.8 iterative scans keep filtere
 scope) from running out of candidates). Only PUBLIC rows (or the user's own) are listed.
 
 A page costs three round trips: the visible source ids, one statement that ranks and returns the page
-with its features, and the features' top activations (bench/search.py: p50 ~20 ms over 1M explanations
+with its features, and the features' top activations (bench/search.py: p50 17 ms over 1M explanations
 on 2 busy cores, from 45 ms at 200k with an ORM query per part and every embedding read into Python)."""
 
 from __future__ import annotations
