@@ -16,9 +16,7 @@ def job_start(*, job_id: int, total: int | None = None, message: str = "") -> bo
     updates = {"status": Job.Status.RUNNING, "started_at": now, "updated_at": now, "message": message}
     if total is not None:
         updates["total"] = total
-    return bool(
-        Job.objects.filter(pk=job_id, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).update(**updates)
-    )
+    return bool(Job.objects.filter(pk=job_id, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).update(**updates))
 
 
 def job_progress(*, job_id: int, done: int | None = None, add: int = 0, total: int | None = None, message=None):
@@ -43,4 +41,5 @@ def job_finish(*, job_id: int, message: str = "", result: dict | None = None):
 
 
 def job_fail(*, job_id: int, error: str):
-    Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, finished_at=timezone.now(), error=error[:10000])
+    now = timezone.now()
+    Job.objects.filter(pk=job_id).update(status=Job.Status.FAILED, finished_at=now, updated_at=now, error=error[:10000])

@@ -120,6 +120,7 @@ class _Throttle:
 
     def __init__(self, job_id: int, every: float = 2.0, echo=None):
         self.job_id, self.every, self.echo, self.last = job_id, every, echo, 0.0
+        self.pending = None  # the latest (done, total, message) not yet written
 
     def __call__(self, done: int, total: int, message: str | None = None):
         if self.echo:
@@ -131,7 +132,7 @@ class _Throttle:
 
     def flush(self):
         """Write the latest progress now (before the job stops, so its row shows where it stopped)."""
-        if getattr(self, "pending", None):
+        if self.pending:
             done, total, message = self.pending
             self.last, self.pending = time.monotonic(), None
             job_progress(job_id=self.job_id, done=done, total=total, message=message)
