@@ -7,7 +7,7 @@ PY := $(BIN)/python
 MEMICOS_PORT ?= 8000
 export MEMICOS_PORT
 
-.PHONY: demo test test-fast venv chromium redis corpus migrate stop lint schema
+.PHONY: demo test test-fast venv chromium redis corpus migrate stop lint schema bench-tools
 
 ## venv: the virtual environment with every pinned dependency (re-run when requirements change)
 venv: $(VENV)/.installed
@@ -24,6 +24,13 @@ chromium:
 		echo "installing Debian chromium for the browser tests"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+## bench-tools: Debian's wrk, the HTTP load generator bench/load.py drives (it falls back to Python without it)
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "installing Debian wrk for bench/load.py"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk; }
 
 ## redis: start a local redis-server on 6379 unless one answers (REDIS_URL overrides)
 redis:

@@ -4,7 +4,7 @@ from django.urls import re_path
 
 from autointerp.api import views
 
-ID = r"(?P<explanation_id>[^/]+)"
+ID = r"(?P<explanation_id>[^/\x00]+)"  # a NUL cannot reach Postgres (a 500); such paths are 404
 
 
 def route(pattern: str, view, name: str):

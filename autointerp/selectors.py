@@ -6,7 +6,7 @@ index (`hnsw.ef_search` set per query; pgvector 0.8 iterative scans keep filtere
 scope) from running out of candidates). Only PUBLIC rows (or the user's own) are listed.
 
 A page costs three round trips: the visible source ids, one statement that ranks and returns the page
-with its features, and the features' top activations (bench/search.py: p50 17 ms over 1M explanations
+with its features, and the features' top activations (features.selectors.top_activations_by_feature; bench/search.py: p50 17 ms over 1M explanations
 on 2 busy cores, from 45 ms at 200k with an ORM query per part and every embedding read into Python)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 from pgvector.django import CosineDistance
 
 from autointerp import conf
-from features.models import Activation, Explanation, Feature, Source, SourceSet
+from features.models import Explanation, Feature, Source, SourceSet
 from features.selectors import listed_q
 
 PAGE_SIZE = 20  # Neuronpedia's page
@@ -74,19 +74,6 @@ JOIN features_sourceset ss ON ss.id = s.source_set_id
 ORDER BY page.phrase_match DESC, page.distance, page.id
 """
 
-# The strongest activations of each feature: one index probe per feature on activation_feature_max_idx
-# (feature, -max_value), reading `limit` rows each rather than all of every feature's activations.
-_TOP_ACTIVATIONS_SQL = """
-SELECT {activation}
-FROM unnest(%(features)s::bigint[]) AS f(id)
-CROSS JOIN LATERAL (
-    SELECT * FROM features_activation
-    WHERE feature_id = f.id
-    ORDER BY max_value DESC, id
-    LIMIT %(limit)s
-) a
-"""
-
 
 class _Columns:
     """Some columns of a model in a raw SELECT, and instances built from them as the ORM builds them
@@ -124,7 +111,6 @@ _EXPLANATION = _Columns(
 _FEATURE = _Columns(Feature, "f")
 _SOURCE = _Columns(Source, "s", ("id", "name", "source_set_id", "model_id"))
 _SOURCE_SET = _Columns(SourceSet, "ss", ("id", "name"))
-_ACTIVATION = _Columns(Activation, "a")
 _IN_ROW = []  # where each model's columns are in a row of _SEARCH_SQL, after distance and phrase_match
 for _part in (_EXPLANATION, _FEATURE, _SOURCE, _SOURCE_SET):
     _start = _IN_ROW[-1].stop if _IN_ROW else 2
@@ -218,20 +204,6 @@ def explanation_search(
         cursor.nextset()
         rows = cursor.fetchall()
     return _hits(rows[:limit]), len(rows) > limit
-
-
-def feature_top_activations(*, feature_ids, limit: int) -> dict[int, list[Activation]]:
-    """The `limit` strongest activations of each feature (strongest first), in one query."""
-    out: dict[int, list[Activation]] = {pk: [] for pk in feature_ids}
-    if not out or limit <= 0:
-        return out
-    with connection.cursor() as cursor:
-        cursor.execute(_TOP_ACTIVATIONS_SQL.format(activation=_ACTIVATION.sql), {"features": list(out), "limit": limit})
-        conn = connections[connection.alias]
-        for row in cursor.fetchall():
-            activation = _ACTIVATION.build(row, conn)
-            out[activation.feature_id].append(activation)
-    return out
 
 
 def explanation_search_exact(*, user, vector: list[float], field: str = "embedding", limit: int = PAGE_SIZE, **scope):

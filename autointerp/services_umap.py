@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from features.models import Explanation, Feature, Job, Source
@@ -21,6 +22,11 @@ UMAP_JOB = "umap"
 def umap_job_create(*, source: Source, input_kind: str = "auto", user=None) -> Job:
     if input_kind not in ("auto", "decoder", "explanations"):
         raise ValueError("input must be auto, decoder or explanations")
+    if input_kind == "decoder" and not source.sae_path:
+        # Refused here, not in the worker: the caller learns why now instead of from a FAILED job.
+        raise ValidationError(
+            {"input": f"{source} has no local SAE directory (sae_path) to read decoder directions from."}
+        )
     return job_create(
         kind=UMAP_JOB, subject=f"{source.model_id}/{source.name}",
         params={"source_pk": source.pk, "input": input_kind}, created_by=user,

@@ -3,7 +3,7 @@
 from django.shortcuts import render
 
 from autointerp import selectors as sel
-from features.selectors import source_get
+from features.selectors import source_get, top_activations_by_feature
 
 PAGE = sel.PAGE_SIZE
 
@@ -22,7 +22,7 @@ def search_page(request):
         else:
             hits, has_more = sel.explanation_search(user=request.user, query=query, vector=vector, field=field,
                                                     offset=offset)  # fmt: skip
-            acts = sel.feature_top_activations(feature_ids={h.explanation.feature_id for h in hits}, limit=1)
+            acts = top_activations_by_feature(feature_ids={h.explanation.feature_id for h in hits}, limit=1)
             context.update(
                 hits=[{"hit": h, "snippet": _snippet(acts[h.explanation.feature.pk])} for h in hits],
                 has_more=has_more, next_offset=offset + PAGE, prev_offset=max(0, offset - PAGE),

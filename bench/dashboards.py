@@ -1,12 +1,14 @@
 """Dashboard generation tokens/s ÷ a bare forward pass to the same layer on the same tokens (SmolLM2-135M).
 
-    python bench/dashboards.py [--contexts 128] [--sae-dir DIR] [--hook blocks.9.hook_resid_post]
+    python bench/dashboards.py [--contexts 512] [--rounds 3] [--sae-dir DIR] [--hook blocks.9.hook_resid_post]
 
 The SAE is the demo's (var/saes/smollm2-135m-instruct/9-res-brown) when it exists, else a random TopK SAE
-(k=32, d_sae 4096) in SAELens format at the hook. Tokens: the first `--contexts` Brown contexts of 128.
+(k=32, d_sae 4096) in SAELens format at the hook. Tokens: the first `--contexts` Brown contexts of 128 — by
+default 65,536 tokens, the demo's dashboard size (the per-feature work, ~1 s per 1,000 features, is fixed, so
+fewer tokens understate the ratio a real run gets and more overstate it).
 Dashboard time = both stages of `dashboards_generate` (token pass + every feature's records: statistics,
 top/interval samples with per-token values, logit lens, neighbours), without the DB write. The bare pass
-runs `run_with_hooks(stop_at_layer=...)` on the same batches. The two alternate (3 rounds, best of each) so a
+runs `run_with_hooks(stop_at_layer=...)` on the same batches. The two alternate (`--rounds`, best of each) so a
 busy shared machine slows both alike. Target: ratio ≥ 0.7. Also prints SAE-training tokens/s (SAELens
 runner, 32k tokens, batches of 1,024) for the same hook.
 """
@@ -47,7 +49,8 @@ def random_topk_sae(d_in: int, d_sae: int, hook: str, path: Path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--contexts", type=int, default=128)
+    ap.add_argument("--contexts", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sae-dir", default=str(ROOT / "var" / "saes" / "smollm2-135m-instruct" / "9-res-brown"))
     ap.add_argument("--hook", default="blocks.9.hook_resid_post")
     ap.add_argument("--train-tokens", type=int, default=32768)
@@ -86,7 +89,7 @@ def main():
     hook_acts(lm, ctx.tokens[:4], hook)  # warm-up
 
     bare, dash = [], []
-    for r in range(3):
+    for r in range(args.rounds):
         t = time.perf_counter()
         with torch.no_grad():
             for b in range(0, ctx.tokens.shape[0], params.batch_contexts):

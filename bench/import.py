@@ -99,6 +99,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", type=int, default=16384)
     ap.add_argument("--acts", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=2, help="files the import loads at once (import_source --jobs)")
     args = ap.parse_args()
 
     # serialize=False: never load the previous run's rows into this process
@@ -118,8 +119,8 @@ def main():
         )
 
         env = dict(os.environ, DATABASE_URL=test_database_url(), MEMICOS_TEST_DB="")
-        cmd = [sys.executable, "manage.py", "import_source", MODEL_ID, SOURCE_ID, "--bucket", "bench-datasets",
-               "--prefix", "v1/", "--endpoint-url", url, "--no-explanations"]  # fmt: skip
+        cmd = [sys.executable, *(["-m", "cProfile", "-o", "/tmp/imp.prof"] if os.environ.get("BENCH_PROFILE") else []), "manage.py", "import_source", MODEL_ID, SOURCE_ID, "--bucket", "bench-datasets",
+               "--prefix", "v1/", "--endpoint-url", url, "--no-explanations", "--jobs", str(args.jobs)]  # fmt: skip
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.pop(k, None)
         t0 = time.perf_counter()
@@ -130,6 +131,7 @@ def main():
         if proc.returncode:
             raise SystemExit(f"import_source failed ({proc.returncode})")
         peak_rss_mb = usage.ru_maxrss / 1024
+        import_cpu = usage.ru_utime + usage.ru_stime
     finally:
         moto.terminate()
 
@@ -169,6 +171,7 @@ def main():
     print(
         f"import (S3 → parse → COPY staging → upsert, per-file transactions): {t_import:.1f}s, {rows / t_import:,.0f} rows/s"
     )
+    print(f"  of which CPU time of the import process (download, gunzip, parse, validate): {import_cpu:.1f}s")
     print(f"raw COPY of the same rows into the same tables: {t_raw:.1f}s, {rows / t_raw:,.0f} rows/s")
     print(f"ratio import / raw COPY: {t_raw / t_import:.2f} (target >= 0.5)")
     print(f"peak RSS of the import process: {peak_rss_mb:.0f} MiB (target < 1024)")

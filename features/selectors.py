@@ -25,6 +25,8 @@ from features.models import (
 )
 
 FEATURES_PAGE_SIZE = 25  # Neuronpedia's /api/features-offset page
+# Search vectors no page or API answer shows: 640 floats an explanation, decoded into numpy arrays if selected.
+EXPLANATION_VECTORS = ("embedding", "embedding_256")
 
 
 def _owner_or_staff(user) -> bool:
@@ -167,10 +169,35 @@ def feature_activations(*, feature: Feature, limit: int | None = None) -> QueryS
     return qs[:limit] if limit else qs
 
 
+# The strongest activations of each feature: one index probe per feature on activation_feature_max_idx
+# (feature, -max_value), reading `limit` rows each rather than all of every feature's activations.
+_TOP_ACTIVATIONS_SQL = """
+SELECT a.*
+FROM unnest(%s::bigint[]) AS f(id)
+CROSS JOIN LATERAL (
+    SELECT * FROM features_activation
+    WHERE feature_id = f.id
+    ORDER BY max_value DESC, id
+    LIMIT %s
+) a
+"""
+
+
+def top_activations_by_feature(*, feature_ids, limit: int) -> dict[int, list[Activation]]:
+    """The `limit` strongest activations of each feature (strongest first), in one query."""
+    out: dict[int, list[Activation]] = {pk: [] for pk in feature_ids}
+    if not out or limit <= 0:
+        return out
+    for activation in Activation.objects.raw(_TOP_ACTIVATIONS_SQL, [list(out), limit]):
+        out[activation.feature_id].append(activation)
+    return out
+
+
 def feature_explanations(*, feature: Feature) -> QuerySet[Explanation]:
     scores = ExplanationScore.objects.select_related("score_type", "score_model").order_by("-created_at")
     return (
         Explanation.objects.filter(feature=feature)
+        .defer(*EXPLANATION_VECTORS)
         .select_related("type", "explanation_model", "triggered_by", "author")
         .prefetch_related(Prefetch("scores", queryset=scores))
         .order_by(F("score_v2").desc(nulls_last=True), "-score_v1", "created_at")

@@ -2,15 +2,25 @@
 
 Tasks take ids and are idempotent: a file task re-checks its ImportFile under a row lock and returns at
 once when that version is already loaded, so a redelivery (acks_late after a lost worker) is harmless.
+A database outage (restart, failover) rolls the file's transaction back; the task retries with backoff
+instead of failing, which would leave the file PENDING and the run stalled.
 """
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from imports.services.importer import import_file_load, import_run_advance, import_run_prepare, run_files
 from memicos_site.queues import Queue
 
+RETRY_ON_OUTAGE = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 30,
+    "max_retries": 12,  # ~5 minutes of outage
+}
 
-@shared_task(queue=Queue.IMPORTS, acks_late=True)
+
+@shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
 def import_run_task(run_id: int) -> int:
     import_run_prepare(run_id=run_id)
     feature_files = run_files(run_id, ["features"])
@@ -21,7 +31,7 @@ def import_run_task(run_id: int) -> int:
     return len(feature_files)
 
 
-@shared_task(queue=Queue.IMPORTS, acks_late=True)
+@shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
 def import_file_task(file_id: int, run_id: int) -> str:
     f = import_file_load(file_id=file_id, run_id=run_id)
     _dispatch(import_run_advance(run_id=run_id), run_id)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
-import redis
-from django.conf import settings
-
 from memicos_site.queues import inference_queue
+from memicos_site.redis_client import redis_client
 
 
 def heartbeat_ttl() -> float:
@@ -21,21 +18,32 @@ def heartbeat_key(model_id: str) -> str:
     return f"memicos:inference:alive:{model_id}"
 
 
-@functools.cache
-def _redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-
-
-def redis_client() -> redis.Redis:
-    return _redis_for(settings.REDIS_URL)
-
-
 def inference_workers_alive(*, model_id: str) -> int:
     """Workers whose heartbeat (sorted-set member scored by time) is fresher than the TTL."""
     r = redis_client()
     key = heartbeat_key(model_id)
     r.zremrangebyscore(key, "-inf", time.time() - heartbeat_ttl())
     return int(r.zcard(key))
+
+
+def worker_member(host: str, pid: int) -> str:
+    """How an inference worker names itself in the heartbeat set and in its claims."""
+    return f"{host}:{pid}"
+
+
+def task_claim_key(task_id: str) -> str:
+    return f"memicos:inference:claim:{task_id}"
+
+
+def inference_task_worker_lost(*, model_id: str, task_id: str) -> bool:
+    """True when the worker that took this request has stopped (its heartbeat is stale), or when nobody took
+    it and no worker for the model is alive. False while it runs, or waits in the queue for a live worker."""
+    r = redis_client()
+    member = r.get(task_claim_key(task_id))
+    if member is None:
+        return inference_workers_alive(model_id=model_id) == 0
+    beat = r.zscore(heartbeat_key(model_id), member)
+    return beat is None or beat < time.time() - heartbeat_ttl()
 
 
 def inference_queue_length(*, model_id: str) -> int:

@@ -6,6 +6,7 @@ Nothing here imports torch: payloads are plain dicts (SAE directories, vectors, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,12 +15,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.db import transaction
 
 from features.models import Feature, Model, SavedSearch, Source, SteerOutput, SteerOutputFeature
 from inference import tasks
-from inference.selectors import inference_queue_length, inference_workers_alive, redis_client
+from inference.selectors import (
+    inference_queue_length,
+    inference_task_worker_lost,
+    inference_workers_alive,
+    redis_client,
+)
 from memicos_site.celery import app
 from memicos_site.queues import inference_queue
 
@@ -116,7 +123,7 @@ def _wait(result, *, model: Model, timeout: int) -> dict:
             if time.monotonic() > deadline:
                 result.revoke()
                 raise InferenceError(f"Model {model.id} did not answer within {timeout}s", status=504) from None
-            if not _eager() and inference_workers_alive(model_id=model.id) == 0:
+            if not _eager() and inference_task_worker_lost(model_id=model.id, task_id=result.id):
                 raise InferenceError(f"The inference worker for {model.id} stopped during the request; retry",
                                      retry_after=RETRY_AFTER_S) from None  # fmt: skip
             continue
@@ -131,13 +138,43 @@ def _checked(value: dict) -> dict:
     return value
 
 
+@contextlib.contextmanager
+def inference_slot(*, model: Model, timeout: int):
+    """Admission across web processes: at most (live workers + max_queued()) requests of a model in flight,
+    counted in a Redis sorted set (token → deadline). Reading the queue length first and enqueueing after
+    would let a burst of concurrent requests all pass the check; adding, then counting, in one MULTI does
+    not. A web process killed mid-request leaks its token only until the deadline."""
+    if _eager():
+        yield
+        return
+    r, key, token = redis_client(), f"memicos:inference:inflight:{model.id}", uuid.uuid4().hex
+    now = time.time()
+    pipe = r.pipeline()  # MULTI/EXEC
+    pipe.zremrangebyscore(key, "-inf", now)
+    pipe.zadd(key, {token: now + timeout + 5})
+    pipe.zcard(key)
+    pipe.expire(key, timeout + 60)
+    in_flight = pipe.execute()[2]
+    limit = inference_workers_alive(model_id=model.id) + max_queued()
+    if in_flight > limit:
+        r.zrem(key, token)
+        raise InferenceError(f"Model {model.id} is busy ({limit} requests in flight); retry shortly",
+                             retry_after=RETRY_AFTER_S)  # fmt: skip
+    try:
+        yield
+    finally:
+        with contextlib.suppress(redis.RedisError):  # it lapses at its deadline anyway
+            r.zrem(key, token)
+
+
 def inference_call(*, model: Model, task, payload: dict, timeout: int | None = None) -> dict:
     inference_admit(model=model)
     timeout = timeout or call_timeout()
     payload = {**model_payload(model), **payload}
     if _eager():
         return _checked(task.apply(args=[payload]).get())
-    return _wait(_enqueue(task, model=model, args=[payload], timeout=timeout), model=model, timeout=timeout)
+    with inference_slot(model=model, timeout=timeout):
+        return _wait(_enqueue(task, model=model, args=[payload], timeout=timeout), model=model, timeout=timeout)
 
 
 # --- search-all cache ---------------------------------------------------------------------------------
@@ -350,8 +387,9 @@ def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
                     break
                 if time.monotonic() > deadline:
                     raise InferenceError(f"Model {req.model.id} did not answer within {timeout}s", status=504)
-                if not _eager() and inference_workers_alive(model_id=req.model.id) == 0:
-                    raise InferenceError("The inference worker stopped during the request; retry")
+                if not _eager() and inference_task_worker_lost(model_id=req.model.id, task_id=result.id):
+                    raise InferenceError("The inference worker stopped during the request; retry",
+                                         retry_after=RETRY_AFTER_S)  # fmt: skip
                 continue
             frame = json.loads(item[1])
             if frame.get("done"):

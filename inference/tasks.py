@@ -1,9 +1,12 @@
 """Inference tasks, one queue per model (`inference.<model_id>`), run by `manage.py inference_worker`.
 
-Interactive tasks are acked on receipt (acks_late=False) and sent with an expiry: if the worker dies
-mid-request the caller gets an error within its timeout, and the stale request is not replayed to the
-restarted worker an hour later. torch is imported lazily so the web process, which imports this module
-through Celery's autodiscovery, never loads it.
+Interactive tasks are sent with an expiry (the caller's timeout) and acks_late=False. Under the solo pool
+the ack still waits for the task to return (Celery defers it to the event loop, which the task blocks), so a
+worker killed mid-request leaves the message unacked and Redis redelivers it after the visibility timeout;
+the expiry is what makes the restarted worker discard it instead of running a request whose caller got its
+error long ago. The caller learns of the death sooner: the worker claims each request (selectors.
+task_claim_key) and the web side watches that worker's heartbeat. torch is imported lazily so the web
+process, which imports this module through Celery's autodiscovery, never loads it.
 
 An inference worker announces itself in Redis (selectors.heartbeat_key) every heartbeat_ttl()/5 seconds
 once its model is loaded, so the web side can answer 503 at once when no worker serves a model.
@@ -18,10 +21,10 @@ import socket
 import threading
 import time
 
-from celery import shared_task
+from celery import current_task, shared_task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
-from inference.selectors import heartbeat_key, heartbeat_ttl, redis_client
+from inference.selectors import heartbeat_key, heartbeat_ttl, redis_client, task_claim_key, worker_member
 from memicos_site.queues import INFERENCE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -31,16 +34,28 @@ _stop = threading.Event()
 
 
 def _member() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return worker_member(socket.gethostname(), os.getpid())
 
 
 def _error(exc) -> dict:
     return {"error": str(exc), "status": 400}
 
 
+def _claim() -> None:
+    """Name this worker as the one running the current request: the waiting web process watches that worker's
+    heartbeat, so it notices this worker dying even while other workers of the model live on."""
+    task_id = getattr(current_task.request, "id", None) if current_task else None
+    if task_id and _served and not current_task.request.is_eager:
+        try:
+            redis_client().set(task_claim_key(task_id), _member(), ex=STREAM_TTL_S)
+        except Exception:  # the web side falls back to "no worker alive" and its timeout
+            log.exception("inference: could not record the claim of %s", task_id)
+
+
 def _run(name: str, payload: dict, **kwargs) -> dict:
     from inference.runtime import worker  # torch: only in worker processes
 
+    _claim()
     try:
         return getattr(worker, name)(payload, **kwargs)
     except worker.UserError as exc:

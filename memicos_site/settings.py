@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "memicos_site.middleware.content_security_policy",
+    "memicos_site.middleware.ServiceOutageMiddleware",
 ]
 
 ROOT_URLCONF = "memicos_site.urls"
@@ -213,7 +214,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["features.api.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "features.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -239,7 +240,13 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"ApiKeyAuth": []}],
 }
 
-# Upload limits: requests larger than this are refused before parsing.
+# Request body limits in bytes, checked against Content-Length before a body is read: a larger one is a 413 naming
+# the limit (features/api/parsers.py). Parsed JSON takes ~10x its size in memory, so most API routes take at most
+# API_MAX_BODY_BYTES; their largest legitimate body, a steer-chat of 2 x 64 messages of 2,048 characters, is
+# ~0.3 MB (~1.6 MB with every character \u-escaped). The upload routes (feature/activation upload-batch, vector/new)
+# and Django's own form parsing take up to DATA_UPLOAD_MAX_MEMORY_SIZE.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#data-upload-max-memory-size
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
 # https://docs.djangoproject.com/en/5.2/ref/middleware/#module-django.middleware.security

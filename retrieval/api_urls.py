@@ -7,6 +7,9 @@ from retrieval import api
 urlpatterns = [
     re_path(r"^retrieve/?$", api.RetrieveView.as_view(), name="api-retrieve"),
     re_path(r"^intervene/?$", api.InterveneView.as_view(), name="api-intervene"),
-    re_path(r"^genre-spread/(?P<model_id>[^/]+)/(?P<source_id>[^/]+)/(?P<index>\d+)/?$",
-            api.GenreSpreadView.as_view(), name="api-genre-spread"),
+    re_path(
+        r"^genre-spread/(?P<model_id>[^/\x00]+)/(?P<source_id>[^/\x00]+)/(?P<index>\d+)/?$",
+        api.GenreSpreadView.as_view(),
+        name="api-genre-spread",
+    ),
 ]

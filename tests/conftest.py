@@ -123,14 +123,38 @@ class WorkerProcess:
                 self.proc.wait(10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_test_redis():
+    """Start from an empty test Redis database. Redis outlives test runs: a message a killed worker of an earlier
+    run left unacknowledged is handed out again once its visibility timeout passes, and a gpu_batch worker of
+    this run would spend minutes on that run's SmolLM2 job before answering its own test."""
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+def purge_queues():
+    """Drop what waits in the static queues of the test Redis database: a message an earlier test queued with no
+    worker to take it would otherwise be run by the next test's worker first (a SmolLM2 job can take minutes)."""
+    from memicos_site.celery import app
+    from memicos_site.queues import STATIC_QUEUES
+
+    with app.connection_for_write() as conn:
+        for queue in STATIC_QUEUES:
+            conn.default_channel.queue_purge(queue)
+
+
 @pytest.fixture
 def real_celery(settings):
-    """Send tasks to real workers (not eagerly) for the duration of a test."""
+    """Send tasks to real workers (not eagerly) for the duration of a test, starting and ending with empty queues."""
     from memicos_site.celery import app
 
+    purge_queues()
     app.conf.task_always_eager = False
     yield app
     app.conf.task_always_eager = True
+    purge_queues()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from autointerp import conf
 from autointerp import selectors as sel
 from autointerp import services as svc
 from autointerp.api import serializers as s
+from autointerp.llm import LLMError, LLMUnavailable
 from features.api.base import ApiView, AuthedApiView, validated
 from features.api.common import feature_or_404, source_or_404
 from features.api.presenters import (
@@ -30,13 +31,14 @@ from features.api.presenters import (
     score_wire,
 )
 from features.models import Explanation, ExplanationScore
-from features.selectors import feature_readable_q, model_get, release_get
+from features.selectors import feature_readable_q, model_get, release_get, top_activations_by_feature
 from memicos_site.env import env_int
 
 ERRORS = {
     400: s.ErrorOut, 401: s.ErrorOut, 404: s.ErrorOut,
     503: OpenApiResponse(s.ErrorOut, description="No worker or no LLM endpoint reachable."),
 }  # fmt: skip
+OWNER_ERRORS = {**ERRORS, 403: OpenApiResponse(s.ErrorOut, description="Not yours (or not staff).")}
 QUERY_CACHE_SECONDS = 3600
 
 
@@ -114,7 +116,7 @@ class ExplanationGenerateBatchView(AuthedApiView):
         operation_id="explanation_generate_batch", tags=["explanations"], summary="Batch autointerp (a Job)",
         description="Explains every feature of a source (or the listed indexes) that lacks this type+model, in "
         "chunked tasks on the autointerp queue. Staff or the source's creator only. Progress on the Job row.",
-        request=s.GenerateBatchIn, responses={200: s.JobOut, **ERRORS},
+        request=s.GenerateBatchIn, responses={200: s.JobOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request):
         from autointerp.tasks import autointerp_job_task
@@ -184,7 +186,7 @@ class ExplanationUnvoteView(AuthedApiView):
 class ExplanationDeleteView(AuthedApiView):
     @extend_schema(
         operation_id="explanation_delete", tags=["explanations"], summary="Delete your explanation",
-        request=None, responses={200: s.ErrorOut, **ERRORS},
+        request=None, responses={200: s.ErrorOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request, explanation_id: str):
         svc.explanation_delete(user=request.user, explanation=_explanation_readable(request, explanation_id))
@@ -231,7 +233,10 @@ def query_vector(text: str) -> tuple[list[float], str]:
     vector = cache.get(key)
     if vector is None:
         kind = "openai" if embedder.field == "embedding_256" else "local"
-        vector = _wait(query_embed_task.delay(text=text, embedder=kind), what="embeddings", timeout=60)
+        try:
+            vector = _wait(query_embed_task.delay(text=text, embedder=kind), what="embeddings", timeout=60)
+        except (LLMUnavailable, LLMError) as exc:  # this task raises instead of returning an outcome dict
+            raise ServiceUnavailable(f"Query embedding failed: {exc}") from None
         cache.set(key, vector, QUERY_CACHE_SECONDS)
     return vector, embedder.field
 
@@ -242,7 +247,7 @@ def search_response(request, data: dict, **scope) -> dict:
     hits, has_more = sel.explanation_search(
         user=request.user, query=data["query"], vector=vector, field=field, offset=offset, **scope
     )
-    acts = sel.feature_top_activations(feature_ids={h.explanation.feature_id for h in hits}, limit=3)
+    acts = top_activations_by_feature(feature_ids={h.explanation.feature_id for h in hits}, limit=3)
     results = []
     for h in hits:
         f = h.explanation.feature
@@ -337,7 +342,7 @@ class UmapGenerateView(AuthedApiView):
         operation_id="umap_generate", tags=["umap"], summary="Compute a source's UMAP (a Job)",
         description="Staff or the source's creator. Decoder directions when the source has a local SAE, "
         "else explanation embeddings (`input` forces one).",
-        request=s.UmapGenerateIn, responses={200: s.JobOut, **ERRORS},
+        request=s.UmapGenerateIn, responses={200: s.JobOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request):
         from autointerp.services_umap import umap_job_create

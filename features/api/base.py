@@ -4,10 +4,11 @@ import math
 
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import permissions
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from features.api.parsers import AnyTypeJSONParser, SafeJSONParser
 from features.api.throttles import RateLimitHeadersMixin
 
 
@@ -35,13 +36,6 @@ class FiniteJSONRenderer(JSONRenderer):
             return super().render(_finite(data), accepted_media_type, renderer_context)
 
 
-class AnyTypeJSONParser(JSONParser):
-    """Neuronpedia reads every body as JSON whatever its Content-Type (`curl -d '{...}'` sends a form type),
-    so a body sent with another type is parsed as JSON too; if it is not JSON the answer is a 400."""
-
-    media_type = "*/*"
-
-
 class JsonAutoSchema(AutoSchema):
     """Document request bodies as application/json only (the */* parser is a leniency, not an API)."""
 
@@ -51,7 +45,7 @@ class JsonAutoSchema(AutoSchema):
 
 class ApiView(RateLimitHeadersMixin, APIView):
     renderer_classes = [FiniteJSONRenderer]
-    parser_classes = [JSONParser, AnyTypeJSONParser]
+    parser_classes = [SafeJSONParser, AnyTypeJSONParser]
     schema = JsonAutoSchema()
     permission_classes = [permissions.AllowAny]
 
@@ -62,8 +56,20 @@ class AuthedApiView(ApiView):
     permission_classes = [permissions.IsAuthenticated]
 
 
+def json_type(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "null")
+
+
 def validated(serializer_class, data, **kwargs) -> dict | list:
     """Validate request data with an input serializer; errors become 400 naming the field."""
+    expected = list if kwargs.get("many") else dict
+    if not isinstance(data, expected):
+        shape = "array" if expected is list else "object"
+        raise ValidationError({"body": f"must be a JSON {shape}, not {json_type(data)}."})
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data

@@ -1,11 +1,14 @@
 """Every API error is JSON `{"message": ...}` with the right status (Neuronpedia's shape)."""
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from features.api.parsers import RequestTooLarge
 
 
 class NotFound(exceptions.NotFound):
@@ -40,6 +43,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or "Permission denied.")
+    elif isinstance(exc, RequestDataTooBig):  # request.body read before a parser could refuse it
+        exc = RequestTooLarge(f"Request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.")
     elif isinstance(exc, DjangoValidationError):
         # keep the field names of ValidationError({"field": ...}) raised by services
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)

@@ -6,6 +6,7 @@ the schema cannot drift from the responses (tests/features/test_openapi.py compa
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models as dj
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from features import models as m
@@ -214,6 +215,12 @@ FeatureWithActivationsOut = make_serializer(
     FeatureSummaryOut._declared_fields,
     {"activations": ActivationOut(many=True, read_only=True, help_text="Top `maxActsToReturn`, strongest first.")},
 )
+
+
+@extend_schema_field(FeatureWithActivationsOut(allow_null=True))
+class FeatureWithActivationsOrNullOut(serializers.Field):
+    """An item of POST /api/features' answer: null where the feature is unknown or not yours to read."""
+
 
 ListItemOut = make_serializer(
     "NpListItem",

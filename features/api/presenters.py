@@ -4,8 +4,7 @@ Views call these after reading through features/selectors.py; the matching outpu
 features/api/outputs.py document the same shapes for the OpenAPI schema (a test keeps them in step).
 """
 
-from django.db.models import F, Prefetch, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F, Prefetch
 
 from features.fields import (
     ACTIVATION_FIELDS,
@@ -21,7 +20,8 @@ from features.fields import (
     SOURCE_SET_FIELDS,
     to_wire,
 )
-from features.models import Activation, Explanation, ExplanationScore, Feature
+from features.models import Explanation, ExplanationScore, Feature
+from features.selectors import EXPLANATION_VECTORS
 
 # Neuronpedia's GET /api/feature blanks these (they are large and unused by its dashboard).
 BLANKED_ON_FEATURE_GET = ("correlated_features_indices", "correlated_features_pearson", "correlated_features_l1")
@@ -148,7 +148,8 @@ def lookup_types_wire(*, types, models, score_types, score_models) -> dict:
 def _explanations_query():
     scores = ExplanationScore.objects.order_by("-created_at")
     return (
-        Explanation.objects.select_related("triggered_by")
+        Explanation.objects.defer(*EXPLANATION_VECTORS)
+        .select_related("triggered_by")
         .prefetch_related(Prefetch("scores", queryset=scores))
         .order_by(F("score_v2").desc(nulls_last=True), "-score_v1", "created_at")
     )
@@ -165,22 +166,6 @@ def explanations_by_feature(features: list[Feature]) -> dict[int, list]:
     if features:
         for explanation in _explanations_query().filter(feature__in=features):
             out[explanation.feature_id].append(explanation)
-    return out
-
-
-def top_activations_by_feature(features: list[Feature], *, limit: int) -> dict[int, list]:
-    """The `limit` strongest activations of each feature, in one windowed query."""
-    out: dict[int, list] = {f.pk: [] for f in features}
-    if not features or limit <= 0:
-        return out
-    ranked = (
-        Activation.objects.filter(feature__in=features)
-        .annotate(rank=Window(RowNumber(), partition_by=[F("feature_id")], order_by=[F("max_value").desc(), "id"]))
-        .filter(rank__lte=limit)
-        .order_by("feature_id", "rank")
-    )
-    for activation in ranked:
-        out[activation.feature_id].append(activation)
     return out
 
 

@@ -1,6 +1,7 @@
 """Feature reads: GET /api/feature/{modelId}/{layer}/{index}, POST /api/features, POST /api/features-offset."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from features.api import outputs as out
@@ -21,7 +22,6 @@ from features.api.presenters import (
     model_wire,
     source_set_wire,
     source_wire,
-    top_activations_by_feature,
     user_name,
 )
 from features.models import Comment
@@ -31,6 +31,7 @@ from features.selectors import (
     feature_lists,
     features_get_many,
     features_page,
+    top_activations_by_feature,
 )
 
 ERRORS = {400: out.ErrorOut, 401: out.ErrorOut, 404: out.ErrorOut}
@@ -93,7 +94,7 @@ class FeaturesBatchView(ApiView):
             "request; a feature that does not exist or that you may not read is `null` at its position."
         ),
         request=FeaturesBatchItemIn(many=True),
-        responses={200: out.FeatureWithActivationsOut(many=True), **ERRORS},
+        responses={200: serializers.ListSerializer(child=out.FeatureWithActivationsOrNullOut()), **ERRORS},
     )
     def post(self, request):
         items = validated(FeaturesBatchItemIn, request.data, many=True, max_length=MAX_BATCH)
@@ -101,7 +102,7 @@ class FeaturesBatchView(ApiView):
         found = features_get_many(keys=keys, user=request.user)
         features = with_source_sets(list(found.values()))
         limits = [i.get("maxActsToReturn", MAX_ACTS_DEFAULT) for i in items]
-        activations = top_activations_by_feature(features, limit=max(limits, default=0))
+        activations = top_activations_by_feature(feature_ids=[f.pk for f in features], limit=max(limits, default=0))
         explanations = explanations_by_feature(features)
         result = []
         for key, limit in zip(keys, limits, strict=True):

@@ -25,6 +25,7 @@ def vector_wire(f: Feature) -> dict:
 
 class FeatureUploadBatchView(AuthedApiView):
     throttle_scope = "upload"
+    large_body = True  # up to DATA_UPLOAD_MAX_MEMORY_SIZE (features/api/parsers.py)
 
     @extend_schema(
         operation_id="feature_upload_batch", tags=["uploads"], summary="Upload dashboards to your source",
@@ -40,6 +41,7 @@ class FeatureUploadBatchView(AuthedApiView):
 
 class ActivationUploadBatchView(AuthedApiView):
     throttle_scope = "upload"
+    large_body = True  # up to DATA_UPLOAD_MAX_MEMORY_SIZE (features/api/parsers.py)
 
     @extend_schema(
         operation_id="activation_upload_batch", tags=["uploads"], summary="Add activations to your feature or vector",
@@ -56,6 +58,7 @@ class ActivationUploadBatchView(AuthedApiView):
 
 class VectorNewView(AuthedApiView):
     throttle_scope = "upload"
+    large_body = True  # up to DATA_UPLOAD_MAX_MEMORY_SIZE (features/api/parsers.py)
 
     @extend_schema(
         operation_id="vector_new", tags=["vectors"], summary="Store a steering vector as a feature",

@@ -9,7 +9,6 @@ its rows visible, and the next run redoes just that file.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -280,17 +279,53 @@ def _run_finish(run: ImportRun, *, failed: int):
     live.clear(run.pk)
 
 
-def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None) -> ImportRun:
-    """The whole run in this process (CLI default): prepare, features, then activations and explanations."""
+def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
+    """The whole run in this process (CLI default): prepare, features, then activations and explanations.
+
+    `jobs` files load at once, each in its own thread, connection and transaction — as `jobs` Celery workers
+    would: while one file's upsert runs in its Postgres backend, the next file is downloaded, unzipped and
+    parsed here, so parsing and Postgres use different cores (one at a time, this loaded at ~0.4× a raw COPY).
+    """
+    if connection.in_atomic_block:
+        jobs = 1  # other connections cannot see the caller's uncommitted rows
     todo = import_run_prepare(run_id=run_id)
     if on_progress:
         on_progress(import_run_progress(run_id=run_id))
     files = ImportFile.objects.in_bulk(todo)
-    for file_id in sorted(todo, key=lambda pk: KIND_ORDER.index(files[pk].kind) * 10**12 + pk):
-        import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
-        import_run_advance(run_id=run_id)
+    for kinds in (("features",), ("activations", "explanations")):  # activations need their features
+        ids = sorted(pk for pk in todo if files[pk].kind in kinds)
+        if jobs <= 1:
+            for file_id in ids:
+                import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
+                import_run_advance(run_id=run_id)
+        else:
+            _files_parallel(ids, run_id=run_id, jobs=jobs, on_progress=on_progress)
     import_run_advance(run_id=run_id)
     return ImportRun.objects.select_related("job").get(pk=run_id)
+
+
+def _files_parallel(ids: list[int], *, run_id: int, jobs: int, on_progress) -> None:
+    """Load files in `jobs` threads; this thread reports progress (live counts come from Redis)."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    def one(file_id: int):
+        try:
+            import_file_load(file_id=file_id, run_id=run_id)
+            import_run_advance(run_id=run_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="import") as pool:
+        pending = {pool.submit(one, pk) for pk in ids}
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                if fut.exception() is not None:
+                    for rest in pending:
+                        rest.cancel()
+                    raise fut.exception()
+            if on_progress:
+                on_progress(import_run_progress(run_id=run_id))
 
 
 # ------------------------------------------------------------------------------------------ one file
@@ -308,13 +343,34 @@ class _Counting:
         return data
 
 
+def _gunzip_lines(stream, chunk: int = 1 << 18) -> Iterator[bytes]:
+    """The lines of a gzip stream (several members allowed, as `cat a.gz b.gz` makes), inflated by zlib in
+    256 KB reads and split in C: GzipFile's readline cost ~10 µs a line, a third of the import's Python time."""
+    inflate, fed, tail = zlib.decompressobj(wbits=31), False, b""
+    while data := stream.read(chunk):
+        while data:
+            out = inflate.decompress(data)
+            fed = True
+            data = b""
+            if inflate.eof:  # a member ended: the rest of this read starts the next one
+                data = inflate.unused_data
+                inflate, fed = zlib.decompressobj(wbits=31), False
+            if out:
+                lines = (tail + out).split(b"\n")
+                tail = lines.pop()
+                yield from lines
+    if fed:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    if tail:
+        yield tail
+
+
 def _lines(
     stream: _Counting, nul_lines: set, pause: Callable[[int], None] | None
 ) -> Iterator[tuple[int, dict | BadRecord]]:
     line_no = 0
-    gz = gzip.GzipFile(fileobj=stream, mode="rb")
     try:
-        for raw in gz:
+        for raw in _gunzip_lines(stream):
             line_no += 1
             if pause is not None:
                 pause(line_no)
@@ -331,7 +387,7 @@ def _lines(
                     yield line_no, BadRecord(f"malformed JSON: {exc}")
                 continue
             yield line_no, rec, raw
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, corrupt, or truncated
         raise LoadError(f"bad gzip: {exc}", line_no + 1) from None
 
 

@@ -1,18 +1,18 @@
 """Live progress of files being loaded, in Redis: the file's own transaction hides its rows until commit,
 so in-flight counts cannot live in the database (and a Job row updated inside N parallel file
-transactions would serialize them on its row lock)."""
+transactions would serialize them on its row lock).
 
-from functools import lru_cache
+Best-effort: a Redis restart must not fail the file being loaded (its rows and checkpoint are in Postgres),
+so writes that fail are logged and dropped; the next report writes the figures again."""
+
+import logging
 
 import redis
-from django.conf import settings
+
+from memicos_site.redis_client import redis_client
 
 TTL_S = 6 * 3600
-
-
-@lru_cache(maxsize=1)
-def _client():
-    return redis.Redis.from_url(settings.REDIS_URL)
+log = logging.getLogger(__name__)
 
 
 def _key(run_id: int) -> str:
@@ -25,25 +25,34 @@ def _key(run_id: int) -> str:
 def put(run_id: int, file_id: int, *, rows: int, bytes_: int):
     if not run_id:
         return
-    pipe = _client().pipeline()
+    pipe = redis_client().pipeline()
     pipe.hset(_key(run_id), str(file_id), f"{rows},{bytes_}")
     pipe.expire(_key(run_id), TTL_S)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("live import progress not recorded: %s", exc)
 
 
 def drop(run_id: int, file_id: int):
     if run_id:
-        _client().hdel(_key(run_id), str(file_id))
+        try:
+            redis_client().hdel(_key(run_id), str(file_id))
+        except redis.RedisError as exc:  # the entry lapses with its TTL
+            log.warning("live import progress not cleared: %s", exc)
 
 
 def clear(run_id: int):
-    _client().delete(_key(run_id))
+    try:
+        redis_client().delete(_key(run_id))
+    except redis.RedisError as exc:
+        log.warning("live import progress not cleared: %s", exc)
 
 
 def totals(run_id: int) -> tuple[int, int]:
     """(rows, bytes) of files in flight. A killed worker's entry stays until the file is redone or the TTL."""
     rows = size = 0
-    for value in _client().hvals(_key(run_id)):
+    for value in redis_client().hvals(_key(run_id)):
         r, b = value.decode().split(",")
         rows, size = rows + int(r), size + int(b)
     return rows, size

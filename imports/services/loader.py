@@ -47,6 +47,7 @@ from features.models import (
 Kind = Literal["features", "activations", "explanations"]
 KINDS: tuple[str, ...] = ("features", "activations", "explanations")
 MAX_REPORTED_ERRORS = 200  # a file with 30k bad rows needs a few examples, not 30k entries
+COPY_CHUNK = 1 << 18  # bytes per COPY message
 REPORT_EVERY = 2000  # progress callback cadence (rows); one Redis write per call in the importer
 
 # Relational wire names: resolved to foreign keys by the loader, or ignored (Neuronpedia rewrites
@@ -220,9 +221,18 @@ def rows_load(
             lines = array("l")
             try:
                 with cursor.copy(f"COPY {stage} FROM STDIN") as copy:
+                    # psycopg sends each write() as its own message and waits on the socket: one write per
+                    # ~256 KB instead of per row took that wait from two thirds of the import's time to noise
+                    buf, size = [], 0
                     for data in _rows(numbered, state, report):
                         lines.append(int(data[: data.index(b"\t")]))
-                        copy.write(data)
+                        buf.append(data)
+                        size += len(data)
+                        if size >= COPY_CHUNK:
+                            copy.write(b"".join(buf))
+                            buf, size = [], 0
+                    if buf:
+                        copy.write(b"".join(buf))
             except (DataError, psycopg.DataError) as exc:
                 raise LoadError(f"bad value: {_pg_message(exc, lines)}") from None
             if state.type_names or state.model_names:

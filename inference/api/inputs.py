@@ -6,6 +6,8 @@ strength_multiplier ≤ 10, temperature 0..2, freq_penalty −2..2, seed ±1e8.
 
 from rest_framework import serializers
 
+from features.api.base import json_type
+
 PROMPT_MAX_CHARS = 2048
 ACTIVATION_TEXT_MAX_CHARS = 4096
 TOPK_TEXT_MAX_CHARS = 1700
@@ -42,7 +44,7 @@ ALIASES = {
 
 def canonical(data) -> dict:
     if not isinstance(data, dict):
-        raise serializers.ValidationError({"body": "must be a JSON object"})
+        raise serializers.ValidationError({"body": f"must be a JSON object, not {json_type(data)}."})
     out = dict(data)
     for alias, name in ALIASES.items():
         if alias in out and name not in out:

@@ -322,12 +322,14 @@ class _SteerBase(InferenceView):
             rows = services.steer_run(req=req, user=self.request.user)
             return Response(pres.steer_wire(self.request, rows, chat=self.chat))
         services.inference_admit(model=req.model)  # 503 as a status, before the stream starts
-        response = StreamingHttpResponse(self.frames(req), content_type="text/event-stream")
+        slot = services.inference_slot(model=req.model, timeout=services.steer_timeout())
+        slot.__enter__()  # held until the stream ends (frames() exits it), refused here with 503 when full
+        response = StreamingHttpResponse(self.frames(req, slot), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
 
-    def frames(self, req: SteerRequest):
+    def frames(self, req: SteerRequest, slot):
         try:
             for event in services.steer_stream(req=req, user=self.request.user):
                 if "rows" in event:
@@ -336,6 +338,8 @@ class _SteerBase(InferenceView):
                     yield _sse(self.partial(req, event["partial"]))
         except InferenceError as exc:
             yield _sse({"message": exc.message, "status": exc.status})
+        finally:
+            slot.__exit__(None, None, None)
 
     def partial(self, req: SteerRequest, partial: dict) -> dict:
         if not self.chat:
@@ -392,7 +396,7 @@ class SteerLoadView(InferenceView):
         tags=["steering"],
         summary="Reload a saved steering result (what /steer/<id> shows)",
         request=inp.SteerLoadIn,
-        responses={200: out.SteerLoadOut, 404: out.ErrorOut},
+        responses={200: out.SteerLoadOut, 400: out.ErrorOut, 404: out.ErrorOut},
     )
     def post(self, request):
         data = self.body(inp.SteerLoadIn)

@@ -11,16 +11,17 @@ torch and friends are imported lazily inside the job bodies (they run in workers
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from features.models import Job, Model, Source, SourceSet
-from features.services.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from features.services.jobs import job_create, job_fail, job_finish, job_lease, job_progress, job_start
 
 KIND_TRAIN = "train_sae"
 KIND_DASHBOARDS = "dashboards"
@@ -194,6 +195,13 @@ def train_job_create(
 
 def train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
     """Train (resuming), register the Source with its metrics, then run the dashboards job for it."""
+    with job_lease(job_id=job_id) as held:
+        if not held:
+            return Job.objects.get(pk=job_id)  # a live worker runs it already
+        return _train_job_run(job_id=job_id, echo=echo, lm=lm)
+
+
+def _train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
     job = Job.objects.get(pk=job_id)
     if not job_start(job_id=job_id, message="loading model"):
         return job
@@ -241,6 +249,8 @@ def train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
             dashboards_job_run(job_id=dash.pk, echo=echo, lm=lm)
             result["dashboards_job"] = dash.pk
         job_finish(job_id=job_id, message=f"trained {p['source_id']}", result=result)
+    except (OperationalError, InterfaceError):
+        raise  # the database went away: left RUNNING, a batch worker re-queues it (recovery.py)
     except Exception as exc:
         job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -276,6 +286,13 @@ def dashboards_job_create(
 
 def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | None = None) -> Job:
     """Generate every feature's dashboard into the DB. `stop_after` (tests) interrupts after N work units."""
+    with job_lease(job_id=job_id) as held:
+        if not held:
+            return Job.objects.get(pk=job_id)  # a live worker runs it already
+        return _dashboards_job_run(job_id=job_id, echo=echo, lm=lm, stop_after=stop_after)
+
+
+def _dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | None = None) -> Job:
     job = Job.objects.get(pk=job_id)
     if not job_start(job_id=job_id, message="loading model and SAE"):
         return job
@@ -311,9 +328,13 @@ def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | Non
             if stop_after is not None and units["n"] >= stop_after:
                 raise _Interrupted(f"stopped after {stop_after} units")
 
+        batches_written = {"n": 0}
+
         def write(features, activations):
+            batches_written["n"] += 1
             with transaction.atomic():
                 records_write(kind="features", model_id=source.model_id, source_id=source.name, records=features)
+                _test_pause(work, batches_written["n"])
                 records_write(kind="activations", model_id=source.model_id, source_id=source.name, records=activations)
 
         result = dashboards_generate(
@@ -337,6 +358,8 @@ def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | Non
     except _Interrupted:
         progress.flush()
         return Job.objects.get(pk=job_id)  # left RUNNING: a rerun resumes from the checkpoints
+    except (OperationalError, InterfaceError):
+        raise  # the database went away: left RUNNING, a batch worker re-queues it (recovery.py)
     except Exception as exc:
         job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -345,6 +368,15 @@ def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | Non
 
 class _Interrupted(Exception):
     pass
+
+
+def _test_pause(work: Path, batch: int) -> None:
+    """Test hook: MEMICOS_DASHBOARDS_PAUSE_AT_BATCH=N holds the Nth batch this process writes inside its
+    transaction (features written, activations not) and touches `work/paused`, so a test can SIGKILL the
+    worker mid-batch deterministically. Unset everywhere else."""
+    if int(os.environ.get("MEMICOS_DASHBOARDS_PAUSE_AT_BATCH") or 0) == batch:
+        (work / "paused").touch()
+        time.sleep(300)
 
 
 def add_source_job_create(

@@ -245,7 +245,7 @@ def test_features_batch_query_count_does_not_grow_with_batch_size(api_client, so
         ([{"modelId": "gpt2-small", "layer": "6-res-jb", "index": "x"}], "[0].index"),
         ([{"layer": "6-res-jb", "index": 1}], "[0].modelId"),
         ([{"modelId": "m", "layer": "l", "index": 1, "maxActsToReturn": -1}], "[0].maxActsToReturn"),
-        ({"modelId": "m", "layer": "l", "index": 1}, "Expected a list"),
+        ({"modelId": "m", "layer": "l", "index": 1}, "body: must be a JSON array, not an object"),
         ([{"modelId": "m", "layer": "l", "index": i} for i in range(101)], "100"),
     ],
 )

@@ -41,3 +41,25 @@ def test_running_the_import_again_loads_nothing_and_duplicates_nothing(s3_endpoi
     run = run_import(p, "tiny-gpt", "1-res-tt", resync=True)
     assert run.files_total == 0 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts("tiny-gpt", "1-res-tt") == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cli_loads_files_in_parallel_threads_with_the_same_result(s3_endpoint, small_dataset):
+    """import_source --jobs 3 (committed data, so its threads' connections see the run): every file DONE
+    once, counts match the files, the run's Job finished with a complete check."""
+    from django.core.management import call_command
+
+    from imports.models import ImportRun
+
+    call_command(
+        "import_source", "tiny-gpt", "0-res-tt", "--bucket", small_dataset["bucket"],
+        "--endpoint-url", s3_endpoint, "--jobs", "3",
+    )  # fmt: skip
+    rows = small_dataset["rows"]["0-res-tt"]
+    assert db_counts("tiny-gpt", "0-res-tt") == {k: len(v) for k, v in rows.items()}
+    files = ImportFile.objects.filter(source_id="0-res-tt")
+    assert files.count() == 9 and set(files.values_list("status", flat=True)) == {"DONE"}
+    assert all(f.attempts == 1 for f in files)
+    run = ImportRun.objects.select_related("job").get(source_id="0-res-tt")
+    assert run.phase == ImportRun.Phase.DONE and run.job.status == Job.Status.SUCCEEDED
+    assert run.job.result["complete"]

@@ -241,3 +241,23 @@ def test_training_resumes_from_its_checkpoint(brown, tmp_path):
     assert seen[0] > int(checkpoint.name) and seen[-1] == 20480  # continued from the checkpoint, not from 0
     assert metrics["l0"] == pytest.approx(8.0) and (tmp_path / "sae" / "cfg.json").exists()
     assert not (tmp_path / "sae.work").exists()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_logit_lens_shows_the_exact_extremes(monkeypatch, bf16):
+    """The bfloat16 product only picks candidates: shown top/bottom tokens and values equal float32's."""
+    import torch
+
+    from inference.runtime import dashboards
+
+    monkeypatch.setattr(dashboards, "_fast_bf16", lambda: bf16)
+    dashboards._unembed_copies.cache_clear()
+    torch.manual_seed(1)
+    directions, w_u = torch.randn(64, 96) * 0.1, torch.randn(96, 5000)
+    logits, (pos_v, pos_i), (neg_v, neg_i) = dashboards._logit_lens(directions, w_u, dashboards.DashboardParams())
+    exact = directions @ w_u
+    top_v, top_i = torch.topk(exact, 10, dim=1)
+    low_v, low_i = torch.topk(-exact, 10, dim=1)
+    assert torch.equal(pos_i, top_i) and torch.equal(neg_i, low_i)
+    assert torch.allclose(pos_v, top_v, atol=1e-5) and torch.allclose(neg_v, low_v, atol=1e-5)
+    assert logits.shape == exact.shape and torch.allclose(logits.float(), exact, atol=0.05)

@@ -20,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("--resync", action="store_true", help="also update metadata rows from upstream")
         parser.add_argument("--no-explanations", action="store_true")
         parser.add_argument(
+            "--jobs", type=int, default=2, help="files loaded at once by this process (default 2; 1 = one by one)"
+        )
+        parser.add_argument(
             "--workers", action="store_true", help="enqueue one task per file on the imports queue and follow it"
         )
 
@@ -54,7 +57,7 @@ class Command(BaseCommand):
                     break
                 time.sleep(1)
         else:
-            import_run_inline(run_id=run.pk, on_progress=show)
+            import_run_inline(run_id=run.pk, on_progress=show, jobs=max(1, options["jobs"]))
         bar.close()
         p = import_run_progress(run_id=run.pk)
         for kind, c in (p["result"] or {}).get("kinds", {}).items():

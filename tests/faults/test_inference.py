@@ -1,0 +1,132 @@
+"""Inference workers under faults and load: a worker SIGKILLed mid-request, 20 concurrent steering requests."""
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from features.models import SteerOutput
+from inference import services
+from inference.selectors import heartbeat_key, redis_client, task_claim_key
+from memicos_site.queues import inference_queue
+from tests.faults.conftest import post, wait_until
+from tests.inference.conftest import TINY_ID
+
+pytestmark = [pytest.mark.slow]
+TTL = 3  # heartbeat TTL: a dead worker is noticed within this many seconds
+STEER_TIMEOUT = 10  # the caller's deadline, which is also the request message's expiry
+STEER = {"modelId": TINY_ID, "prompt": "Hello", "temperature": 1.0,
+         "features": [{"modelId": TINY_ID, "layer": "0-res-std", "index": 1, "strength": 30}]}  # fmt: skip
+
+
+@pytest.fixture
+def short_ttl(monkeypatch):
+    monkeypatch.setenv("MEMICOS_HEARTBEAT_TTL", str(TTL))
+
+
+def workers_alive(n: int):
+    wait_until(lambda: redis_client().zcard(heartbeat_key(TINY_ID)) >= n, 60, f"{n} heartbeats of {TINY_ID}")
+
+
+def in_thread(fn):
+    out = {}
+
+    def run():
+        try:
+            out["r"] = fn()
+        finally:
+            connection.close()  # this thread's own DB connection
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_worker_killed_mid_request_is_a_prompt_503_while_others_live_and_the_request_is_not_replayed(
+    client, tiny_db, start_worker, short_ttl, monkeypatch
+):
+    monkeypatch.setenv("MEMICOS_STEER_TIMEOUT", str(STEER_TIMEOUT))
+    queue = inference_queue(TINY_ID)
+    workers = [start_worker([queue], name=f"inf-kill-{i}", MEMICOS_HEARTBEAT_TTL=TTL) for i in range(2)]
+    workers_alive(2)
+    sent = []
+    enqueue = services._enqueue
+    monkeypatch.setattr(services, "_enqueue", lambda *a, **kw: sent.append(enqueue(*a, **kw)) or sent[-1])
+
+    t0 = time.monotonic()
+    thread, out = in_thread(lambda: post(client, "/api/steer", {**STEER, "n_tokens": 250, "seed": 1}))
+    claim = wait_until(lambda: sent and redis_client().get(task_claim_key(sent[0].id)), 20, "a worker to take it")
+    pid = int(claim.decode().rsplit(":", 1)[1])
+    victim = next(w for w in workers if w.proc.pid == pid)  # the worker running this request, not the other one
+    victim.kill()  # SIGKILL mid-generation (250 tokens take ~3 s on this model)
+    thread.join(30)
+    elapsed = time.monotonic() - t0
+
+    assert not thread.is_alive()
+    r = out["r"]
+    assert r.status_code == 503, r.content
+    assert "stopped during the request" in r.json()["message"] and int(r["Retry-After"]) > 0
+    assert elapsed < STEER_TIMEOUT - 2  # a dead worker is noticed (TTL), though another worker of the model lives
+    assert SteerOutput.objects.count() == 0  # nothing half-written
+
+    replacement = start_worker([queue], name="inf-kill-new", MEMICOS_HEARTBEAT_TTL=TTL)
+    next(w for w in workers if w is not victim).stop()
+    again = post(client, "/api/steer", {**STEER, "n_tokens": 8, "seed": 2})
+    assert again.status_code == 200 and again.json()["STEERED"]  # served by the restarted worker
+    assert redis_client().get(task_claim_key(sent[-1].id)).decode().endswith(f":{replacement.proc.pid}")
+
+    # Under the solo pool even acks_late=False acks only when the task returns (the ack waits for the event
+    # loop), so the killed request's message stays unacked and Redis hands it out again after the visibility
+    # timeout. Its expiry (the caller's timeout) keeps it from running again after the caller got its error:
+    # redeliver it now, as the visibility sweep would, and the restarted worker discards it.
+    r = redis_client()
+    tag, raw = next((t, v) for t, v in r.hgetall("unacked").items() if sent[0].id.encode() in v)
+    message, _exchange, routing_key = json.loads(raw)
+    expires = datetime.fromisoformat(message["headers"]["expires"])
+    assert expires <= datetime.now(UTC) + timedelta(seconds=STEER_TIMEOUT)
+    wait_until(lambda: datetime.now(UTC) > expires, STEER_TIMEOUT + 5, "the request's expiry")
+    r.hdel("unacked", tag)
+    r.zrem("unacked_index", tag)
+    r.lpush(routing_key, json.dumps(message))
+    wait_until(lambda: sent[0].state == "REVOKED", 20, "the restarted worker to discard the expired request")
+    assert r.get(task_claim_key(sent[0].id)) == claim  # no worker ran it again
+    assert SteerOutput.objects.count() == 2  # the later request's DEFAULT + STEERED only
+
+
+def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after_and_none_hangs(
+    client, tiny_db, start_worker, short_ttl, monkeypatch
+):
+    monkeypatch.setenv("MEMICOS_MAX_QUEUED", "3")  # with one worker: 4 requests in flight at most
+    start_worker([inference_queue(TINY_ID)], name="inf-load", MEMICOS_HEARTBEAT_TTL=TTL)
+    workers_alive(1)
+    barrier = threading.Barrier(20)
+
+    def one(seed):
+        barrier.wait()
+        t = time.monotonic()
+        r = post(client, "/api/steer", {**STEER, "n_tokens": 120, "seed": seed})
+        return r, time.monotonic() - t
+
+    t0 = time.monotonic()
+    threads = [in_thread(lambda s=s: one(s)) for s in range(20)]
+    for t, _ in threads:
+        t.join(90)
+    wall = time.monotonic() - t0
+    assert not any(t.is_alive() for t, _ in threads), "a request hung"
+    answers = [out["r"] for _, out in threads]
+
+    served = [r for r, _ in answers if r.status_code == 200]
+    refused = [r for r, _ in answers if r.status_code == 503]
+    assert len(served) + len(refused) == 20, [r.status_code for r, _ in answers]
+    assert all("busy" in r.json()["message"] and int(r["Retry-After"]) > 0 for r in refused)
+    assert len(refused) >= 20 - 4 - 4 and served  # a burst: at most 4 in flight, a few more once slots free
+    assert all(r.json()["STEERED"] and r.json()["DEFAULT"] for r in served)
+    assert max(t for r, t in answers if r.status_code == 503) < 2  # refusals are immediate
+    assert SteerOutput.objects.count() == 2 * len(served)
+    assert redis_client().zcard(f"memicos:inference:inflight:{TINY_ID}") == 0  # every slot given back
+    after = post(client, "/api/steer", {**STEER, "n_tokens": 8, "seed": 99})
+    assert after.status_code == 200
+    print(f"20 concurrent: {len(served)} served, {len(refused)} refused, wall {wall:.1f}s")

@@ -1,0 +1,145 @@
+"""A real Postgres restart under load: a server of the test's own is stopped (fast shutdown, as a restart or
+failover does) while the web answers readers and an import worker is inside a file's transaction, and started
+again on the same port and data directory three seconds later.
+
+The test process's Django connection stays on the shared test database; everything on the private server is
+created by subprocesses (migrate, the import's own services) and checked with plain SQL."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import ROOT, WorkerProcess, subprocess_env
+from tests.faults.conftest import free_port, wait_until
+from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
+
+pytestmark = [pytest.mark.slow]
+MODEL, SERVED, LOADED = "pg-gpt", "0-res-web", "0-res-pg"
+# SERVED is imported before the outage (the web reads it); LOADED by the worker across it: 2 feature files of 40
+# rows, then 2 activation files of 160; the worker sleeps at line 20 of every file, inside its transaction
+SPEC = DatasetSpec(model_id=MODEL, sources=[
+    SourceSpec(SERVED, n_features=8, acts_per_feature=1, batch_size=8, explanations=False),
+    SourceSpec(LOADED, n_features=80, acts_per_feature=4, batch_size=40, explanations=False),
+])  # fmt: skip
+
+# run in `manage.py shell` against the private server: SERVED loaded inline, LOADED queued for the worker
+IMPORT = """
+from imports.services.importer import import_run_create, import_run_inline
+from imports.services.origin import OriginParams
+from imports.tasks import import_run_task
+
+p = OriginParams.from_options(bucket={bucket!r}, prefix="v1/", endpoint_url={endpoint!r})
+import_run_inline(run_id=import_run_create(params=p, model_id={model!r}, source_id={served!r}).pk, jobs=1)
+run = import_run_create(params=p, model_id={model!r}, source_id={loaded!r})
+import_run_task.delay(run.pk)
+print(run.pk)
+"""
+
+
+def test_an_import_rides_out_a_real_postgres_restart_and_the_same_web_process_answers_503_then_200(
+    private_postgres, real_celery, s3_endpoint, s3_client, new_bucket, no_aws_credentials, request
+):
+    started = time.monotonic()
+    private_postgres.migrate()
+    migrated_s = time.monotonic() - started
+    bucket = new_bucket()
+    write_dataset(s3_put(s3_client, bucket, "v1/"), SPEC)
+    db = {"DATABASE_URL": private_postgres.url}
+
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "60"],
+        cwd=ROOT, env=subprocess_env(DB_CONN_MAX_AGE=60, **db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    request.addfinalizer(lambda: (web.terminate(), web.wait(20)))
+    worker = WorkerProcess(["imports"], f"imports-pg-{port}", MEMICOS_IMPORT_PAUSE_AFTER_ROWS=20,
+                           MEMICOS_IMPORT_PAUSE_SECONDS=2, **db)  # fmt: skip
+    request.addfinalizer(worker.stop)
+    worker.start()
+    script = IMPORT.format(bucket=bucket, endpoint=s3_endpoint, model=MODEL, served=SERVED, loaded=LOADED)
+    queued = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=subprocess_env(**db),
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    run_id = int(queued.stdout.split()[-1])
+
+    url = f"http://127.0.0.1:{port}/api/feature/{MODEL}/{SERVED}/3"
+    seen, stop = [], threading.Event()
+
+    def load():  # a steady stream of readers while the server goes away and comes back
+        while not stop.is_set():
+            try:
+                r = requests.get(url, timeout=20)
+                seen.append((r.status_code, r.headers.get("Retry-After"), r.headers.get("Content-Type", "")))
+            except requests.RequestException as exc:
+                seen.append((type(exc).__name__, None, ""))
+            time.sleep(0.05)
+
+    wait_until(lambda: _get(url) == 200, 60, "the web server")
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        # the worker's COPY is open and its file transaction uncommitted when the server goes down
+        wait_until(lambda: _sql(private_postgres, _COPYING), 60, "a file mid-load", 0.05)
+        outage_at = time.monotonic()
+        private_postgres.stop("fast")
+        wait_until(lambda: 503 in [c for c, _, _ in seen[-3:]], 10, "503s during the outage")
+        time.sleep(max(0.0, 3 - (time.monotonic() - outage_at)))
+        private_postgres.start()
+        wait_until(lambda: _get(url) == 200, 30, "the web process to reconnect")
+        time.sleep(1)
+    finally:
+        stop.set()
+        loader.join(30)
+
+    assert web.poll() is None and worker.proc.poll() is None  # the same processes: nobody restarted them
+    codes = [c for c, _, _ in seen]
+    assert set(codes) <= {200, 503}, codes  # never a 500, a reset connection or a hang
+    assert all(ra and "json" in ct for c, ra, ct in seen if c == 503)
+    first_503, last_503 = codes.index(503), len(codes) - 1 - codes[::-1].index(503)
+    assert 200 in codes[:first_503] and codes[last_503 + 1 :] and set(codes[last_503 + 1 :]) == {200}
+
+    # the interrupted file's transaction rolled back; its task retried and the run finished on its own
+    wait_until(lambda: _sql(private_postgres, _PHASE, run_id) == "DONE", 120, "the import to finish", 0.5)
+    status, result = _sql(private_postgres, _JOB, run_id, one=False)
+    assert status == "SUCCEEDED" and result["complete"], result
+    assert _sql(private_postgres, _FILES, run_id, one=False) == ("DONE", 4, 80 + 320)
+    assert _sql(private_postgres, _FEATURES, one=False) == (80, 80)  # exact counts, no duplicates
+    assert _sql(private_postgres, _ACTIVATIONS, one=False) == (320, 320)
+    assert _sql(private_postgres, _UNFINISHED_JOBS) == 0
+    print(f"migrate {migrated_s:.1f}s, total {time.monotonic() - started:.1f}s")
+
+
+_COPYING = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY _memicos_stage_%'"
+_PHASE = "SELECT phase FROM imports_importrun WHERE id = %s"
+_JOB = "SELECT j.status, j.result FROM features_job j JOIN imports_importrun r ON r.job_id = j.id WHERE r.id = %s"
+_FILES = "SELECT string_agg(DISTINCT status, ','), count(*), sum(rows_read) FROM imports_importfile WHERE run_id = %s"
+_SOURCE = f"(SELECT id FROM features_source WHERE model_id = '{MODEL}' AND name = '{LOADED}')"
+_FEATURES = f"SELECT count(*), count(DISTINCT index) FROM features_feature WHERE source_id = {_SOURCE}"
+_ACTIVATIONS = (
+    "SELECT count(*), count(DISTINCT a.id) FROM features_activation a "
+    f"JOIN features_feature f ON f.id = a.feature_id WHERE f.source_id = {_SOURCE}"
+)
+_UNFINISHED_JOBS = "SELECT count(*) FROM features_job WHERE status IN ('PENDING', 'RUNNING')"
+
+
+def _sql(server, sql: str, *params, one: bool = True):
+    """One row (its first value when `one`) from a fresh connection; None while the server is down."""
+    try:
+        with server.connect() as conn:
+            row = conn.execute(sql, params or None).fetchone()
+    except psycopg.OperationalError:
+        return None
+    return row[0] if one and row else row
+
+
+def _get(url) -> int | None:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException:
+        return None
