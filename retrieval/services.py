@@ -68,7 +68,9 @@ def passages_store(*, source: Source, passages: list[dict], codes: Iterable[tupl
         n = 0
         with connection.cursor() as cursor:
             table = PassageCode._meta.db_table
-            with cursor.copy(f"COPY {table} (source_id, passage_id, feature_index, value) FROM STDIN") as copy:
+            with connection.wrap_database_errors, cursor.copy(
+                f"COPY {table} (source_id, passage_id, feature_index, value) FROM STDIN"
+            ) as copy:
                 for row, feature, value in codes:
                     copy.write_row((source.pk, ids[row], int(feature), float(value)))
                     n += 1

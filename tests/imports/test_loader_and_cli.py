@@ -48,6 +48,26 @@ def test_records_load_checks_vector_dimension_and_strips_nul(source):
     assert Feature.objects.get(source=source, index=1).pos_str == ["ab"]
 
 
+def test_token_arrays_keep_every_character_and_a_malformed_array_skips_only_its_row(source):
+    """Tokens and values are staged as Postgres array literals made from orjson's text (quotes, backslashes,
+    control characters, braces, commas, the word NULL and non-ASCII must come back as they went in)."""
+    records_load(kind="features", model_id=source.model_id, source_id=source.name, records=[{"index": 0}])
+    odd = ['a"b', "c\\d", "\\n", "tab\there", "nl\nx", "cr\r", "", " ", "é 😀", "NULL", "null", "{", "}", ",", "[x]"]
+    acts = [
+        {"id": "odd", "index": 0, "tokens": odd, "values": [0.5, -1e-05, 3.25e10] + [0.0] * 12},
+        {"id": "plain", "index": 0, "tokens": ["x", None], "values": []},
+        {"id": "nested", "index": 0, "tokens": [["x"]], "values": [1.0]},
+        {"id": "text", "index": 0, "tokens": "x y", "values": [1.0]},
+    ]
+    r = records_load(kind="activations", model_id=source.model_id, source_id=source.name, records=acts)
+    assert (r.rows_loaded, r.rows_skipped) == (2, 2)
+    assert [e["line"] for e in r.errors] == [3, 4] and "flat list" in r.errors[0]["reason"]
+    assert "must be a list, not str" in r.errors[1]["reason"]
+    stored = Activation.objects.get(id="odd")
+    assert stored.tokens == odd and stored.values == [0.5, -1e-05, 3.25e10] + [0.0] * 12
+    assert Activation.objects.get(id="plain").tokens == ["x", None]
+
+
 def test_cli_lists_remote_sources_and_imports_config(s3_endpoint, small_dataset):
     origin = ["--bucket", small_dataset["bucket"], "--prefix", "v1/", "--endpoint-url", s3_endpoint]
     out = io.StringIO()
