@@ -29,8 +29,9 @@ SPEC = DatasetSpec(model_id=MODEL, sources=[
 ])  # fmt: skip
 # The worker sleeps PAUSE_S at line 20 of every file, inside its transaction and its COPY, and the server goes
 # down during that sleep. Back before it ends, the worker learns of the restart from its COPY on a server that
-# accepts connections again (psycopg's AdminShutdown: a short restart or failover, and an error Django does not
-# wrap); still down, from Django reconnecting as the transaction unwinds (OperationalError).
+# accepts connections again (psycopg's AdminShutdown, a short restart or failover: Django leaves COPY's errors
+# unwrapped, so the loader wraps them, or the task would not retry); still down, from Django reconnecting as the
+# transaction unwinds (OperationalError).
 PAUSE_S = 6
 OUTAGES = [pytest.param(3, id="back-before-the-worker-notices"), pytest.param(8, id="still-down-when-it-notices")]
 
