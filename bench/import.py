@@ -130,7 +130,8 @@ def main():
 
         _settle(Feature, Activation)  # what the dataset upload left for autovacuum and the checkpointer, not timed
         env = dict(os.environ, DATABASE_URL=test_database_url(), MEMICOS_TEST_DB="")
-        cmd = [sys.executable, *(["-m", "cProfile", "-o", "/tmp/imp.prof"] if os.environ.get("BENCH_PROFILE") else []), "manage.py", "import_source", MODEL_ID, SOURCE_ID, "--bucket", "bench-datasets",
+        profile = ["-m", "cProfile", "-o", "/tmp/imp.prof"] if os.environ.get("BENCH_PROFILE") else []
+        cmd = [sys.executable, *profile, "manage.py", "import_source", MODEL_ID, SOURCE_ID, "--bucket", "bench-datasets",
                "--prefix", "v1/", "--endpoint-url", url, "--no-explanations", "--jobs", str(args.jobs)]  # fmt: skip
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.pop(k, None)

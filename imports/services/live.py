@@ -6,6 +6,7 @@ Best-effort: a Redis restart must not fail the file being loaded (its rows and c
 so writes that fail are logged and dropped; the next report writes the figures again."""
 
 import logging
+from contextlib import contextmanager
 
 import redis
 
@@ -22,31 +23,33 @@ def _key(run_id: int) -> str:
     return f"memicos:imports:live:{connection.settings_dict['NAME']}:{run_id}"
 
 
+@contextmanager
+def _best_effort(what: str):
+    try:
+        yield
+    except redis.RedisError as exc:  # an entry left behind lapses with its TTL
+        log.warning("live import progress not %s: %s", what, exc)
+
+
 def put(run_id: int, file_id: int, *, rows: int, bytes_: int):
     if not run_id:
         return
     pipe = redis_client().pipeline()
     pipe.hset(_key(run_id), str(file_id), f"{rows},{bytes_}")
     pipe.expire(_key(run_id), TTL_S)
-    try:
+    with _best_effort("recorded"):
         pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("live import progress not recorded: %s", exc)
 
 
 def drop(run_id: int, file_id: int):
     if run_id:
-        try:
+        with _best_effort("cleared"):
             redis_client().hdel(_key(run_id), str(file_id))
-        except redis.RedisError as exc:  # the entry lapses with its TTL
-            log.warning("live import progress not cleared: %s", exc)
 
 
 def clear(run_id: int):
-    try:
+    with _best_effort("cleared"):
         redis_client().delete(_key(run_id))
-    except redis.RedisError as exc:
-        log.warning("live import progress not cleared: %s", exc)
 
 
 def totals(run_id: int) -> tuple[int, int]:

@@ -482,7 +482,9 @@ def _stage_create(cursor, spec: _Spec) -> str:
     # A fresh name per call: callers may load several batches in one transaction. `json` (not jsonb)
     # keeps COPY a plain copy of the text; it is parsed once, by json_to_record in the upsert.
     name = f"_memicos_stage_{spec.kind}_{next(_stage_counter)}"
-    typed = "".join(f'"{c.wire}" {c.db_type}, ' for c in spec.columns if c.wire in spec.typed)
+    # in spec.typed's order, the order _rows writes them in
+    db_types = {c.wire: c.db_type for c in spec.columns}
+    typed = "".join(f'"{name}" {db_types[name]}, ' for name in spec.typed)
     cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint, {typed}j json) ON COMMIT DROP")
     return name
 

@@ -7,10 +7,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.imports.conftest import new_bucket, no_aws_credentials, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.inference.conftest import sae_dirs, tiny_db  # noqa: F401 (fixtures)
@@ -34,6 +36,67 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def web_start(**env) -> tuple[subprocess.Popen, str]:
+    """A gunicorn web process (1 worker, 4 threads) with the tests' environment plus `env`, on a free port.
+    Returns the process and its base URL; the caller terminates it."""
+    from tests.conftest import ROOT, subprocess_env
+
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "60"],
+        cwd=ROOT, env=subprocess_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return web, f"http://127.0.0.1:{port}"
+
+
+def http_status(url) -> int | None:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.RequestException:
+        return None
+
+
+class Readers:
+    """A steady stream of GETs of one URL from a thread while a backing service goes away and comes back:
+    `seen` holds (status or exception name, Retry-After, Content-Type) of each answer."""
+
+    def __init__(self, url: str):
+        self.url, self.seen = url, []
+        self._stop, self._thread = threading.Event(), None
+
+    def start(self):
+        wait_until(lambda: http_status(self.url) == 200, 60, "the web server")
+        self._thread = threading.Thread(target=self._read)
+        self._thread.start()
+        return self
+
+    def _read(self):
+        while not self._stop.is_set():
+            try:
+                r = requests.get(self.url, timeout=20)
+                self.seen.append((r.status_code, r.headers.get("Retry-After"), r.headers.get("Content-Type", "")))
+            except requests.RequestException as exc:
+                self.seen.append((type(exc).__name__, None, ""))
+            time.sleep(0.05)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    @property
+    def codes(self) -> list:
+        return [c for c, _, _ in self.seen]
+
+    def assert_200s_then_503s_then_only_200s(self):
+        codes = self.codes
+        assert set(codes) <= {200, 503}, codes  # never a 500, a reset connection or a hang
+        assert all(ra and "json" in ct for c, ra, ct in self.seen if c == 503)
+        first_503, last_503 = codes.index(503), len(codes) - 1 - codes[::-1].index(503)
+        assert 200 in codes[:first_503] and codes[last_503 + 1 :] and set(codes[last_503 + 1 :]) == {200}
 
 
 class RedisServer:

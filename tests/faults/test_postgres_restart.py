@@ -5,18 +5,17 @@ again on the same port and data directory a few seconds later: before the worker
 The test process's Django connection stays on the shared test database; everything on the private server is
 created by subprocesses (migrate, the import's own services) and checked with plain SQL."""
 
+import os
 import subprocess
 import sys
-import threading
 import time
 
 import psycopg
 import pytest
-import requests
 
 from imports.tasks import import_run_task
 from tests.conftest import ROOT, WorkerProcess, subprocess_env
-from tests.faults.conftest import free_port, wait_until
+from tests.faults.conftest import Readers, http_status, wait_until, web_start
 from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
 
 pytestmark = [pytest.mark.slow]
@@ -55,14 +54,9 @@ def test_an_import_rides_out_a_real_postgres_restart_and_the_same_web_process_an
     write_dataset(s3_put(s3_client, bucket, "v1/"), SPEC)
     db = {"DATABASE_URL": private_postgres.url}
 
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "60"],
-        cwd=ROOT, env=subprocess_env(DB_CONN_MAX_AGE=60, **db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    web, base = web_start(DB_CONN_MAX_AGE=60, **db)
     request.addfinalizer(lambda: (web.terminate(), web.wait(20)))
-    worker = WorkerProcess(["imports"], f"imports-pg-{port}", MEMICOS_IMPORT_PAUSE_AFTER_ROWS=20,
+    worker = WorkerProcess(["imports"], f"imports-pg-{os.getpid()}", MEMICOS_IMPORT_PAUSE_AFTER_ROWS=20,
                            MEMICOS_IMPORT_PAUSE_SECONDS=PAUSE_S, **db)  # fmt: skip
     request.addfinalizer(worker.stop)
     worker.start()
@@ -72,44 +66,26 @@ def test_an_import_rides_out_a_real_postgres_restart_and_the_same_web_process_an
     assert queued.returncode == 0, queued.stderr
     run_id = int(queued.stdout.split()[-1])
 
-    url = f"http://127.0.0.1:{port}/api/feature/{MODEL}/{SERVED}/3"
-    seen, stop = [], threading.Event()
-
-    def load():  # a steady stream of readers while the server goes away and comes back
-        while not stop.is_set():
-            try:
-                r = requests.get(url, timeout=20)
-                seen.append((r.status_code, r.headers.get("Retry-After"), r.headers.get("Content-Type", "")))
-            except requests.RequestException as exc:
-                seen.append((type(exc).__name__, None, ""))
-            time.sleep(0.05)
-
-    wait_until(lambda: _get(url) == 200, 60, "the web server")
-    loader = threading.Thread(target=load)
-    loader.start()
+    url = f"{base}/api/feature/{MODEL}/{SERVED}/3"
+    readers = Readers(url).start()  # a steady stream of readers while the server goes away and comes back
     try:
-        wait_until(lambda: 200 in [c for c, _, _ in seen], 10, "the readers")
+        wait_until(lambda: 200 in readers.codes, 10, "the readers")
         import_run_task.delay(run_id)  # only now: the outage must find the file's COPY just begun
         # the worker's COPY is open and its file transaction uncommitted when the server goes down
         wait_until(lambda: _sql(private_postgres, _COPYING), 60, "a file mid-load", 0.05)
         outage_at = time.monotonic()
         private_postgres.stop("fast")
-        wait_until(lambda: 503 in [c for c, _, _ in seen[-3:]], 10, "503s during the outage")
+        wait_until(lambda: 503 in readers.codes[-3:], 10, "503s during the outage")
         time.sleep(max(0.0, down_s - (time.monotonic() - outage_at)))
         private_postgres.start()
         assert (time.monotonic() - outage_at < PAUSE_S - 0.5) == (down_s < PAUSE_S)  # the case named
-        wait_until(lambda: _get(url) == 200, 30, "the web process to reconnect")
+        wait_until(lambda: http_status(url) == 200, 30, "the web process to reconnect")
         time.sleep(1)
     finally:
-        stop.set()
-        loader.join(30)
+        readers.stop()
 
     assert web.poll() is None and worker.proc.poll() is None  # the same processes: nobody restarted them
-    codes = [c for c, _, _ in seen]
-    assert set(codes) <= {200, 503}, codes  # never a 500, a reset connection or a hang
-    assert all(ra and "json" in ct for c, ra, ct in seen if c == 503)
-    first_503, last_503 = codes.index(503), len(codes) - 1 - codes[::-1].index(503)
-    assert 200 in codes[:first_503] and codes[last_503 + 1 :] and set(codes[last_503 + 1 :]) == {200}
+    readers.assert_200s_then_503s_then_only_200s()
 
     # the interrupted file's transaction rolled back; its task retried and the run finished on its own
     wait_until(lambda: _sql(private_postgres, _PHASE, run_id) == "DONE", 60, "the import to finish", 0.5)
@@ -142,10 +118,3 @@ def _sql(server, sql: str, *params, one: bool = True):
     except psycopg.OperationalError:
         return None
     return row[0] if one and row else row
-
-
-def _get(url) -> int | None:
-    try:
-        return requests.get(url, timeout=5).status_code
-    except requests.RequestException:
-        return None
