@@ -5,14 +5,24 @@ never listed or searched; PRIVATE is readable by its creator and staff only, and
 A feature inherits the visibility of its model, source set and source (the strictest wins).
 """
 
-from django.db.models import F, Prefetch, Q, QuerySet, Value
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db.backends.utils import CursorDebugWrapper
+from django.db.models import Prefetch, Q, QuerySet, Value, prefetch_related_objects
 from django.db.models.functions import Concat
 from django.http import Http404
 
 from features.models import (
     Activation,
+    Comment,
     Explanation,
+    ExplanationModelType,
     ExplanationScore,
+    ExplanationType,
     Feature,
     Job,
     List,
@@ -164,11 +174,6 @@ def features_get_many(*, keys: list[tuple[str, str, int]], user) -> dict[tuple[s
     return {(f.model_id, f.source.name, f.index): f for f in rows}
 
 
-def feature_activations(*, feature: Feature, limit: int | None = None) -> QuerySet[Activation]:
-    qs = Activation.objects.filter(feature=feature).order_by("-max_value", "id")
-    return qs[:limit] if limit else qs
-
-
 # The strongest activations of each feature: one index probe per feature on activation_feature_max_idx
 # (feature, -max_value), reading `limit` rows each rather than all of every feature's activations.
 _TOP_ACTIVATIONS_SQL = """
@@ -193,17 +198,6 @@ def top_activations_by_feature(*, feature_ids, limit: int) -> dict[int, list[Act
     return out
 
 
-def feature_explanations(*, feature: Feature) -> QuerySet[Explanation]:
-    scores = ExplanationScore.objects.select_related("score_type", "score_model").order_by("-created_at")
-    return (
-        Explanation.objects.filter(feature=feature)
-        .defer(*EXPLANATION_VECTORS)
-        .select_related("type", "explanation_model", "triggered_by", "author")
-        .prefetch_related(Prefetch("scores", queryset=scores))
-        .order_by(F("score_v2").desc(nulls_last=True), "-score_v1", "created_at")
-    )
-
-
 def feature_lists(*, feature: Feature, user) -> QuerySet[List]:
     return (
         List.objects.filter(items__feature=feature)
@@ -211,6 +205,175 @@ def feature_lists(*, feature: Feature, user) -> QuerySet[List]:
         .select_related("user")
         .distinct()
         .order_by("-updated_at")
+    )
+
+
+# --- the dashboard read ------------------------------------------------------------------------------------------
+# The feature page and GET /api/feature are the busiest reads. Through the ORM each cost six queries whose ~100
+# columns of joins Django compiled in Python and Postgres planned anew on every request: ~8 of the API's 12 ms
+# (bench/load.py). Here they are three fixed statements on a server-binding cursor, which psycopg prepares after
+# DB_PREPARE_THRESHOLD uses on a connection, so each is parsed and planned once per connection. Rows come back as
+# model instances (Model.from_db), so presenters and templates read them as they read ORM results. Lists and
+# comments, which few features have, go through the ORM, and only when the feature row says there are some.
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One table of a hand-written SELECT: its model, its alias, and the to-one field of `parent` it fills."""
+
+    model: type
+    alias: str
+    parent: str | None = None
+    field: str | None = None
+    skip: tuple[str, ...] = ()  # columns left out; the instance has them deferred
+
+    @cached_property
+    def fields(self) -> list:
+        return [f for f in self.model._meta.concrete_fields if f.attname not in self.skip]
+
+    @cached_property
+    def attnames(self) -> list[str]:
+        return [f.attname for f in self.fields]
+
+    @cached_property
+    def converters(self) -> list[tuple[int, list]]:
+        # JSONField decodes in from_db_value; psycopg gives every other type as the model expects it.
+        out = []
+        for i, f in enumerate(self.fields):
+            if funcs := f.get_db_converters(connection):
+                out.append((i, funcs, f.get_col(self.alias)))
+        return out
+
+
+class _Select:
+    """SELECT of parts joined along their to-one fields (LEFT JOINs), built once; rows → linked instances."""
+
+    def __init__(self, *parts: _Part, extra: tuple[str, ...] = ()):
+        self.parts = parts
+        self.extra = extra  # trailing computed columns, returned as they are
+        by_alias = {p.alias: p for p in parts}
+        columns, joins = [], [f"{parts[0].model._meta.db_table} {parts[0].alias}"]
+        for p in parts:
+            columns += [f'{p.alias}."{f.column}"' for f in p.fields]
+            if p.parent:
+                fk = by_alias[p.parent].model._meta.get_field(p.field)
+                joins.append(
+                    f'LEFT JOIN {p.model._meta.db_table} {p.alias} ON {p.alias}."{fk.target_field.column}" = '
+                    f'{p.parent}."{fk.column}"'
+                )
+        self.sql = f"SELECT {', '.join(columns + list(extra))} FROM {' '.join(joins)}"
+
+    def instances(self, row) -> tuple[dict[str, object], tuple]:
+        out, at = {}, 0
+        for p in self.parts:
+            values = list(row[at : at + len(p.fields)])
+            at += len(p.fields)
+            if p.parent and values[0] is None:  # a nullable to-one field that is null (LEFT JOIN found nothing)
+                instance = None
+            else:
+                for i, funcs, col in p.converters:
+                    for func in funcs:
+                        values[i] = func(values[i], col, connection)
+                instance = p.model.from_db(connection.alias, p.attnames, values)
+            out[p.alias] = instance
+            if p.parent and out[p.parent] is not None:
+                setattr(out[p.parent], p.field, instance)
+        return out, tuple(row[at:])
+
+
+_USER_SKIP = ("password",)  # never needed to show a name
+_FEATURE = _Select(
+    _Part(Feature, "f"),
+    _Part(Model, "m", "f", "model"),
+    _Part(Source, "s", "f", "source"),
+    _Part(SourceSet, "ss", "s", "source_set"),
+    _Part(get_user_model(), "u", "f", "creator", skip=_USER_SKIP),
+    extra=(
+        f"EXISTS (SELECT 1 FROM {ListItem._meta.db_table} li WHERE li.feature_id = f.id)",
+        f"EXISTS (SELECT 1 FROM {Comment._meta.db_table} c WHERE c.feature_id = f.id)",
+    ),
+)
+# readable_q for model, source and source set (PUBLIC/UNLISTED, or the user's own; staff read everything)
+_READABLE = " AND ".join(f"({a}.visibility = ANY(%(open)s) OR {a}.creator_id = %(uid)s)" for a in ("m", "s", "ss"))
+_FEATURE_SQL = (
+    f"{_FEATURE.sql} WHERE s.model_id = %(model)s AND s.name = %(source)s AND f.model_id = %(model)s "
+    f"AND f.index = %(index)s AND (%(staff)s OR ({_READABLE}))"
+)
+_ACTIVATIONS = _Select(_Part(Activation, "a"))
+_ACTIVATIONS_SQL = f"{_ACTIVATIONS.sql} WHERE a.feature_id = %s ORDER BY a.max_value DESC, a.id LIMIT %s"
+_EXPLANATIONS = _Select(
+    _Part(Explanation, "e", skip=EXPLANATION_VECTORS),
+    _Part(ExplanationType, "et", "e", "type"),
+    _Part(ExplanationModelType, "em", "e", "explanation_model"),
+    _Part(get_user_model(), "tb", "e", "triggered_by", skip=_USER_SKIP),
+    _Part(get_user_model(), "au", "e", "author", skip=_USER_SKIP),
+    extra=(f"EXISTS (SELECT 1 FROM {ExplanationScore._meta.db_table} sc WHERE sc.explanation_id = e.id)",),
+)
+_EXPLANATIONS_SQL = (
+    f"{_EXPLANATIONS.sql} WHERE e.feature_id = %s ORDER BY e.score_v2 DESC NULLS LAST, e.score_v1 DESC, e.created_at"
+)
+
+
+@dataclass
+class Dashboard:
+    feature: Feature  # with model, source, source.source_set and creator loaded
+    activations: list[Activation]  # strongest first
+    explanations: list[Explanation]  # best first, type/model/users loaded, scores prefetched
+    lists: list[List]  # readable by the user
+    comments: list[Comment]  # oldest first, users loaded
+
+
+class _DebugCursor(CursorDebugWrapper):
+    """Django's query log (DEBUG, tests) with each statement's text: psycopg forgets it once it is prepared."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
+
+
+def _prepared_cursor():
+    """A Django cursor over psycopg's server-binding cursor, whose statements psycopg prepares after the
+    connection's prepare_threshold uses (ORM queries stay on client-side binding, which never prepares)."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = ServerBindingCursor(connection.connection)
+    return _DebugCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+def feature_dashboard(*, model_id: str, source_id: str, index: int, user, limit: int | None = None) -> Dashboard:
+    """Everything a feature's dashboard shows, in three statements; 404 as feature_get when unreadable."""
+    staff = _owner_or_staff(user)
+    uid = user.pk if user is not None and user.is_authenticated else None
+    params = {"model": model_id, "source": source_id, "index": index, "staff": staff, "uid": uid,
+              "open": [Visibility.PUBLIC.value, Visibility.UNLISTED.value]}  # fmt: skip
+    with _prepared_cursor() as cur:
+        cur.execute(_FEATURE_SQL, params)
+        row = cur.fetchone()
+        if row is None:
+            raise Http404(f"Feature {model_id}/{source_id}/{index} not found.")
+        parts, (has_lists, has_comments) = _FEATURE.instances(row)
+        feature = parts["f"]
+        cur.execute(_ACTIVATIONS_SQL, [feature.pk, limit])
+        activations = [_ACTIVATIONS.instances(r)[0]["a"] for r in cur.fetchall()]
+        cur.execute(_EXPLANATIONS_SQL, [feature.pk])
+        explanations, scored = [], []
+        for r in cur.fetchall():
+            found, (has_scores,) = _EXPLANATIONS.instances(r)
+            explanation = found["e"]
+            explanations.append(explanation)
+            if has_scores:
+                scored.append(explanation)
+            else:  # `explanation.scores.all()` answers from this empty prefetch, without a query
+                explanation._prefetched_objects_cache = {"scores": explanation.scores.none()}
+    if scored:
+        scores = ExplanationScore.objects.select_related("score_type", "score_model").order_by("-created_at")
+        prefetch_related_objects(scored, Prefetch("scores", queryset=scores))
+    return Dashboard(
+        feature=feature,
+        activations=activations,
+        explanations=explanations,
+        lists=list(feature_lists(feature=feature, user=user)) if has_lists else [],
+        comments=list(feature.comments.select_related("user").order_by("created_at")) if has_comments else [],
     )
 
 

@@ -204,8 +204,10 @@ def _token_rows(activation, scale: float) -> dict:
 
 def feature_page(request, model_id, source_id, index):
     user = request.user
-    feature = selectors.feature_get(model_id=model_id, source_id=source_id, index=index, user=user)
-    activations = list(selectors.feature_activations(feature=feature, limit=TOP_ACTIVATIONS_SHOWN))
+    board = selectors.feature_dashboard(
+        model_id=model_id, source_id=source_id, index=index, user=user, limit=TOP_ACTIVATIONS_SHOWN
+    )
+    feature, activations = board.feature, board.activations
     scale = max([feature.max_act_approx or 0.0] + [a.max_value for a in activations])
     top, bins = [], defaultdict(list)
     for a in activations:
@@ -242,10 +244,10 @@ def feature_page(request, model_id, source_id, index):
             "scale": scale,
             "pos": pos,
             "neg": neg,
-            "explanations": list(selectors.feature_explanations(feature=feature)),
-            "lists": list(selectors.feature_lists(feature=feature, user=user)),
+            "explanations": board.explanations,
+            "lists": board.lists,
             "own_lists": own_lists,
-            "comments": list(feature.comments.select_related("user")),
+            "comments": board.comments,
             "comment_form": CommentForm(),
             "bookmarked": bookmarked,
             "similar": similar,

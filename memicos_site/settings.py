@@ -115,6 +115,11 @@ else:
     DATABASES = {"default": embedded_database(VAR_DIR / "pg")}
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Server-side prepared statements for the statements that ask for them (features/selectors.feature_dashboard; ORM
+# queries use client-side binding, which never prepares): prepared after this many uses on a connection. `off`
+# behind a transaction-pooling PgBouncer older than 1.21 (it cannot keep a session's prepared statements).
+_prepare = env_str("DB_PREPARE_THRESHOLD", "5")
+DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 # Lets parallel test runs on one server use distinct test databases (pytest-django creates it).
 if env_str("MEMICOS_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("MEMICOS_TEST_DB")}

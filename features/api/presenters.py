@@ -96,7 +96,7 @@ def score_wire(score) -> dict:
 
 
 def explanation_wire(explanation, *, key: dict) -> dict:
-    """Needs `triggered_by` selected and `scores` prefetched (features/selectors.feature_explanations)."""
+    """Needs `triggered_by` selected and `scores` prefetched (features/selectors.feature_dashboard)."""
     return {
         **to_wire(explanation, EXPLANATION_FIELDS),
         **key,

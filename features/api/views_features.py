@@ -1,12 +1,13 @@
 """Feature reads: GET /api/feature/{modelId}/{layer}/{index}, POST /api/features, POST /api/features-offset."""
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from features.api import outputs as out
 from features.api.base import ApiView, validated
-from features.api.common import feature_or_404, list_url, parse_index, source_or_404, with_source_sets
+from features.api.common import list_url, parse_index, source_or_404, with_source_sets
 from features.api.inputs import MAX_ACTS_DEFAULT, MAX_BATCH, FeaturesBatchItemIn, FeaturesOffsetIn
 from features.api.presenters import (
     BLANKED_ON_FEATURE_GET,
@@ -24,11 +25,9 @@ from features.api.presenters import (
     source_wire,
     user_name,
 )
-from features.models import Comment
 from features.selectors import (
-    feature_activations,
-    feature_explanations,
-    feature_lists,
+    Dashboard,
+    feature_dashboard,
     features_get_many,
     features_page,
     top_activations_by_feature,
@@ -37,14 +36,14 @@ from features.selectors import (
 ERRORS = {400: out.ErrorOut, 401: out.ErrorOut, 404: out.ErrorOut}
 
 
-def feature_detail(request, feature) -> dict:
-    """The dashboard payload; a fixed number of queries whatever the number of activations."""
+def feature_detail(request, board: Dashboard) -> dict:
+    """The dashboard payload; three statements whatever the number of activations (feature_dashboard)."""
+    feature = board.feature
     key = feature_key(feature)
     source = feature.source
     body = feature_wire(feature)
     for name in BLANKED_ON_FEATURE_GET:
         body[name] = []
-    comments = Comment.objects.filter(feature=feature).select_related("user").order_by("created_at")
     body.update(
         model=model_wire(feature.model),
         source=source_wire(source, set_name=source.source_set.name),
@@ -52,11 +51,11 @@ def feature_detail(request, feature) -> dict:
         creator=user_name(feature.creator),
         lists=[
             {"list": {**list_wire(lst, url=list_url(request, lst.id)), "user": user_name(lst.user)}}
-            for lst in feature_lists(feature=feature, user=request.user)
+            for lst in board.lists
         ],
-        comments=[comment_wire(c, key=key) for c in comments],
-        activations=[activation_wire(a, key=key) for a in feature_activations(feature=feature)],
-        explanations=[explanation_wire(e, key=key) for e in best_first(feature_explanations(feature=feature))],
+        comments=[comment_wire(c, key=key) for c in board.comments],
+        activations=[activation_wire(a, key=key) for a in board.activations],
+        explanations=[explanation_wire(e, key=key) for e in best_first(board.explanations)],
     )
     return body
 
@@ -79,8 +78,13 @@ class FeatureDetailView(ApiView):
         responses={200: out.FeatureDetailOut, **ERRORS},
     )
     def get(self, request, model_id: str, source_id: str, index: str):
-        feature = feature_or_404(model_id=model_id, source_id=source_id, index=parse_index(index), user=request.user)
-        return Response(feature_detail(request, feature))
+        index = parse_index(index)
+        try:
+            board = feature_dashboard(model_id=model_id, source_id=source_id, index=index, user=request.user)
+        except Http404:
+            source_or_404(model_id=model_id, source_id=source_id, user=request.user)  # names the unknown part
+            raise
+        return Response(feature_detail(request, board))
 
 
 class FeaturesBatchView(ApiView):
