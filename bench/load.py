@@ -14,8 +14,10 @@
    snippets COPYed in first) with the table's indexes and constraints dropped and rebuilt afterwards.
    Table and index sizes (pg_total_relation_size) and bytes per row are printed on every run: README's
    partition plan quotes them.
-2. A gunicorn server (MEMICOS_ENV=production, DEBUG off, Redis cache and rate-limit counters, limits raised
-   so one client IP is never throttled) on a loopback port, `--workers` processes × 8 threads.
+2. The database's files are read once into the OS page cache (bench/pagecache.py), as a server that has been
+   answering requests holds them; otherwise the first runs time disk reads. Then a gunicorn server
+   (MEMICOS_ENV=production, DEBUG off, Redis cache and rate-limit counters, limits raised so one client IP is
+   never throttled) on a loopback port, `--workers` processes × 8 threads.
 3. wrk (`make bench-tools`) with 16 connections, each request a random feature (uniform over all features)
    as either the dashboard page `/<model>/<source>/<index>/` or `GET /api/feature/<model>/<source>/<index>`;
    falls back to a Python thread-per-client driver when wrk is missing. `--think-ms` runs each client with a
@@ -45,6 +47,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from pagecache import warm_page_cache  # bench/pagecache.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -661,6 +665,7 @@ def main():
     print_sizes(s)
     if args.build_only:
         return
+    warmed = warm_page_cache(["features_feature", "features_activation", "features_explanation", "features_source"])
     profile = server_profile("", n_sources=args.sources, width=args.width)
     port = free_port()
     server_log = tempfile.NamedTemporaryFile("w+", prefix="bench-load-gunicorn-", suffix=".log", delete=False)
@@ -701,6 +706,7 @@ def main():
         f"1-minute load average {load_before:.1f} before the runs, {os.getloadavg()[0]:.1f} after (other "
         "processes on the machine count too)"
     )
+    print(f"page cache: {warmed}")
     print(
         "one request at a time, in-process (Django test client, no HTTP): "
         + "; ".join(f"{k} p50 {v['ms_p50']:.1f} ms, {v['queries']} SQL queries" for k, v in profile.items())

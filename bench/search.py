@@ -36,6 +36,7 @@ os.environ.setdefault("MEMICOS_TEST_DB", "bench_search")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memicos_site.settings")
 
 import numpy as np  # noqa: E402
+from pagecache import warm_page_cache  # noqa: E402  (bench/pagecache.py)
 
 DIM = 384
 MODEL_ID = "bench-search"
@@ -235,7 +236,7 @@ def main():
         load(args.n, centres, rng)
     queries = vectors(np.random.default_rng(99), args.queries, centres)
 
-    warmed = warm_page_cache()
+    warmed = warm_page_cache(["features_explanation", "features_feature", "features_activation", "features_source"])
     client = Client()
     latencies, results = [], []
     # The API calls run back to back, the exact scans (2 GB each at 1M rows) afterwards: interleaved,
@@ -279,43 +280,6 @@ def main():
     )
     print(f"query embedding (all-MiniLM-L6-v2, CPU, uncached): {embed_ms:.1f} ms per query")
     print(f"page cache: {warmed}")
-
-
-def warm_page_cache() -> str:
-    """Read the files of the relations a search touches once, so that they sit in the OS page cache.
-
-    A server that has been answering searches holds them in memory; without this, p50 mostly measures
-    disk reads of feature rows the machine's reclaim has dropped since the load (pg_prewarm is not in
-    the embedded Postgres build). Needs the database's files on this machine (the embedded server).
-    """
-    from django.db import connection
-
-    tables = ["features_explanation", "features_feature", "features_activation", "features_source"]
-    with connection.cursor() as cur:
-        cur.execute("SELECT current_setting('data_directory')")
-        data_dir = Path(cur.fetchone()[0])
-        cur.execute(
-            "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.oid = ANY(%(t)s::regclass[]) "
-            "OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = ANY(%(t)s::regclass[])) "
-            "OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE oid = ANY(%(t)s::regclass[]))",
-            {"t": tables},
-        )
-        files = [
-            f
-            for (rel,) in cur.fetchall()
-            if rel
-            for f in data_dir.glob(f"{rel}*")
-            if f.name.split(".")[0] == Path(rel).name
-        ]
-    t, size = time.perf_counter(), 0
-    try:
-        for f in files:
-            with open(f, "rb", buffering=0) as fh:
-                while chunk := fh.read(1 << 20):
-                    size += len(chunk)
-    except OSError as exc:
-        return f"not warmed ({exc})"
-    return f"{size / 2**30:.1f} GiB of {', '.join(tables)} and their indexes read once before timing ({time.perf_counter() - t:.0f} s)"
 
 
 def _ok(met: bool) -> str:
