@@ -236,7 +236,11 @@ class _Part:
         return [f.attname for f in self.fields]
 
     @cached_property
-    def converters(self) -> list[tuple[int, list]]:
+    def pk_at(self) -> int:
+        return self.attnames.index(self.model._meta.pk.attname)
+
+    @cached_property
+    def converters(self) -> list[tuple[int, list, object]]:
         # JSONField decodes in from_db_value; psycopg gives every other type as the model expects it.
         out = []
         for i, f in enumerate(self.fields):
@@ -248,9 +252,8 @@ class _Part:
 class _Select:
     """SELECT of parts joined along their to-one fields (LEFT JOINs), built once; rows → linked instances."""
 
-    def __init__(self, *parts: _Part, extra: tuple[str, ...] = ()):
+    def __init__(self, *parts: _Part, extra: tuple[str, ...] = ()):  # extra: computed columns, returned as they are
         self.parts = parts
-        self.extra = extra  # trailing computed columns, returned as they are
         by_alias = {p.alias: p for p in parts}
         columns, joins = [], [f"{parts[0].model._meta.db_table} {parts[0].alias}"]
         for p in parts:
@@ -268,7 +271,7 @@ class _Select:
         for p in self.parts:
             values = list(row[at : at + len(p.fields)])
             at += len(p.fields)
-            if p.parent and values[0] is None:  # a nullable to-one field that is null (LEFT JOIN found nothing)
+            if p.parent and values[p.pk_at] is None:  # a null to-one field: the LEFT JOIN found nothing
                 instance = None
             else:
                 for i, funcs, col in p.converters:
@@ -333,6 +336,7 @@ class _DebugCursor(CursorDebugWrapper):
 def _prepared_cursor():
     """A Django cursor over psycopg's server-binding cursor, whose statements psycopg prepares after the
     connection's prepare_threshold uses (ORM queries stay on client-side binding, which never prepares)."""
+    connection.close_if_health_check_failed()  # as connection.cursor() does (CONN_HEALTH_CHECKS)
     connection.ensure_connection()
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:

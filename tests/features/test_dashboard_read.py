@@ -102,6 +102,7 @@ def test_rows_equal_the_orm_rows_and_stay_equal_once_the_statements_are_prepared
         assert model_to_dict(board.activations[1]) == model_to_dict(orm_activations[1])
         assert [e.pk for e in board.explanations] == [high.pk, low.pk]
         assert board.explanations[0].triggered_by.pk == other_user.pk and board.explanations[1].author.pk == user.pk
+        assert board.explanations[0].author is None and board.explanations[1].triggered_by is None  # null FKs
         assert [s.score_type.name for s in board.explanations[1].scores.all()] == ["recall"]
         assert list(board.explanations[0].scores.all()) == []
         assert [lst.visibility for lst in board.lists] == [Visibility.PUBLIC]  # the other user's private list: not
