@@ -260,10 +260,12 @@ def import_run_advance(*, run_id: int) -> list[int]:
         ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.FEATURES).update(phase=ImportRun.Phase.ROWS)
     ):
         start = run_files(run_id, ["activations", "explanations"])
-    if counts["pending"] == 0 and ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.ROWS).update(
-        phase=ImportRun.Phase.DONE
-    ):
-        _run_finish(run, failed=counts["failed"])
+    if counts["pending"] == 0:
+        # The run's phase and its Job change in one transaction: no reader sees a DONE run whose Job still says
+        # RUNNING, and a worker killed in between leaves the run in ROWS for the next advance to finish.
+        with transaction.atomic():
+            if ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.ROWS).update(phase=ImportRun.Phase.DONE):
+                _run_finish(run, failed=counts["failed"])
     return start
 
 
@@ -276,7 +278,7 @@ def _run_finish(run: ImportRun, *, failed: int):
         job_finish(
             job_id=run.job_id, message="complete" if check["complete"] else "loaded; counts differ", result=check
         )
-    live.clear(run.pk)
+    transaction.on_commit(lambda: live.clear(run.pk))
 
 
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:

@@ -21,6 +21,34 @@ def test_an_import_through_tasks_finishes_its_job(s3_endpoint, small_dataset, db
     assert db_counts("tiny-gpt", "0-att-tt") == {"features": 10, "activations": 20, "explanations": 0}
 
 
+def test_a_worker_dying_as_it_finishes_the_run_leaves_it_for_the_next_advance(
+    s3_endpoint, small_dataset, db, monkeypatch
+):
+    """The run's DONE phase and its Job's SUCCEEDED commit together: a reader never sees a DONE run with a RUNNING
+    Job, and a crash between the two leaves the run in ROWS, which the redelivered file task's advance finishes."""
+    from imports.services import importer
+
+    run = import_run_create(
+        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
+    )
+    real_finish = importer._run_finish
+
+    def crash(*args, **kwargs):
+        real_finish(*args, **kwargs)  # the Job row is written ...
+        raise RuntimeError("worker lost")  # ... and the process dies before the transaction commits
+
+    monkeypatch.setattr(importer, "_run_finish", crash)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        import_run_task.delay(run.pk)
+    run.refresh_from_db()
+    assert run.phase == "ROWS" and run.job.status == Job.Status.RUNNING  # neither half committed
+    assert not ImportFile.objects.filter(run=run).exclude(status="DONE").exists()
+    monkeypatch.setattr(importer, "_run_finish", real_finish)
+    importer.import_run_advance(run_id=run.pk)  # what the redelivered task does after finding its file DONE
+    run.refresh_from_db()
+    assert run.phase == "DONE" and run.job.status == Job.Status.SUCCEEDED
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_file_leaves_nothing_and_the_next_run_resumes_without_duplicates(
     s3_endpoint, s3_client, new_bucket, no_aws_credentials, start_worker
