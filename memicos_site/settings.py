@@ -119,6 +119,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # queries use client-side binding, which never prepares): prepared after this many uses on a connection. `off`
 # behind a transaction-pooling PgBouncer older than 1.21 (it cannot keep a session's prepared statements).
 _prepare = env_str("DB_PREPARE_THRESHOLD", "5")
+if not (_prepare == "off" or _prepare.isdigit()):
+    raise ImproperlyConfigured(f"DB_PREPARE_THRESHOLD must be a number of uses or off, not {_prepare!r}")
 DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 # Lets parallel test runs on one server use distinct test databases (pytest-django creates it).
 if env_str("MEMICOS_TEST_DB"):

@@ -63,8 +63,7 @@ def token_spans(tokens) -> SafeString:
         value = t["value"]
         v = "0.000" if value == 0 else floatformat3(value)
         cls = "tok" + (" max" if t["is_max"] else "") + (" far" if t["far"] else "")
-        stripped = text.strip()
-        if text and not stripped:
+        if text and not text.strip():  # token_is_space
             cls += " space"
         # token_display, inlined: control characters as arrows, a run of spaces as dots
         shown = text if text.isprintable() else text.translate(_VISIBLE_TABLE)
