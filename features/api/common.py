@@ -28,9 +28,10 @@ def source_or_404(*, model_id: str, source_id: str, user) -> Source:
         raise
 
 
-def feature_or_404(*, model_id: str, source_id: str, index: int, user) -> Feature:
+def feature_or_404(*, model_id: str, source_id: str, index: int, user, read=feature_get):
+    """`read(...)` (feature_get, or feature_dashboard for everything a dashboard shows) or a clear 404."""
     try:
-        return feature_get(model_id=model_id, source_id=source_id, index=index, user=user)
+        return read(model_id=model_id, source_id=source_id, index=index, user=user)
     except Http404:
         # Only on the error path: name the first unknown part (model, then source, then feature).
         source_or_404(model_id=model_id, source_id=source_id, user=user)

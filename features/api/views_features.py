@@ -1,13 +1,12 @@
 """Feature reads: GET /api/feature/{modelId}/{layer}/{index}, POST /api/features, POST /api/features-offset."""
 
-from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from features.api import outputs as out
 from features.api.base import ApiView, validated
-from features.api.common import list_url, parse_index, source_or_404, with_source_sets
+from features.api.common import feature_or_404, list_url, parse_index, source_or_404, with_source_sets
 from features.api.inputs import MAX_ACTS_DEFAULT, MAX_BATCH, FeaturesBatchItemIn, FeaturesOffsetIn
 from features.api.presenters import (
     BLANKED_ON_FEATURE_GET,
@@ -78,12 +77,9 @@ class FeatureDetailView(ApiView):
         responses={200: out.FeatureDetailOut, **ERRORS},
     )
     def get(self, request, model_id: str, source_id: str, index: str):
-        index = parse_index(index)
-        try:
-            board = feature_dashboard(model_id=model_id, source_id=source_id, index=index, user=request.user)
-        except Http404:
-            source_or_404(model_id=model_id, source_id=source_id, user=request.user)  # names the unknown part
-            raise
+        board = feature_or_404(
+            model_id=model_id, source_id=source_id, index=parse_index(index), user=request.user, read=feature_dashboard
+        )
         return Response(feature_detail(request, board))
 
 

@@ -24,7 +24,7 @@ _VISIBLE_TABLE = str.maketrans(_VISIBLE)
 def token_display(token: str) -> str:
     """A token as the reader should see it: newlines/tabs as arrows, a whitespace-only token as dots."""
     token = token or ""
-    shown = token.translate(_VISIBLE_TABLE)
+    shown = token if token.isprintable() else token.translate(_VISIBLE_TABLE)  # most tokens need no mapping
     if token and not token.strip(" "):
         shown = "·" * len(token)  # a run of spaces; otherwise it would collapse to nothing
     return shown
@@ -40,7 +40,9 @@ _MILLI = Decimal("0.001")
 
 def floatformat3(value) -> str:
     """Django's `floatformat:3` (half-up rounding of the float's shortest repr, never "-0.000") at a tenth of
-    its cost: a dashboard prints two of these per token, thousands per page."""
+    its cost: a dashboard prints two of these per token, thousands per page, most of them for a value of 0."""
+    if value == 0:
+        return "0.000"
     try:
         d = Decimal(repr(float(value)))
         if not d.is_finite():
@@ -54,24 +56,17 @@ def floatformat3(value) -> str:
 @register.filter
 def token_spans(tokens) -> SafeString:
     """The shaded spans of one activation snippet (rows of views._token_rows), built in Python: the same
-    markup the template loop produced, which took ~70 % of a dashboard's render time as template code.
-    Most tokens of a snippet have value 0, so those skip the number formatting."""
+    markup the template loop produced, which took ~70 % of a dashboard's render time as template code."""
     out = []
-    escape_html = html.escape
     for t in tokens:
         text = str(t["text"])
-        value = t["value"]
-        v = "0.000" if value == 0 else floatformat3(value)
         cls = "tok" + (" max" if t["is_max"] else "") + (" far" if t["far"] else "")
-        if text and not text.strip():  # token_is_space
+        if token_is_space(text):
             cls += " space"
-        # token_display, inlined: control characters as arrows, a run of spaces as dots
-        shown = text if text.isprintable() else text.translate(_VISIBLE_TABLE)
-        if text and not text.strip(" "):
-            shown = "·" * len(text)
+        v = floatformat3(t["value"])
         out.append(
-            f'<span class="{cls}" style="--a:{t["alpha"]}" title="{v}" data-v="{v}" data-tok="{escape_html(text)}">'
-            f"{escape_html(shown)}</span>"
+            f'<span class="{cls}" style="--a:{t["alpha"]}" title="{v}" data-v="{v}" data-tok="{html.escape(text)}">'
+            f"{html.escape(token_display(text))}</span>"
         )
     return mark_safe("".join(out))
 
