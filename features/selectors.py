@@ -344,6 +344,13 @@ def _prepared_cursor():
     return _DebugCursor(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
 
 
+def _no_scores() -> QuerySet:
+    """An evaluated empty queryset, as prefetch_related leaves one (a bare .none() still compiles when read)."""
+    empty = ExplanationScore.objects.none()
+    empty._result_cache, empty._prefetch_done = [], True
+    return empty
+
+
 def feature_dashboard(*, model_id: str, source_id: str, index: int, user, limit: int | None = None) -> Dashboard:
     """Everything a feature's dashboard shows, in three statements; 404 as feature_get when unreadable."""
     staff = _owner_or_staff(user)
@@ -367,8 +374,8 @@ def feature_dashboard(*, model_id: str, source_id: str, index: int, user, limit:
             explanations.append(explanation)
             if has_scores:
                 scored.append(explanation)
-            else:  # `explanation.scores.all()` answers from this empty prefetch, without a query
-                explanation._prefetched_objects_cache = {"scores": explanation.scores.none()}
+            else:  # `explanation.scores.all()` answers from this empty prefetch, without compiling a query
+                explanation._prefetched_objects_cache = {"scores": _no_scores()}
     if scored:
         scores = ExplanationScore.objects.select_related("score_type", "score_model").order_by("-created_at")
         prefetch_related_objects(scored, Prefetch("scores", queryset=scores))

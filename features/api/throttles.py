@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 
 import redis
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
@@ -33,6 +34,24 @@ def parse_rate(rate: str) -> tuple[int, int]:
     """'240/hour' → (240, 3600); the period is named by its first letter, as in DRF."""
     count, period = rate.split("/")
     return int(count), PERIODS[period.strip()[0]]
+
+
+def _window_count(key: str, period: int) -> int:
+    """This request's number in its window. On Redis one round trip (SET NX, INCR and EXPIRE pipelined; the cache
+    API's add + incr took two, a tenth of a feature read's time); on another cache backend (tests), add + incr."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        full = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(full, write=True).pipeline(transaction=False)
+        # EXPIRE again after INCR: were the key to expire between SET and INCR, INCR would recreate it without one
+        pipe.set(full, 0, ex=period, nx=True).incr(full).expire(full, period)
+        return pipe.execute()[1]
+    try:
+        backend.add(key, 0, timeout=period)
+        return backend.incr(key)
+    except ValueError:  # the window's key expired between add and incr
+        backend.set(key, 1, timeout=period)
+        return 1
 
 
 class FixedWindowThrottle(BaseThrottle):
@@ -59,11 +78,7 @@ class FixedWindowThrottle(BaseThrottle):
         now = time.time()
         key = f"throttle:{scope}:{self.ident(request)}:{int(now // period)}"
         try:
-            cache.add(key, 0, timeout=period)
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=period)
-            count = 1
+            count = _window_count(key, period)
         except (redis.RedisError, OSError) as exc:
             # Fail open: a Redis outage must not also take down the API reads that need only Postgres.
             log.warning("rate limit %s not checked: %s", scope, exc)

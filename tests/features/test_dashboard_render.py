@@ -1,22 +1,58 @@
-"""The dashboard's token spans are built in Python (features/templatetags/memicos.token_spans) for speed; these
-tests hold them to the markup the template loop produced before, character for character."""
+"""The dashboard's activation rows are built in Python (features/templatetags/memicos.activation_row) for speed;
+these tests hold them to the markup the template include produced before, character for character."""
 
 import random
+from types import SimpleNamespace
 
 from django.template import Context, Template
 from django.template.defaultfilters import floatformat
 
-from features.templatetags.memicos import floatformat3, token_spans
-
-# The template loop token_spans replaced (templates/features/_act_row.html before bench/load.py's profile).
-TEMPLATE_LOOP = (
-    '{% load memicos %}{% for t in tokens %}<span class="tok{% if t.is_max %} max{% endif %}{% if t.far %} far'
-    '{% endif %}{% if t.text|token_is_space %} space{% endif %}" style="--a:{{ t.alpha }}" title="{{ t.value|'
-    'floatformat:3 }}" data-v="{{ t.value|floatformat:3 }}" data-tok="{{ t.text }}">{{ t.text|token_display }}'
-    "</span>{% endfor %}"
+from features.templatetags.memicos import (
+    CONTEXT_AFTER,
+    CONTEXT_BEFORE,
+    SHORT_SNIPPET,
+    activation_row,
+    activation_rows,
+    floatformat3,
 )
-AWKWARD_TOKENS = [" the", "<b>", "&amp;", '"quoted"', "it's", "  ", "\n", "\t", " \n", "", "é", "\u2003", "a<>&'\""]
+
+# What activation_row replaced: templates/features/_act_row.html, included once per row, with its token loop
+# and the per-token data views._token_rows prepared (both as of bench/load.py's profile).
+TEMPLATE_ROW = (
+    '{% load memicos %}<div class="act-row" data-max="{{ row.activation.max_value }}">\n'
+    '  <div class="act-max" title="maximum activation in this snippet">{{ row.activation.max_value|fmt:2 }}</div>\n'
+    '  <div class="act-text">{% spaceless %}\n'
+    '    {% if row.truncated %}<span class="ellipsis">…</span>{% endif %}\n'
+    '    {% for t in row.tokens %}<span class="tok{% if t.is_max %} max{% endif %}{% if t.far %} far{% endif %}'
+    '{% if t.text|token_is_space %} space{% endif %}" style="--a:{{ t.alpha }}" title="{{ t.value|floatformat:3 }}" '
+    'data-v="{{ t.value|floatformat:3 }}" data-tok="{{ t.text }}">{{ t.text|token_display }}</span>{% endfor %}\n'
+    '    {% if row.truncated %}<button type="button" class="more" aria-expanded="false"><span class="collapsed-label">'
+    'show all {{ row.tokens|length }} tokens</span><span class="expanded-label">show less</span></button>{% endif %}\n'
+    "  {% endspaceless %}</div>\n"
+    "</div>"
+)
+AWKWARD_TOKENS = [" the", "<b>", "&amp;", '"quoted"', "it's", "  ", "\n", "\t", " \n", "", "é", "a<>&'\""]
 AWKWARD_VALUES = [0.0, -0.0, 1.0005, 2.0005, -0.0004, -0.0005, 0.0015, 1e-7, 12345.6785, -3.25, 7, 1e21, 0.1 + 0.2]
+
+
+def _token_rows(activation, scale: float) -> dict:
+    values = list(activation.values) + [0.0] * max(0, len(activation.tokens) - len(activation.values))
+    max_i = activation.max_value_token_index
+    if len(activation.tokens) <= SHORT_SNIPPET:
+        lo, hi = 0, len(activation.tokens)
+    else:
+        lo, hi = max_i - CONTEXT_BEFORE, max_i + CONTEXT_AFTER
+    tokens = [
+        {
+            "text": tok,
+            "value": val,
+            "alpha": round(max(0.0, min(1.0, val / scale)), 3) if scale > 0 else 0.0,
+            "is_max": i == max_i,
+            "far": not (lo <= i <= hi),
+        }
+        for i, (tok, val) in enumerate(zip(activation.tokens, values, strict=False))
+    ]
+    return {"activation": activation, "tokens": tokens, "truncated": any(t["far"] for t in tokens)}
 
 
 def test_floatformat3_matches_djangos_floatformat_on_ties_signs_and_random_values():
@@ -28,21 +64,33 @@ def test_floatformat3_matches_djangos_floatformat_on_ties_signs_and_random_value
     assert mismatches == []
 
 
-def test_token_spans_render_the_same_markup_as_the_template_loop():
+def _activation(rng: random.Random, n_tokens: int, n_values: int):
+    tokens = [rng.choice(AWKWARD_TOKENS) if i % 3 == 0 else f" w{rng.randrange(1000)}" for i in range(n_tokens)]
+    values = [rng.choice(AWKWARD_VALUES) if i % 5 == 0 else round(rng.uniform(-1, 9), 3) for i in range(n_values)]
+    max_i = rng.randrange(n_tokens)
+    return SimpleNamespace(
+        tokens=tokens, values=values, max_value_token_index=max_i, max_value=rng.choice([9.25, 1e-7, 12.3456789, 0.5])
+    )
+
+
+def test_activation_rows_render_the_same_markup_as_the_template_include():
     rng = random.Random(1)
-    tokens = []
-    for i in range(400):
-        text = rng.choice(AWKWARD_TOKENS) if i % 3 == 0 else f" w{rng.randrange(1000)}"
-        value = rng.choice(AWKWARD_VALUES) if i % 5 == 0 else round(rng.uniform(-1, 9), 3)
-        tokens.append(
-            {
-                "text": text,
-                "value": value,
-                "alpha": round(rng.random(), 3) if i % 7 else 0.0,
-                "is_max": i == 17,
-                "far": i % 11 == 0,
-            }
-        )
-    expected = Template(TEMPLATE_LOOP).render(Context({"tokens": tokens}))
-    assert token_spans(tokens) == expected
-    assert 'class="tok max"' in expected and "&lt;b&gt;" in expected  # the comparison covers these cases
+    template = Template(TEMPLATE_ROW)
+    # short and long snippets (the window around the max), values shorter than tokens, max at either end
+    shapes = [(8, 8), (24, 20), (SHORT_SNIPPET, SHORT_SNIPPET), (SHORT_SNIPPET + 1, 40), (128, 128), (64, 0)]
+    seen = set()
+    for n_tokens, n_values in shapes * 20:
+        activation = _activation(rng, n_tokens, n_values)
+        scale = rng.choice([9.5, 0.0, 3.0])
+        expected = template.render(Context({"row": _token_rows(activation, scale)}))
+        got = activation_row(activation, scale)
+        assert got == expected
+        seen.update(c for c in ("tok max", " far", "show all", "&lt;b&gt;", " space") if c in expected)
+    assert seen == {"tok max", " far", "show all", "&lt;b&gt;", " space"}  # the comparison covers these cases
+    # The include's {% spaceless %} also emptied the span of a token that is only non-ASCII whitespace (an em
+    # space); the Python row keeps it, the one difference (so AWKWARD_TOKENS leaves it out above).
+    row = _activation(rng, 4, 4)
+    row.tokens[1] = "\u2003"
+    assert ">\u2003</span>" in activation_row(row, 9.5)
+    assert ">\u2003</span>" not in template.render(Context({"row": _token_rows(row, 9.5)}))
+    assert activation_rows([row, row], 9.5) == activation_row(row, 9.5) * 2

@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
+from memicos_site.redis_client import redis_client
 from tests.conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +111,28 @@ def test_the_api_stays_up_when_the_rate_limit_cache_is_down(client, rates):
     with override_settings(CACHES=down):
         responses = [post(client, "/api/model/list") for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]
+
+
+def test_on_redis_a_window_is_one_counter_that_expires_with_the_window(client, rates, settings):
+    """Production counts in Redis with one pipelined round trip (the other tests run on the local-memory cache)."""
+    rates(util="2/hour")
+    prefix = f"test-throttle-{uuid.uuid4().hex}"
+    on_redis = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": settings.REDIS_URL,
+                            "KEY_PREFIX": prefix}}  # fmt: skip
+    r = redis_client()
+    try:
+        with override_settings(CACHES=on_redis):
+            responses = [post(client, "/api/steer-load", MISSING) for _ in range(3)]
+        assert [x.status_code for x in responses] == [404, 404, 429]
+        assert responses[0]["X-RateLimit-Remaining"] == "1" and responses[1]["X-RateLimit-Remaining"] == "0"
+        keys = r.keys(f"{prefix}:*")
+        assert len(keys) == 2  # this window's counters of the `api` and `util` scopes
+        assert all(0 < r.ttl(k) <= 3600 for k in keys)
+        (util,) = (k for k in keys if b":throttle:util:" in k)
+        assert int(r.get(util)) == 3  # a refused request counts too
+    finally:
+        for k in r.keys(f"{prefix}:*"):
+            r.delete(k)
 
 
 def test_tests_run_with_limits_no_test_reaches(settings):
