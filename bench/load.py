@@ -14,8 +14,10 @@
    snippets COPYed in first) with the table's indexes and constraints dropped and rebuilt afterwards.
    Table and index sizes (pg_total_relation_size) and bytes per row are printed on every run: README's
    partition plan quotes them.
-2. The database's files are read once into the OS page cache (bench/pagecache.py), as a server that has been
-   answering requests holds them; otherwise the first runs time disk reads. Then a gunicorn server
+2. The database's files are read into the OS page cache (bench/pagecache.py), as a server that has been
+   answering requests holds them, and again before each timed route: this machine's memory reclaim drops
+   cached pages between runs. Each route's line says how many MiB were still read from disk during it. Then a
+   gunicorn server
    (MEMICOS_ENV=production, DEBUG off, Redis cache and rate-limit counters, limits raised so one client IP is
    never throttled) on a loopback port, `--workers` processes × 8 threads.
 3. wrk (`make bench-tools`) with 16 connections, each request a random feature (uniform over all features)
@@ -415,6 +417,16 @@ ROUTES = {
 }
 
 
+TABLES = ["features_feature", "features_activation", "features_explanation", "features_source"]
+
+
+def disk_reads_mib() -> float:
+    """MiB the kernel has paged in from disk since boot (/proc/vmstat pgpgin, KiB): a run that read much timed
+    the disk, not the server (this machine's memory reclaim drops cached pages even with memory free)."""
+    with open("/proc/vmstat") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("pgpgin ")) / 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -665,7 +677,7 @@ def main():
     print_sizes(s)
     if args.build_only:
         return
-    warmed = warm_page_cache(["features_feature", "features_activation", "features_explanation", "features_source"])
+    warmed = warm_page_cache(TABLES)
     profile = server_profile("", n_sources=args.sources, width=args.width)
     port = free_port()
     server_log = tempfile.NamedTemporaryFile("w+", prefix="bench-load-gunicorn-", suffix=".log", delete=False)
@@ -684,8 +696,12 @@ def main():
                 )
         for think in args.think_ms:
             for kind in ("static", "floor", "page", "api"):
+                if kind in ("page", "api"):  # the machine's reclaim may have dropped pages since the last run
+                    warm_page_cache(TABLES)
+                paged_in = disk_reads_mib()
                 results[(think, kind)] = drive(url=url, kind=kind, clients=args.clients, seconds=args.duration,
                                                think_ms=think, n_sources=args.sources, width=args.width)  # fmt: skip
+                results[(think, kind)]["disk_read_mib"] = disk_reads_mib() - paged_in
     finally:
         server.terminate()
         server.wait(30)
@@ -720,7 +736,8 @@ def main():
             errors = r["socket_errors"] + (0 if kind == "floor" else r["non2xx"])
             print(
                 f"  {ROUTES[kind]}\n      p50 {r['p50']:7.1f} ms  p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
-                f"max {r['max']:7.1f} ms  {r['rps']:7.1f} req/s  ({r['requests']:,} requests, {errors} errors)"
+                f"max {r['max']:7.1f} ms  {r['rps']:7.1f} req/s  ({r['requests']:,} requests, {errors} errors, "
+                f"{r['disk_read_mib']:,.0f} MiB read from disk)"
             )
         for kind in ("page", "api"):
             r, base = results[(think, kind)], results[(think, "floor")]
