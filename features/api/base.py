@@ -32,7 +32,7 @@ class FiniteJSONRenderer(JSONRenderer):
     """JSON renderer that never turns a NaN in the data into a 500.
 
     Compact output (what clients ask for) is written by orjson, which writes NaN/±inf as null itself, and takes
-    a seventh of the time of the standard encoder on a feature's activations. Dates and types orjson does not
+    a ninth of the standard encoder's time on a feature's payload (16 vs 138 µs for 12 KB, the same bytes). Dates and types orjson does not
     know go through DRF's encoder, so the text is DRF's. Otherwise (an indent asked for, an integer beyond 64
     bits) DRF's renderer, whose common case pays for one strict dump; only a payload holding NaN/inf is walked.
     """
