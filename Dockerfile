@@ -9,4 +9,5 @@ RUN pip install --no-cache-dir -r requirements.txt && pip install --no-cache-dir
 COPY . .
 RUN SECRET_KEY=build ALLOWED_HOSTS=build DATABASE_URL=postgres://build@localhost/build python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "memicos_site.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "4", "--threads", "8"]
+# --reuse-port: see docker-compose.yml's web
+CMD ["gunicorn", "memicos_site.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "4", "--threads", "8", "--reuse-port"]

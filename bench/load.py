@@ -450,10 +450,11 @@ def start_server(*, port: int, workers: int, threads: int, database_url: str, lo
     # production serves /static/ from STATIC_ROOT, as the Docker image does after its collectstatic
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     # --keep-alive 30: clients that pause between requests keep their connection (gunicorn's default of 2 s
-    # would close it under a 1 s mean think time, and every reconnect would count as a failed request)
+    # would close it under a 1 s mean think time, and every reconnect would count as a failed request).
+    # --reuse-port, as docker-compose's web: without it wrk's 16 connections often all went to one process.
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
            "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-           "--keep-alive", "30", "--log-level", "warning", "--timeout", "120"]  # fmt: skip
+           "--keep-alive", "30", "--log-level", "warning", "--timeout", "120", "--reuse-port"]  # fmt: skip
     # the server's log goes to a file: the floor route's 404s are logged as warnings, one line per request
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
