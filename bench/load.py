@@ -17,9 +17,8 @@
 2. The database's files are read into the OS page cache (bench/pagecache.py), as a server that has been
    answering requests holds them, and again before each timed route: this machine's memory reclaim drops
    cached pages between runs. Each route's line says how many MiB were still read from disk during it. Then a
-   gunicorn server
-   (MEMICOS_ENV=production, DEBUG off, Redis cache and rate-limit counters, limits raised so one client IP is
-   never throttled) on a loopback port, `--workers` processes × 8 threads.
+   gunicorn server (MEMICOS_ENV=production, DEBUG off, Redis cache and rate-limit counters, limits raised so
+   one client IP is never throttled) on a loopback port, `--workers` processes × 8 threads.
 3. wrk (`make bench-tools`) with 16 connections, each request a random feature (uniform over all features)
    as either the dashboard page `/<model>/<source>/<index>/` or `GET /api/feature/<model>/<source>/<index>`;
    falls back to a Python thread-per-client driver when wrk is missing. `--think-ms` runs each client with a

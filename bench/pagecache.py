@@ -38,4 +38,5 @@ def warm_page_cache(tables: list[str]) -> str:
                     size += len(chunk)
     except OSError as exc:
         return f"not warmed ({exc})"
-    return f"{size / 2**30:.1f} GiB of {', '.join(tables)} and their indexes read once before timing ({time.perf_counter() - t:.0f} s)"
+    seconds = time.perf_counter() - t
+    return f"{size / 2**30:.1f} GiB of {', '.join(tables)} and their indexes read once before timing ({seconds:.0f} s)"

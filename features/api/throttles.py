@@ -37,8 +37,9 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def _window_count(key: str, period: int) -> int:
-    """This request's number in its window. On Redis one round trip (SET NX, INCR and EXPIRE pipelined; the cache
-    API's add + incr took two, ~14 % of GET /api/feature's CPU in a profile under load); on another cache backend (tests), add + incr."""
+    """This request's number in its window. On Redis one round trip (SET NX, INCR and EXPIRE pipelined; the
+    cache API's add + incr took two, ~14 % of GET /api/feature's CPU in a profile under load); on another cache
+    backend (tests), add + incr."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         full = backend.make_and_validate_key(key)

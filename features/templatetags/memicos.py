@@ -84,11 +84,8 @@ def activation_row(activation, scale: float) -> str:
     spans, truncated, parts = [], False, _TOKEN_PARTS.get
     for i, text in enumerate(tokens):
         value = values[i] if i < n_values else 0.0
-        if value == 0:  # most tokens of a snippet
-            alpha, v = 0.0, "0.000"
-        else:
-            alpha = round(max(0.0, min(1.0, value / scale)), 3) if scale > 0 else 0.0
-            v = floatformat3(value)
+        alpha = round(max(0.0, min(1.0, value / scale)), 3) if scale > 0 and value else 0.0  # most values are 0
+        v = floatformat3(value)
         far = not (lo <= i <= hi)
         truncated = truncated or far
         space, tok, shown = parts(text) or _token_parts(str(text))
