@@ -5,6 +5,7 @@ never listed or searched; PRIVATE is readable by its creator and staff only, and
 A feature inherits the visibility of its model, source set and source (the strictest wins).
 """
 
+import inspect
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,8 +13,11 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import Prefetch, Q, QuerySet, Value, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, Value, prefetch_related_objects, signals
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.functions import Concat
+from django.db.models.query_utils import DeferredAttribute
 from django.http import Http404
 
 from features.models import (
@@ -240,6 +244,27 @@ class _Part:
         return self.attnames.index(self.model._meta.pk.attname)
 
     @cached_property
+    def plain(self) -> bool:
+        """Whether an instance may be built by filling its __dict__: no pre/post_init receivers (read once the apps
+        are ready, as receivers connect at import) and only plain column attributes, whose setters would do
+        nothing more on a new instance."""
+        plain_types = (DeferredAttribute, ForeignKeyDeferredAttribute)
+        return not (signals.pre_init.has_listeners(self.model) or signals.post_init.has_listeners(self.model)) and all(
+            type(inspect.getattr_static(self.model, a, None)) in plain_types for a in self.attnames
+        )
+
+    def build(self, values: list, db):
+        """The instance Model.from_db would return (left-out columns deferred), without Model.__init__: 2.9 µs instead
+        of 6.8 for an activation row, of which a dashboard builds ~16."""
+        if not self.plain:
+            return self.model.from_db(db.alias, self.attnames, values)
+        instance = self.model.__new__(self.model)
+        instance.__dict__.update(zip(self.attnames, values, strict=True))
+        state = instance._state = ModelState()
+        state.adding, state.db = False, db.alias
+        return instance
+
+    @cached_property
     def converters(self) -> list[tuple[int, list, object]]:
         # JSONField decodes in from_db_value; psycopg gives every other type as the model expects it.
         out = []
@@ -266,7 +291,8 @@ class _Select:
                 )
         self.sql = f"SELECT {', '.join(columns + list(extra))} FROM {' '.join(joins)}"
 
-    def instances(self, row) -> tuple[dict[str, object], tuple]:
+    def instances(self, row, db) -> tuple[dict[str, object], tuple]:
+        """`db`: the cursor's connection (`django.db.connection` is a thread-local proxy, ~4 µs a lookup)."""
         out, at = {}, 0
         for p in self.parts:
             values = list(row[at : at + len(p.fields)])
@@ -276,15 +302,15 @@ class _Select:
             else:
                 for i, funcs, col in p.converters:
                     for func in funcs:
-                        values[i] = func(values[i], col, connection)
-                instance = p.model.from_db(connection.alias, p.attnames, values)
+                        values[i] = func(values[i], col, db)
+                instance = p.build(values, db)
             out[p.alias] = instance
             if p.parent and out[p.parent] is not None:
                 setattr(out[p.parent], p.field, instance)
         return out, tuple(row[at:])
 
 
-_USER_SKIP = ("password",)  # never needed to show a name
+_USER_SKIP = ("password", "last_login", "date_joined", "email")  # only the name is shown
 _FEATURE = _Select(
     _Part(Feature, "f"),
     _Part(Model, "m", "f", "model"),
@@ -362,14 +388,14 @@ def feature_dashboard(*, model_id: str, source_id: str, index: int, user, limit:
         row = cur.fetchone()
         if row is None:
             raise Http404(f"Feature {model_id}/{source_id}/{index} not found.")
-        parts, (has_lists, has_comments) = _FEATURE.instances(row)
+        parts, (has_lists, has_comments) = _FEATURE.instances(row, cur.db)
         feature = parts["f"]
         cur.execute(_ACTIVATIONS_SQL, [feature.pk, limit])
-        activations = [_ACTIVATIONS.instances(r)[0]["a"] for r in cur.fetchall()]
+        activations = [_ACTIVATIONS.instances(r, cur.db)[0]["a"] for r in cur.fetchall()]
         cur.execute(_EXPLANATIONS_SQL, [feature.pk])
         explanations, scored = [], []
         for r in cur.fetchall():
-            found, (has_scores,) = _EXPLANATIONS.instances(r)
+            found, (has_scores,) = _EXPLANATIONS.instances(r, cur.db)
             explanation = found["e"]
             explanations.append(explanation)
             if has_scores:

@@ -12,8 +12,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Prefetch, prefetch_related_objects
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import engines
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from features import selectors
@@ -212,27 +214,27 @@ def feature_page(request, model_id, source_id, index):
     if user.is_authenticated:
         own_lists = list(selectors.lists_of_user(owner=user, user=user))
         bookmarked = feature.bookmarks.filter(user=user).exists()
-    return render(
-        request,
-        "features/feature.html",
-        {
-            "feature": feature,
-            "source": feature.source,
-            "model": feature.model,
-            "top": top,
-            "intervals": intervals,
-            "scale": scale,
-            "pos": pos,
-            "neg": neg,
-            "explanations": board.explanations,
-            "lists": board.lists,
-            "own_lists": own_lists,
-            "comments": board.comments,
-            "bookmarked": bookmarked,
-            "similar": similar,
-            "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
-        },
-    )
+    context = {
+        "feature": feature,
+        "source": feature.source,
+        "model": feature.model,
+        "user": user,
+        "top": top,
+        "intervals": intervals,
+        "scale": scale,
+        "pos": pos,
+        "neg": neg,
+        "explanations": board.explanations,
+        "lists": board.lists,
+        "own_lists": own_lists,
+        "comments": board.comments,
+        "bookmarked": bookmarked,
+        "similar": similar,
+        "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
+    }
+    # The dashboard's body is a Jinja2 template (memicos_site/jinja2.py says why), inside base.html's chrome.
+    body = mark_safe(engines["jinja2"].get_template("features/feature_body.html").render(context, request))
+    return render(request, "features/feature.html", {**context, "body": body})
 
 
 def _feature_for_write(request, model_id, source_id, index) -> Feature:

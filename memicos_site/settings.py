@@ -100,6 +100,11 @@ TEMPLATES = [
             ],
         },
     },
+    {  # the feature dashboard's body (memicos_site/jinja2.py says why); templates in each app's jinja2/
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "APP_DIRS": True,
+        "OPTIONS": {"environment": "memicos_site.jinja2.environment"},
+    },
 ]
 
 # https://docs.djangoproject.com/en/5.2/ref/settings/#databases

@@ -36,21 +36,26 @@ def token_is_space(token: str) -> bool:
     return bool(token) and not token.strip()
 
 
-_MILLI = Decimal("0.001")
+_QUANTA = {d: Decimal(1).scaleb(-d) for d in range(1, 7)}  # 0.1 … 0.000001
+_ZEROS = {d: "0." + "0" * d for d in _QUANTA}
 
 
-def floatformat3(value) -> str:
-    """Django's `floatformat:3` (half-up rounding of the float's shortest repr, never "-0.000") at a tenth of
-    its cost: a dashboard prints two of these per token, thousands per page, most of them for a value of 0."""
+@register.filter
+def fixed(value, digits: int = 3) -> str:
+    """Django's `floatformat:<digits>` for 1–6 digits (half-up rounding of the float's shortest repr, never "-0.000")
+    at a tenth of its cost: a dashboard prints two per token, thousands per page, most of them for a value of 0."""
+    quantum = _QUANTA.get(digits)
+    if quantum is None:
+        return floatformat(value, digits)
     if value == 0:
-        return "0.000"
+        return _ZEROS[digits]
     try:
         d = Decimal(repr(float(value)))
         if not d.is_finite():
             raise InvalidOperation
-        d = d.quantize(_MILLI, ROUND_HALF_UP)
+        d = d.quantize(quantum, ROUND_HALF_UP)
     except (InvalidOperation, TypeError, ValueError):  # inf, nan, huge or not a number: Django's own answer
-        return floatformat(value, 3)
+        return floatformat(value, digits)
     return f"{abs(d) if d.is_zero() else d:f}"
 
 
@@ -85,7 +90,7 @@ def activation_row(activation, scale: float) -> str:
     for i, text in enumerate(tokens):
         value = values[i] if i < n_values else 0.0
         alpha = round(max(0.0, min(1.0, value / scale)), 3) if scale > 0 and value else 0.0  # most values are 0
-        v = floatformat3(value)
+        v = fixed(value, 3)
         far = not (lo <= i <= hi)
         truncated = truncated or far
         space, tok, shown = parts(text) or _token_parts(str(text))

@@ -4,6 +4,7 @@ these tests hold them to the markup the template include produced before, charac
 import random
 from types import SimpleNamespace
 
+import pytest
 from django.template import Context, Template
 from django.template.defaultfilters import floatformat
 
@@ -13,7 +14,7 @@ from features.templatetags.memicos import (
     SHORT_SNIPPET,
     activation_row,
     activation_rows,
-    floatformat3,
+    fixed,
 )
 
 # What activation_row replaced: templates/features/_act_row.html, included once per row, with its token loop
@@ -55,12 +56,15 @@ def _token_rows(activation, scale: float) -> dict:
     return {"activation": activation, "tokens": tokens, "truncated": any(t["far"] for t in tokens)}
 
 
-def test_floatformat3_matches_djangos_floatformat_on_ties_signs_and_random_values():
-    rng = random.Random(0)
+@pytest.mark.parametrize("digits", [1, 2, 3, 6])
+def test_fixed_matches_djangos_floatformat_on_ties_signs_and_random_values(digits):
+    rng = random.Random(digits)
     values = AWKWARD_VALUES + [rng.uniform(-20, 20) for _ in range(5000)]
-    values += [round(rng.uniform(-5, 5), 4) for _ in range(5000)]  # four decimals: many half-way ties
-    values += [float("inf"), float("nan"), "x"]
-    mismatches = [(v, floatformat3(v), floatformat(v, 3)) for v in values if floatformat3(v) != floatformat(v, 3)]
+    values += [round(rng.uniform(-5, 5), digits + 1) for _ in range(5000)]  # one more decimal: many half-way ties
+    values += [float("inf"), float("nan"), "x", None, 10**30]
+    mismatches = [
+        (v, fixed(v, digits), floatformat(v, digits)) for v in values if fixed(v, digits) != floatformat(v, digits)
+    ]
     assert mismatches == []
 
 

@@ -137,6 +137,29 @@ def test_feature_dashboard_renders_data(client, feature):
     assert re.search(r'style="--a:0\.564"[^>]*data-v="3\.100"', html)  # 3.1 / 5.5
 
 
+def test_feature_dashboard_shows_scores_authors_and_forms_with_csrf(client, user, feature):
+    from features.models import ExplanationScore, ExplanationScoreModel, ExplanationScoreType, ExplanationType
+
+    explanation = feature.explanations.get()
+    explanation.author = user
+    explanation.type = ExplanationType.objects.create(name="oai_token-act-pair", display_name="")
+    explanation.save()
+    detection = ExplanationScoreType.objects.create(name="detection", description="how <well> it detects")
+    scorer = ExplanationScoreModel.objects.create(name="gpt-4o-mini", display_name="GPT-4o mini")
+    ExplanationScore.objects.create(explanation=explanation, score_type=detection, score_model=scorer, value=0.81249)
+    html = client.get(feature_url(feature)).content.decode()
+    assert re.search(r'<span class="score" title="how &lt;well&gt; it detects — scored by gpt-4o-mini">detection '
+                     r'<b>0\.812</b> <span class="muted">GPT-4o mini</span>', html)  # fmt: skip
+    assert "oai_token-act-pair" in html and f"· {user.username}" in html  # type falls back to its name
+    assert "csrfmiddlewaretoken" not in html.split("<main>")[1]  # anonymous: no forms in the dashboard
+
+    client.force_login(user)
+    ListFactory(user=user, name="Mine")
+    body = client.get(feature_url(feature)).content.decode().split("<main>")[1]
+    # bookmark, add-to-list and comment forms, each with its token
+    assert body.count('name="csrfmiddlewaretoken"') == 3 and '<option value="' in body
+
+
 def test_feature_dashboard_groups_interval_samples(client):
     f = FeatureFactory()
     ActivationFactory(feature=f, bin_min=-1, bin_max=5.5, bin_contains=-1)
