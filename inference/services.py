@@ -28,6 +28,7 @@ from inference.selectors import (
     redis_client,
 )
 from memicos_site.celery import app
+from memicos_site.cpu_gate import released
 from memicos_site.queues import inference_queue
 
 STEER_VERSION = 2  # bump when generation changes so old cached outputs are not served for new settings
@@ -118,7 +119,8 @@ def _wait(result, *, model: Model, timeout: int) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            value = result.get(timeout=1.0, propagate=False, disable_sync_subtasks=False)
+            with released():  # the request's CPU slot, while the worker computes
+                value = result.get(timeout=1.0, propagate=False, disable_sync_subtasks=False)
         except CeleryTimeout:
             if time.monotonic() > deadline:
                 result.revoke()

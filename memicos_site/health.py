@@ -9,6 +9,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from memicos_site.celery import app as celery_app
+from memicos_site.cpu_gate import released
 
 
 def _check_database() -> dict:
@@ -34,7 +35,8 @@ def _check_redis() -> dict:
 
 def _check_workers(timeout: float) -> dict:
     try:
-        replies = celery_app.control.inspect(timeout=timeout).active_queues() or {}
+        with released():  # the request's CPU slot, while workers answer
+            replies = celery_app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:
         return {"ok": False, "count": 0, "error": str(exc), "workers": {}}
     workers = {name: sorted(q["name"] for q in queues) for name, queues in replies.items()}

@@ -132,6 +132,11 @@ if env_str("MEMICOS_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": env_str("MEMICOS_TEST_DB")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Requests of one web process that run at a time (memicos_site/cpu_gate.py; 0 = no gate), and how long one waits
+# for a slot before it runs anyway.
+WEB_CPU_SLOTS = env_int("WEB_CPU_SLOTS", 2)
+WEB_CPU_SLOT_WAIT_MS = env_int("WEB_CPU_SLOT_WAIT_MS", 250)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

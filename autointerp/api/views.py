@@ -32,6 +32,7 @@ from features.api.presenters import (
 )
 from features.models import Explanation, ExplanationScore
 from features.selectors import feature_readable_q, model_get, release_get, top_activations_by_feature
+from memicos_site.cpu_gate import released
 from memicos_site.env import env_int
 
 ERRORS = {
@@ -50,7 +51,8 @@ class ServiceUnavailable(APIException):
 def _wait(result, *, what: str, timeout: int | None = None):
     timeout = timeout or env_int("AUTOINTERP_API_TIMEOUT", 300)
     try:
-        return result.get(timeout=timeout, disable_sync_subtasks=False)
+        with released():  # the request's CPU slot, while the worker computes
+            return result.get(timeout=timeout, disable_sync_subtasks=False)
     except CeleryTimeout:
         raise ServiceUnavailable(f"No {what} worker answered within {timeout}s; is one running?") from None
 

@@ -1,0 +1,99 @@
+"""memicos_site/cpu_gate.py: at most N requests of a web process run at a time, waits on other processes give
+their slot back, and a request never waits forever for one."""
+
+import threading
+import time
+
+import pytest
+
+from memicos_site.cpu_gate import CpuGate, released
+
+
+def _start(app, n: int = 1) -> list[threading.Thread]:
+    threads = [threading.Thread(target=app, args=({}, None)) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_at_most_slots_requests_run_at_once_and_all_of_them_run(slots):
+    running, peak, done, lock = 0, 0, [], threading.Lock()
+
+    def app(environ, start_response):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        done.append(1)
+        return [b"ok"]
+
+    for t in _start(CpuGate(slots, wait_s=10).wrap(app), 8):
+        t.join(10)
+    assert (peak, len(done)) == (slots, 8)
+
+
+def test_a_request_waiting_on_another_process_lets_the_next_one_run():
+    worker_done, order = threading.Event(), []
+
+    def app(environ, start_response):
+        if environ.get("waits"):
+            with released():  # e.g. a Celery result
+                worker_done.wait(10)
+            order.append("waiter")
+        else:
+            order.append("reader")
+            worker_done.set()
+        return [b"ok"]
+
+    gated = CpuGate(1, wait_s=10).wrap(app)
+    waiter = threading.Thread(target=gated, args=({"waits": True}, None))
+    waiter.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    gated({}, None)  # would wait the full 10 s for the slot had the waiter kept it
+    waiter.join(10)
+    assert order == ["reader", "waiter"] and time.monotonic() - started < 5
+
+
+def test_a_request_runs_without_a_slot_after_waiting_its_patience():
+    release = threading.Event()
+
+    def app(environ, start_response):
+        if environ.get("hog"):
+            release.wait(10)  # holds the slot: I/O that does not give it back
+        return [b"ok"]
+
+    gated = CpuGate(1, wait_s=0.1).wrap(app)
+    hog = threading.Thread(target=gated, args=({"hog": True}, None))
+    hog.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert gated({}, None) == [b"ok"]
+    waited = time.monotonic() - started
+    release.set()
+    hog.join(10)
+    assert 0.09 <= waited < 2
+    # the impatient request gave back no slot it did not take (a BoundedSemaphore would raise): one slot again
+    assert gated({}, None) == [b"ok"]
+
+
+def test_an_exception_gives_the_slot_back():
+    def app(environ, start_response):
+        raise RuntimeError("view crashed")
+
+    gate = CpuGate(1, wait_s=0.5)
+    with pytest.raises(RuntimeError):
+        gate.wrap(app)({}, None)
+    assert gate.take()  # the slot is free
+
+
+def test_no_slots_means_no_gate_and_released_outside_a_request_does_nothing():
+    gate = CpuGate(0, wait_s=0.5)
+    assert not gate.take()
+    with released():
+        pass
+    assert gate.wrap(lambda environ, start_response: [b"ok"])({}, None) == [b"ok"]
