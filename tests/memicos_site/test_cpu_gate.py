@@ -9,11 +9,18 @@ import pytest
 from memicos_site.cpu_gate import CpuGate, released
 
 
-def _start(app, n: int = 1) -> list[threading.Thread]:
-    threads = [threading.Thread(target=app, args=({}, None)) for _ in range(n)]
+def _start(app, n: int = 1, environ: dict | None = None) -> list[threading.Thread]:
+    threads = [threading.Thread(target=app, args=(environ or {}, None)) for _ in range(n)]
     for t in threads:
         t.start()
     return threads
+
+
+def _while_one_holds(gated, environ: dict) -> tuple[threading.Thread, float]:
+    """A first request in the background, given time to take its slot; then the time the second one starts."""
+    (first,) = _start(gated, environ=environ)
+    time.sleep(0.05)
+    return first, time.monotonic()
 
 
 @pytest.mark.parametrize("slots", [1, 2])
@@ -50,10 +57,7 @@ def test_a_request_waiting_on_another_process_lets_the_next_one_run():
         return [b"ok"]
 
     gated = CpuGate(1, wait_s=10).wrap(app)
-    waiter = threading.Thread(target=gated, args=({"waits": True}, None))
-    waiter.start()
-    time.sleep(0.05)
-    started = time.monotonic()
+    waiter, started = _while_one_holds(gated, {"waits": True})
     gated({}, None)  # would wait the full 10 s for the slot had the waiter kept it
     waiter.join(10)
     assert order == ["reader", "waiter"] and time.monotonic() - started < 5
@@ -68,10 +72,7 @@ def test_a_request_runs_without_a_slot_after_waiting_its_patience():
         return [b"ok"]
 
     gated = CpuGate(1, wait_s=0.1).wrap(app)
-    hog = threading.Thread(target=gated, args=({"hog": True}, None))
-    hog.start()
-    time.sleep(0.05)
-    started = time.monotonic()
+    hog, started = _while_one_holds(gated, {"hog": True})
     assert gated({}, None) == [b"ok"]
     waited = time.monotonic() - started
     release.set()
