@@ -41,7 +41,7 @@ _CLIENTS: dict[int, redis.Redis] = {}  # id(connection pool) → one client over
 
 def _redis_client(backend: RedisCache, key: str) -> redis.Redis:
     """A client over the cache's own connection pool, kept: Django's get_client() builds a new redis.Redis on every
-    call, whose constructor (its table of ~170 response callbacks) cost more CPU than the round trip itself."""
+    call, 60 µs of CPU each (its constructor fills a table of ~170 response callbacks)."""
     pool = backend._cache._get_connection_pool(write=True)
     client = _CLIENTS.get(id(pool))
     if client is None:
