@@ -5,6 +5,7 @@ also counts against that one. Rates are REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 settings. Responses carry the tightest remaining count; a 429 names the scope and the wait.
 """
 
+import functools
 import logging
 import math
 import time
@@ -36,17 +37,16 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), PERIODS[period.strip()[0]]
 
 
-_CLIENTS: dict[int, redis.Redis] = {}  # id(connection pool) → one client over it
+@functools.cache
+def _client_over(pool: redis.ConnectionPool, client_class: type) -> redis.Redis:
+    return client_class(connection_pool=pool)  # redis-py clients are thread-safe
 
 
-def _redis_client(backend: RedisCache, key: str) -> redis.Redis:
-    """A client over the cache's own connection pool, kept: Django's get_client() builds a new redis.Redis on every
-    call, 60 µs of CPU each (its constructor fills a table of ~170 response callbacks)."""
-    pool = backend._cache._get_connection_pool(write=True)
-    client = _CLIENTS.get(id(pool))
-    if client is None:
-        client = _CLIENTS[id(pool)] = backend._cache.get_client(key, write=True)  # redis-py clients are thread-safe
-    return client
+def _redis_client(backend: RedisCache) -> redis.Redis:
+    """A client over the cache's own write pool, kept as memicos_site/redis_client keeps the app's: Django's
+    get_client() builds a new redis.Redis on every call, 60 µs of CPU each (its constructor fills a table of ~170
+    response callbacks)."""
+    return _client_over(backend._cache._get_connection_pool(write=True), backend._cache._client)
 
 
 def _window_count(key: str, period: int) -> int:
@@ -56,7 +56,7 @@ def _window_count(key: str, period: int) -> int:
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         full = backend.make_and_validate_key(key)
-        pipe = _redis_client(backend, full).pipeline(transaction=False)
+        pipe = _redis_client(backend).pipeline(transaction=False)
         # EXPIRE again after INCR: were the key to expire between SET and INCR, INCR would recreate it without one
         pipe.set(full, 0, ex=period, nx=True).incr(full).expire(full, period)
         return pipe.execute()[1]
