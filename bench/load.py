@@ -24,7 +24,9 @@
    falls back to a Python thread-per-client driver when wrk is missing. `--think-ms` runs each client with a
    pause between requests (a user reading the page) after the closed-loop run (no pause). Baseline, same
    run, same concurrency: a static file served by the same gunicorn (WhiteNoise) — the cost of HTTP,
-   gunicorn and the load generator with no Django view or database work.
+   gunicorn and the load generator with no Django view or database work. Each run also prints the CPU time the
+   server's and Postgres's processes used per request (/proc), and for the closed loop the latency that CPU alone
+   implies: with every core busy, 16 back-to-back clients wait at least 16 × (CPU per request) / cores each.
 
 Targets (issue 7): p50 ≤ 30 ms and p99 ≤ 150 ms for both routes at 16 concurrent clients.
 
@@ -427,6 +429,64 @@ def disk_reads_mib() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("pgpgin ")) / 1024
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/<pid>/stat utime and stime); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every process descended from it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+class CpuMeter:
+    """CPU seconds the server's processes and Postgres's processes use during a run: what a request costs the
+    machine, beside what it waits. A backend that exits during the run takes its share with it (the bench's
+    connections are kept, so none should)."""
+
+    def __init__(self, server_pid: int, postmaster_pid: int):
+        self.roots = {"server": server_pid, "postgres": postmaster_pid}
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        return {name: {pid: _cpu_s(pid) for pid in _tree(root)} for name, root in self.roots.items()}
+
+    @staticmethod
+    def used(before: dict, after: dict) -> dict[str, float]:
+        return {name: sum(t - before[name].get(pid, 0.0) for pid, t in after[name].items()) for name in after}
+
+
+def postmaster_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    with open(f"/proc/{backend}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -690,6 +750,7 @@ def main():
     url = f"http://127.0.0.1:{port}"
     drive = run_wrk if args.driver == "wrk" else run_python
     results, load_before = {}, os.getloadavg()[0]
+    meter = CpuMeter(server.pid, postmaster_pid())
     try:
         for kind in ("page", "api"):  # warm each worker's connections and the route's code paths
             for _ in range(4 * args.workers):
@@ -701,10 +762,12 @@ def main():
             for kind in [k for k in ROUTE_ORDER if k in args.routes]:
                 if kind in ("page", "api"):  # the machine's reclaim may have dropped pages since the last run
                     warm_page_cache(TABLES)
-                paged_in = disk_reads_mib()
-                results[(think, kind)] = drive(url=url, kind=kind, clients=args.clients, seconds=args.duration,
-                                               think_ms=think, n_sources=args.sources, width=args.width)  # fmt: skip
-                results[(think, kind)]["disk_read_mib"] = disk_reads_mib() - paged_in
+                paged_in, cpu_before = disk_reads_mib(), meter.snapshot()
+                r = results[(think, kind)] = drive(url=url, kind=kind, clients=args.clients, seconds=args.duration,
+                                                   think_ms=think, n_sources=args.sources, width=args.width)  # fmt: skip
+                r["disk_read_mib"] = disk_reads_mib() - paged_in
+                used = CpuMeter.used(cpu_before, meter.snapshot())
+                r["cpu_ms_per_request"] = {k: v * 1000 / max(1, r["requests"]) for k, v in used.items()}
     finally:
         server.terminate()
         server.wait(30)
@@ -742,6 +805,15 @@ def main():
                 f"max {r['max']:7.1f} ms  {r['rps']:7.1f} req/s  ({r['requests']:,} requests, {errors} errors, "
                 f"{r['disk_read_mib']:,.0f} MiB read from disk)"
             )
+            cpu = r["cpu_ms_per_request"]
+            if think == 0 and kind in ("page", "api"):
+                # Closed loop on a saturated machine: throughput <= cores / CPU per request, so each client waits
+                # at least clients × CPU per request / cores for its answer.
+                total = sum(cpu.values())
+                bound = f"; closed-loop mean latency >= {args.clients * total / os.cpu_count():.1f} ms on {os.cpu_count()} cores"
+            else:
+                bound = ""
+            print(f"      CPU per request: server {cpu['server']:.2f} ms, Postgres {cpu['postgres']:.2f} ms{bound}")
         for kind in [k for k in ("page", "api") if (think, k) in results]:
             r, base = results[(think, kind)], results.get((think, "floor"))
             met = r["p50"] <= TARGET_P50_MS and r["p99"] <= TARGET_P99_MS

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from jinja2 import Environment, StrictUndefined
 
-from features.templatetags.memicos import activation_rows, fixed, fmt, histogram_svg, pct, token_display
+from features.templatetags.memicos import activation_rows, crumbs, fixed, fmt, histogram_svg, pct, token_display
 
 
 def url(name: str, *args) -> str:
@@ -31,7 +31,7 @@ def environment(**options) -> Environment:
         options["undefined"] = StrictUndefined  # a misspelt name fails the tests instead of printing nothing
     env = Environment(**options)
     env.globals.update(url=url, static=static, django_include=django_include, activation_rows=activation_rows,
-                       histogram_svg=histogram_svg)  # fmt: skip
+                       crumbs=crumbs, histogram_svg=histogram_svg)  # fmt: skip
     env.filters.update(fixed=fixed, fmt=fmt, pct=pct, token_display=token_display, pluralize=pluralize,
                        yesno=yesno, naturaltime=naturaltime, urlencode=urlencode)  # fmt: skip
     return env

@@ -14,6 +14,8 @@ from django.utils.formats import localize
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from memicos_site.chrome import cached_reverse
+
 register = template.Library()
 
 # Tokens whose characters would otherwise be invisible in the page.
@@ -121,6 +123,23 @@ def activation_row(activation, scale: float) -> str:
 @register.simple_tag
 def activation_rows(activations, scale) -> SafeString:
     return mark_safe("".join(activation_row(a, scale) for a in activations))
+
+
+@register.simple_tag
+def crumbs(*, model=None, source_set=None, source=None, feature=None) -> SafeString:
+    """The breadcrumb trail Home / model / source set or source / feature index, as far as it is given."""
+    parts = [f'<nav class="crumbs" aria-label="Breadcrumb"><a href="{cached_reverse("home")}">Home</a>']
+    sep = '<span class="sep">/</span>'
+    if model:
+        parts.append(f'{sep}<a href="{escape(cached_reverse("model", model.id))}">{escape(model.id)}</a>')
+    for named in (source_set, source):
+        if named:
+            url = cached_reverse("set-or-source", model.id, named.name)
+            parts.append(f'{sep}<a href="{escape(url)}">{escape(named.name)}</a>')
+    if feature:
+        parts.append(f"{sep}<span>{feature.index}</span>")
+    parts.append("</nav>")
+    return mark_safe("".join(parts))
 
 
 @register.filter

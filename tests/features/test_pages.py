@@ -4,6 +4,7 @@ writes the forms make (rows in the DB)."""
 import re
 
 import pytest
+from django.test.utils import override_script_prefix
 from django.urls import reverse
 
 from features.models import ApiKey, Bookmark, Comment, List, ListItem, Visibility
@@ -73,6 +74,31 @@ def test_model_set_and_source_pages(client, feature):
     assert b"talking birds such as parrots" in r.content
     assert client.get(f"/{feature.model_id}/no-such-source/").status_code == 404
     assert client.get("/no-such-model/").status_code == 404
+
+
+def test_breadcrumbs_link_each_level_down_to_the_page(client, feature):
+    source, m = feature.source, feature.model_id
+    home, model = ("/", "Home"), (f"/{m}/", m)
+    crumbs = {
+        f"/{m}/": [home, model],
+        f"/{m}/{source.source_set.name}/": [home, model, (f"/{m}/{source.source_set.name}/", source.source_set.name)],
+        f"/{m}/{source.name}/": [home, model, (f"/{m}/{source.name}/", source.name)],
+        feature_url(feature): [home, model, (f"/{m}/{source.name}/", source.name)],
+    }
+    for path, links in crumbs.items():
+        nav = re.search(r'<nav class="crumbs".*?</nav>', client.get(path).content.decode()).group(0)
+        assert re.findall(r'<a href="([^"]*)">([^<]*)</a>', nav) == links, path
+    assert nav.endswith(f"<span>{feature.index}</span></nav>")
+
+
+def test_header_and_crumbs_follow_the_script_prefix_the_site_is_mounted_under(client, feature):
+    # their URLs are reversed once per process: a site mounted under a prefix must not get the root's
+    plain = client.get(feature_url(feature)).content.decode()
+    with override_script_prefix("/memicos/"):
+        mounted = client.get(feature_url(feature)).content.decode()
+    for name in ("inference:steer", "autointerp:search", "api-docs", "signup"):
+        assert f'href="{reverse(name)}"' in plain and f'href="/memicos{reverse(name)}"' in mounted
+    assert f'<a href="/memicos/{feature.model_id}/">' in mounted and 'href="/memicos/"><img' in mounted
 
 
 def test_source_browser_pages_by_25_and_jumps(client):
