@@ -12,10 +12,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Prefetch, prefetch_related_objects
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import engines
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from features import selectors
@@ -232,9 +230,8 @@ def feature_page(request, model_id, source_id, index):
         "similar": similar,
         "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
     }
-    # The dashboard's body is a Jinja2 template (memicos_site/jinja2.py says why), inside base.html's chrome.
-    body = mark_safe(engines["jinja2"].get_template("features/feature_body.html").render(context, request))
-    return render(request, "features/feature.html", {**context, "body": body})
+    # A Jinja2 template (memicos_site/jinja2.py says why) extending base.html, which both engines render.
+    return render(request, "features/feature.html", context, using="jinja2")
 
 
 def _feature_for_write(request, model_id, source_id, index) -> Feature:

@@ -8,8 +8,10 @@ every request.
 import functools
 
 from django.conf import settings
+from django.template.backends.utils import csrf_input_lazy
 from django.templatetags.static import static
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils.functional import SimpleLazyObject
 
 _ROUTES = {
     "home": "home",
@@ -44,6 +46,24 @@ def _chrome(urlconf: str, prefix: str) -> dict[str, str]:
     }
 
 
+_SECTIONS = (("/steer", "steer"), ("/explanations", "explanations"), ("/search", "search"))
+
+
+def _section(path: str) -> str:
+    """The header's tab that a path belongs to ('' for none)."""
+    if path == "/":
+        return "browse"
+    return next((name for prefix, name in _SECTIONS if path.startswith(prefix)), "")
+
+
 def chrome(request) -> dict:
-    """Context processor: `{{ chrome.home }}`, `{{ chrome.css }}` …"""
-    return {"chrome": _chrome(get_urlconf() or settings.ROOT_URLCONF, get_script_prefix())}
+    """Context processor for base.html, which both template engines render (so it calls no method and takes no tag
+    but block): `{{ chrome.home }}`, `{{ chrome.css }}` …, the active tab `nav`, the signed-in user's page
+    `account_url` and the logout form's `csrf_input` (both lazy: most pages are read signed out)."""
+    user = getattr(request, "user", None)
+    return {
+        "chrome": _chrome(get_urlconf() or settings.ROOT_URLCONF, get_script_prefix()),
+        "nav": _section(request.path),
+        "account_url": SimpleLazyObject(lambda: reverse("user", args=[user.get_username()])),
+        "csrf_input": csrf_input_lazy(request),
+    }

@@ -103,8 +103,16 @@ TEMPLATES = [
     },
     {  # the feature dashboard's body (memicos_site/jinja2.py says why); templates in each app's jinja2/
         "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates"],  # base.html, written for both engines
         "APP_DIRS": True,
-        "OPTIONS": {"environment": "memicos_site.jinja2.environment"},
+        "OPTIONS": {
+            "environment": "memicos_site.jinja2.environment",
+            "context_processors": [
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "memicos_site.chrome.chrome",
+            ],
+        },
     },
 ]
 
@@ -120,6 +128,8 @@ else:
 
     DATABASES = {"default": embedded_database(VAR_DIR / "pg")}
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+# Django's PostgreSQL backend with a health check that costs no round trip (memicos_site/db/base.py says how).
+DATABASES["default"]["ENGINE"] = "memicos_site.db"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Server-side prepared statements for the statements that ask for them (features/selectors.feature_dashboard; ORM
 # queries use client-side binding, which never prepares): prepared after this many uses on a connection. `off`

@@ -91,18 +91,24 @@ def activation_row(activation, scale: float) -> str:
     n, n_values = len(tokens), len(values)
     max_i = activation.max_value_token_index
     lo, hi = (0, n) if n <= SHORT_SNIPPET else (max_i - CONTEXT_BEFORE, max_i + CONTEXT_AFTER)
-    spans, truncated, parts = [], False, _TOKEN_PARTS.get
-    for i, text in enumerate(tokens):
+    get = _TOKEN_PARTS.get
+    parts = [get(text) or _token_parts(str(text)) for text in tokens]
+    # Every token first as its memoised span at value 0 (most are), near the max in [a, b), far outside it; then
+    # the few with a value, and the max, are written out. Slices and comprehensions instead of one Python-level
+    # step per token: a third of the row's time.
+    a, b = max(0, lo), max(0, min(n, hi + 1))
+    spans = [p[4] for p in parts[:a]] + [p[3] for p in parts[a:b]] + [p[4] for p in parts[b:]]
+    truncated = a > 0 or b < n
+    marked = [i for i, value in enumerate(values[:n]) if value]
+    if 0 <= max_i < n and not (max_i < n_values and values[max_i]):
+        marked.append(max_i)
+    for i in marked:
         value = values[i] if i < n_values else 0.0
         far = not (lo <= i <= hi)
-        truncated = truncated or far
-        space, tok, shown, zero_near, zero_far = parts(text) or _token_parts(str(text))
-        if not value and i != max_i:  # most tokens: the memoised span
-            spans.append(zero_far if far else zero_near)
-            continue
+        space, tok, shown = parts[i][:3]
         alpha = round(max(0.0, min(1.0, value / scale)), 3) if scale > 0 and value else 0.0
         v = fixed(value, 3)
-        spans.append(
+        spans[i] = (
             f'<span class="tok{" max" if i == max_i else ""}{" far" if far else ""}{space}" style="--a:{alpha}" '
             f'title="{v}" data-v="{v}" data-tok="{tok}">{shown}</span>'
         )

@@ -91,6 +91,11 @@ def test_activation_rows_render_the_same_markup_as_the_template_include():
         assert got == expected
         seen.update(c for c in ("tok max", " far", "show all", "&lt;b&gt;", " space") if c in expected)
     assert seen == {"tok max", " far", "show all", "&lt;b&gt;", " space"}  # the comparison covers these cases
+    # stored data the importer lets through: more values than tokens, a max index outside the snippet
+    for n_tokens, n_values, max_i in [(20, 30, 3), (30, 30, -1), (30, 30, 45), (100, 100, -40), (100, 90, 150)]:
+        activation = _activation(rng, n_tokens, n_values)
+        activation.max_value_token_index = max_i
+        assert activation_row(activation, 9.5) == template.render(Context({"row": _token_rows(activation, 9.5)}))
     # The include's {% spaceless %} also emptied the span of a token that is only non-ASCII whitespace (an em
     # space); the Python row keeps it, the one difference (so AWKWARD_TOKENS leaves it out above).
     row = _activation(rng, 4, 4)
