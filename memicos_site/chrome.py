@@ -39,6 +39,17 @@ def cached_reverse(name: str, *args) -> str:
     return _reverse(get_urlconf() or settings.ROOT_URLCONF, get_script_prefix(), name, args)
 
 
+@functools.lru_cache(maxsize=256)  # the static files pages name: dozens
+def _static(static_url: str, path: str) -> str:
+    return static(path)
+
+
+def cached_static(path: str) -> str:
+    """`static(path)`, which reads the manifest and joins URLs on every call, once per file (STATIC_URL is the key,
+    so a test's override gets its own answer)."""
+    return _static(settings.STATIC_URL, path)
+
+
 @functools.cache
 def _chrome(urlconf: str, prefix: str) -> dict[str, str]:
     return {key: _reverse(urlconf, prefix, name, ()) for key, name in _ROUTES.items()} | {

@@ -8,12 +8,12 @@ from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.template.defaultfilters import pluralize, urlencode, yesno
 from django.template.loader import render_to_string
-from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 from jinja2 import Environment, StrictUndefined
 
 from features.templatetags.memicos import activation_rows, crumbs, fixed, fmt, histogram_svg, pct, token_display
+from memicos_site.chrome import cached_static
 
 
 def url(name: str, *args) -> str:
@@ -30,7 +30,7 @@ def environment(**options) -> Environment:
     if settings.DEBUG or settings.TESTING:
         options["undefined"] = StrictUndefined  # a misspelt name fails the tests instead of printing nothing
     env = Environment(**options)
-    env.globals.update(url=url, static=static, django_include=django_include, activation_rows=activation_rows,
+    env.globals.update(url=url, static=cached_static, django_include=django_include, activation_rows=activation_rows,
                        crumbs=crumbs, histogram_svg=histogram_svg)  # fmt: skip
     env.filters.update(fixed=fixed, fmt=fmt, pct=pct, token_display=token_display, pluralize=pluralize,
                        yesno=yesno, naturaltime=naturaltime, urlencode=urlencode)  # fmt: skip
