@@ -12,7 +12,17 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from jinja2 import Environment, StrictUndefined
 
-from features.templatetags.memicos import activation_rows, crumbs, fixed, fmt, histogram_svg, pct, token_display
+from features.templatetags.memicos import (
+    activation_rows,
+    crumbs,
+    fixed,
+    fmt,
+    histogram_svg,
+    logit_rows,
+    pct,
+    similar_rows,
+    token_display,
+)
 from memicos_site.chrome import cached_static
 
 
@@ -31,7 +41,7 @@ def environment(**options) -> Environment:
         options["undefined"] = StrictUndefined  # a misspelt name fails the tests instead of printing nothing
     env = Environment(**options)
     env.globals.update(url=url, static=cached_static, django_include=django_include, activation_rows=activation_rows,
-                       crumbs=crumbs, histogram_svg=histogram_svg)  # fmt: skip
+                       crumbs=crumbs, histogram_svg=histogram_svg, logit_rows=logit_rows, similar_rows=similar_rows)  # fmt: skip
     env.filters.update(fixed=fixed, fmt=fmt, pct=pct, token_display=token_display, pluralize=pluralize,
                        yesno=yesno, naturaltime=naturaltime, urlencode=urlencode)  # fmt: skip
     return env

@@ -15,6 +15,9 @@ from features.templatetags.memicos import (
     activation_row,
     activation_rows,
     fixed,
+    logit_rows,
+    similar_rows,
+    token_display,
 )
 
 # What activation_row replaced: templates/features/_act_row.html, included once per row, with its token loop
@@ -103,3 +106,29 @@ def test_activation_rows_render_the_same_markup_as_the_template_include():
     assert ">\u2003</span>" in activation_row(row, 9.5)
     assert ">\u2003</span>" not in template.render(Context({"row": _token_rows(row, 9.5)}))
     assert activation_rows([row, row], 9.5) == activation_row(row, 9.5) * 2
+
+
+def test_logit_and_similar_rows_render_what_the_template_loops_did():
+    """logit_rows and similar_rows replaced these Jinja loops: the same markup, entities spelt as html.escape spells
+    them (&quot; and &#x27; for Jinja's &#34; and &#39;)."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    env.filters.update(fixed=fixed, token_display=token_display)
+    logits = env.from_string(
+        '{% for s, v in pairs %}<tr><td class="tokcell" title="{{ s }}"><span>{{ s|token_display }}</span></td>'
+        '<td class="num">{{ v|fixed(2) }}</td></tr>{% endfor %}'
+    )
+    similar = env.from_string(
+        '{% for s in similar %}\n        <tr><td class="mono"><a href="{{ s.url }}">{{ name }} #{{ s.index }}</a></td>'
+        '<td class="num">{{ s.value|fixed(3) }}</td></tr>{% endfor %}'
+    )
+
+    def spelt(html: str) -> str:
+        return html.replace("&#34;", "&quot;").replace("&#39;", "&#x27;")
+
+    pairs = list(zip(AWKWARD_TOKENS, AWKWARD_VALUES, strict=False))
+    assert logit_rows(pairs) == spelt(logits.render(pairs=pairs))
+    rows = [{"index": i, "value": v, "url": f"/m/<s>&'{i}/"} for i, v in enumerate(AWKWARD_VALUES)]
+    assert similar_rows(rows, 'a<"b">') == spelt(similar.render(similar=rows, name='a<"b">'))
+    assert "&lt;b&gt;" in logit_rows(pairs) and "&amp;#x27;" not in similar_rows(rows, "x")
