@@ -11,6 +11,7 @@
   statement may ask for binary results (arrays of floats and strings load several times faster).
 """
 
+import datetime
 import select
 
 from django.db.backends.postgresql import base
@@ -32,12 +33,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
         timezone = self.timezone
+        # With USE_TZ the session's TimeZone is UTC and psycopg's own (C) loader already answers in datetime.UTC,
+        # as Django's text loader does; otherwise (naive datetimes) Django's BaseTzLoader, for binary results.
+        if timezone != datetime.UTC:
 
-        class TzBinaryLoader(TimestamptzBinaryLoader):  # Django's BaseTzLoader, for binary results
-            def load(self, data):
-                return super().load(data).replace(tzinfo=timezone)
+            class TzBinaryLoader(TimestamptzBinaryLoader):
+                def load(self, data):
+                    return super().load(data).replace(tzinfo=timezone)
 
-        connection.adapters.register_loader("timestamptz", TzBinaryLoader)
+            connection.adapters.register_loader("timestamptz", TzBinaryLoader)
         connection.adapters.register_loader("jsonb", _JsonbAsText)
         return connection
 

@@ -1,9 +1,12 @@
-"""memicos_site/db: the health check that costs no round trip must still tell a dead connection from a live one."""
+"""memicos_site/db: the health check that costs no round trip must still tell a dead connection from a live one, and
+binary results must load as the text ones do."""
 
 import time
 
+import psycopg
 import pytest
 from django.db import DataError, connection, connections
+from psycopg import pq
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +61,20 @@ def test_a_connection_left_in_a_failed_transaction_is_unusable(own):
     own.rollback()
     own.set_autocommit(True)
     assert own.is_usable()
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_binary_results_load_timestamps_and_json_as_the_text_ones_do(settings, use_tz):
+    settings.USE_TZ = use_tz
+    wrapper = connections.create_connection("default")  # reads USE_TZ when it connects
+    try:
+        sql = "SELECT TIMESTAMPTZ '2026-01-02 03:04:05+00', '{\"a\": [1, 2]}'::jsonb"
+        wrapper.ensure_connection()
+        text, binary = psycopg.Cursor(wrapper.connection), psycopg.Cursor(wrapper.connection)
+        binary.format = pq.Format.BINARY  # as features.selectors._prepared_cursor asks
+        expected = text.execute(sql).fetchone()
+        got = binary.execute(sql).fetchone()
+    finally:
+        wrapper.close()
+    assert got == expected and got[0].tzinfo == expected[0].tzinfo and isinstance(got[1], str)
+    assert (expected[0].tzinfo is None) is (not use_tz)
