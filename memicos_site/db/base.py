@@ -52,6 +52,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pgconn = connection.pgconn
         if pgconn.status != pq.ConnStatus.OK or pgconn.transaction_status not in _HEALTHY:
             return False
-        # Between requests the server sends nothing unasked: readable means closed, or a FATAL before closing.
+        # Between requests the server sends nothing unasked but a FATAL before it closes (or, rarely, a changed
+        # parameter or a notice, which costs one reconnect): readable means dead.
         readable, _, _ = select.select([pgconn.socket], [], [], 0)
         return not readable
