@@ -87,32 +87,25 @@ WSGI_APPLICATION = "memicos_site.wsgi.application"
 # API paths work with and without a trailing slash (routes accept both), so no redirects.
 APPEND_SLASH = False
 
+# Both engines render base.html, which reads what these supply (memicos_site/chrome.py)
+_CONTEXT_PROCESSORS = [
+    "django.contrib.auth.context_processors.auth",
+    "django.contrib.messages.context_processors.messages",
+    "memicos_site.chrome.chrome",
+]
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-                "memicos_site.chrome.chrome",
-            ],
-        },
+        # plus `request`, which the Jinja2 backend puts in every context itself
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request", *_CONTEXT_PROCESSORS]},
     },
-    {  # the feature dashboard's body (memicos_site/jinja2.py says why); templates in each app's jinja2/
+    {  # the feature dashboard (memicos_site/jinja2.py says why); templates in each app's jinja2/
         "BACKEND": "django.template.backends.jinja2.Jinja2",
         "DIRS": [BASE_DIR / "templates"],  # base.html, written for both engines
         "APP_DIRS": True,
-        "OPTIONS": {
-            "environment": "memicos_site.jinja2.environment",
-            "context_processors": [
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-                "memicos_site.chrome.chrome",
-            ],
-        },
+        "OPTIONS": {"environment": "memicos_site.jinja2.environment", "context_processors": _CONTEXT_PROCESSORS},
     },
 ]
 
