@@ -113,8 +113,11 @@ def activation_row(activation, scale: float) -> str:
             f'title="{v}" data-v="{v}" data-tok="{tok}">{shown}</span>'
         )
     top = activation.max_value
+    shown_max = repr(top) if type(top) is float else ""
+    if not shown_max or "e" in shown_max or "n" in shown_max:  # what localize() writes otherwise (no exponent)
+        shown_max = localize(top)
     head = (
-        f'<div class="act-row" data-max="{localize(top)}">\n  <div class="act-max" title="maximum activation in '
+        f'<div class="act-row" data-max="{shown_max}">\n  <div class="act-max" title="maximum activation in '
         f'this snippet">{fmt(top, 2)}</div>\n  <div class="act-text">'
     )
     if not truncated:

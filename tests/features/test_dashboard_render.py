@@ -76,7 +76,10 @@ def _activation(rng: random.Random, n_tokens: int, n_values: int):
     values = [rng.choice(AWKWARD_VALUES) if i % 5 == 0 else round(rng.uniform(-1, 9), 3) for i in range(n_values)]
     max_i = rng.randrange(n_tokens)
     return SimpleNamespace(
-        tokens=tokens, values=values, max_value_token_index=max_i, max_value=rng.choice([9.25, 1e-7, 12.3456789, 0.5])
+        tokens=tokens,
+        values=values,
+        max_value_token_index=max_i,
+        max_value=rng.choice([9.25, 1e-7, 12.3456789, 0.5, 1e21, 7, 0.1 + 0.2]),
     )
 
 

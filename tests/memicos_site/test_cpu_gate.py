@@ -98,3 +98,28 @@ def test_no_slots_means_no_gate_and_released_outside_a_request_does_nothing():
     with released():
         pass
     assert gate.wrap(lambda environ, start_response: [b"ok"])({}, None) == [b"ok"]
+
+
+def test_a_freed_slot_goes_to_the_longest_waiter_not_to_a_request_that_just_arrived():
+    gate, entered = CpuGate(1, wait_s=10), []
+    assert gate.take()  # a request holds the only slot
+
+    def waiter(name):
+        assert gate.take()
+        entered.append(name)
+        gate.give()
+
+    threads = []
+    for name in ("first", "second", "third"):
+        threads.append(threading.Thread(target=waiter, args=(name,)))
+        threads[-1].start()
+        time.sleep(0.05)  # queued in this order
+    gate._wait_s = 0.0  # the next take() tries once; the three are already waiting with 10 s of patience
+    gate.give()  # handed to "first" at once: a request arriving now finds no free slot (a Semaphore would let it in)
+    assert gate.take() is False
+    for t in threads:
+        t.join(10)
+    assert entered == ["first", "second", "third"]
+    assert gate.take()  # and the slot is free again
+    with pytest.raises(ValueError):
+        gate.give(), gate.give()  # one more than was taken
