@@ -3,10 +3,12 @@
 Tasks take ids and are idempotent: a file task re-checks its ImportFile under a row lock and returns at
 once when that version is already loaded, so a redelivery (acks_late after a lost worker) is harmless.
 A database outage (restart, failover) rolls the file's transaction back; the task retries with backoff
-instead of failing, which would leave the file PENDING and the run stalled.
+instead of failing, which would leave the file PENDING and the run stalled. A message the broker lost (a Redis
+crash) is sent again by the `imports` workers' sweep (imports/recovery.py).
 """
 
 from celery import shared_task
+from celery.signals import celeryd_after_setup, worker_ready
 from django.db import InterfaceError, OperationalError
 
 from imports.services.importer import import_file_load, import_run_advance, import_run_prepare, run_files
@@ -38,6 +40,32 @@ def import_file_task(file_id: int, run_id: int) -> str:
     return f.status
 
 
+@shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
+def import_run_advance_task(run_id: int) -> int:
+    """The advance a lost file task would have made (imports.recovery)."""
+    started = import_run_advance(run_id=run_id)
+    _dispatch(started, run_id)
+    return len(started)
+
+
 def _dispatch(file_ids: list[int], run_id: int):
     for file_id in file_ids:
         import_file_task.delay(file_id, run_id)
+
+
+_consumes_imports: list[bool] = []
+
+
+@celeryd_after_setup.connect
+def _note_queues(sender, instance, **kwargs):
+    queues = instance.app.amqp.queues.consume_from or {}
+    _consumes_imports[:] = [Queue.IMPORTS.value in queues]
+
+
+@worker_ready.connect
+def _start_recovery(sender=None, **kwargs):
+    if any(_consumes_imports):
+        from features.services.jobs import job_sweeper_start
+        from imports.recovery import import_runs_recover
+
+        job_sweeper_start("import-recovery", import_runs_recover)

@@ -5,9 +5,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -121,3 +122,26 @@ def job_lease_held(*, job_id: int) -> bool:
 def job_requeue_claim(*, job_id: int, quiet_s: int) -> bool:
     """True for the one sweeper that may re-queue this job now; False for any other within `quiet_s`."""
     return bool(redis_client().set(f"{job_lease_key(job_id)}:requeued", "1", nx=True, ex=quiet_s))
+
+
+def job_sweep_interval() -> float:
+    """Seconds between a worker's sweeps for work that lost its runner or its message (MEMICOS_JOB_SWEEP_S)."""
+    return float(os.environ.get("MEMICOS_JOB_SWEEP_S", "60"))
+
+
+def job_sweeper_start(name: str, sweep) -> threading.Thread:
+    """Run `sweep()` now and every job_sweep_interval() seconds in a daemon thread of this worker."""
+
+    def loop():
+        while True:
+            try:
+                sweep()
+            except Exception:  # the database or Redis is restarting: the next sweep retries
+                log.exception("%s sweep failed", name)
+            finally:
+                close_old_connections()
+            time.sleep(job_sweep_interval())
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -406,7 +406,9 @@ def _test_pause() -> Callable[[int], None] | None:
 def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=None) -> ImportFile:
     """Load one remote file in one transaction with its checkpoint. Idempotent."""
     with transaction.atomic():
-        f = ImportFile.objects.select_for_update().get(pk=file_id)
+        f = ImportFile.objects.select_for_update(skip_locked=True).filter(pk=file_id).first()
+        if f is None:  # a live transaction is loading it: this is a duplicate task (redelivered, or sent again)
+            return ImportFile.objects.get(pk=file_id)
         if not file_needs_load(f):
             return f  # a redelivered or duplicate task: already loaded this version
         origin = origin_from_params(ImportRun.objects.get(pk=run_id).origin_params if run_id else _params_of(f))

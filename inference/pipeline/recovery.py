@@ -11,22 +11,16 @@ rows with upserts on deterministic ids, so nothing is duplicated.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from datetime import timedelta
 
-from django.db import close_old_connections
 from django.utils import timezone
 
 from features.models import Job
-from features.services.jobs import job_lease_held, job_lease_ttl, job_requeue_claim
+from features.services.jobs import job_lease_held, job_lease_ttl, job_requeue_claim, job_sweeper_start
 
 log = logging.getLogger(__name__)
 REQUEUE_QUIET_S = 600  # a re-queued job waits behind other batch work; do not send it again for this long
-
-
-def sweep_interval() -> float:
-    return float(os.environ.get("MEMICOS_JOB_SWEEP_S", "60"))
 
 
 def _tasks() -> dict:
@@ -55,17 +49,4 @@ def pipeline_jobs_recover() -> list[int]:
 
 
 def recovery_sweeper_start() -> threading.Thread:
-    def loop():
-        while True:
-            try:
-                pipeline_jobs_recover()
-            except Exception:  # the database or Redis is restarting: the next sweep retries
-                log.exception("pipeline job sweep failed")
-            finally:
-                close_old_connections()
-            stop.wait(sweep_interval())
-
-    stop = threading.Event()
-    thread = threading.Thread(target=loop, name="pipeline-recovery", daemon=True)
-    thread.start()
-    return thread
+    return job_sweeper_start("pipeline-recovery", pipeline_jobs_recover)

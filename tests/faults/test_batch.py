@@ -88,7 +88,8 @@ def test_an_import_survives_a_redis_crash_mid_run_and_the_site_answers_again_wit
     request,
 ):
     """Queued file tasks outlive a Redis crash because Redis keeps an append-only file (the guarantee is the
-    broker's: docker-compose runs Redis with --appendonly yes, as scripts/ensure_redis.sh does for the demo)."""
+    broker's: docker-compose runs Redis with --appendonly yes, as scripts/ensure_redis.sh does for the demo); one
+    the crash lost in flight is sent again by the imports worker's sweep."""
     from imports.models import ImportFile
     from imports.services.importer import completeness_check, import_run_create
     from imports.tasks import import_run_task
@@ -101,8 +102,11 @@ def test_an_import_survives_a_redis_crash_mid_run_and_the_site_answers_again_wit
         SourceSpec("0-res-rr", n_features=160, acts_per_feature=4, batch_size=40, explanations=False)])  # fmt: skip
     write_dataset(s3_put(s3_client, bucket, "v1/"), spec)  # 4 feature files, 4 activation files
     settings.REDIS_URL = private_redis.url
+    # a message the crash takes with it (popped by the worker's BRPOP, not yet recorded as unacknowledged) is sent
+    # again by the worker's sweep once the run has not moved for MEMICOS_IMPORT_STALL_S (imports/recovery.py)
     worker = BrokerWorker(["imports"], "imports-redis", broker_url=private_redis.url,
-                          MEMICOS_IMPORT_PAUSE_AFTER_ROWS=20, MEMICOS_IMPORT_PAUSE_SECONDS=1.5)  # fmt: skip
+                          MEMICOS_IMPORT_PAUSE_AFTER_ROWS=20, MEMICOS_IMPORT_PAUSE_SECONDS=1.5,
+                          MEMICOS_IMPORT_STALL_S=6, MEMICOS_JOB_SWEEP_S=1)  # fmt: skip
     request.addfinalizer(worker.stop)
     worker.start()
     run = import_run_create(params=params(s3_endpoint, bucket), model_id="redis-gpt", source_id="0-res-rr")
