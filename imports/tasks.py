@@ -24,7 +24,8 @@ RETRY_ON_OUTAGE = {
 
 @shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
 def import_run_task(run_id: int) -> int:
-    import_run_prepare(run_id=run_id)
+    if import_run_prepare(run_id=run_id) is None:
+        return 0  # planned, and its files sent, by an earlier copy of this task
     feature_files = run_files(run_id, ["features"])
     for file_id in feature_files:
         import_file_task.delay(file_id, run_id)

@@ -201,9 +201,13 @@ def import_run_create(
     )
 
 
-def import_run_prepare(*, run_id: int) -> list[int]:
-    """Config + metadata, then the plan: files that are missing, failed or changed upstream (ETag/size)."""
+def import_run_prepare(*, run_id: int) -> list[int] | None:
+    """Config + metadata, then the plan: files that are missing, failed or changed upstream (ETag/size). None when
+    the run was planned already: a duplicate task (redelivered, or sent again by imports.recovery) must not plan it
+    again over its progress."""
     run = ImportRun.objects.select_related("job").get(pk=run_id)
+    if run.phase != ImportRun.Phase.PLANNED:
+        return None
     origin = origin_from_params(run.origin_params)
     job_start(job_id=run.job_id, message="config and metadata")
     config_import(origin=origin)
@@ -290,7 +294,7 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows
-    todo = import_run_prepare(run_id=run_id)
+    todo = import_run_prepare(run_id=run_id) or []
     if on_progress:
         on_progress(import_run_progress(run_id=run_id))
     files = ImportFile.objects.in_bulk(todo)

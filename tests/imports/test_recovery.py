@@ -54,6 +54,18 @@ def test_a_stalled_run_is_sent_again_at_most_once_per_quiet_period(s3_endpoint, 
     assert import_runs_recover() == [] and len(sent) == len(feature_files)  # another sweep soon after: nothing
 
 
+def test_a_duplicate_plan_task_leaves_a_planned_run_as_it_is(s3_endpoint, small_dataset, db):
+    from imports.tasks import import_run_task
+
+    run = _planned_run(s3_endpoint, small_dataset)
+    f = ImportFile.objects.filter(run=run, kind="features").order_by("id").first()
+    importer.import_file_load(file_id=f.pk, run_id=run.pk)
+    importer.import_run_advance(run_id=run.pk)  # one file done: the Job says 1 of 6
+    assert import_run_task.delay(run.pk).get() == 0  # a redelivered or re-sent copy of the plan
+    run.refresh_from_db()
+    assert (run.phase, run.files_total, run.job.done, run.job.total) == (ImportRun.Phase.FEATURES, 6, 1, 6)
+
+
 def test_a_run_stalled_after_its_last_file_is_finished_by_an_advance(s3_endpoint, small_dataset, db, monkeypatch):
     run = _planned_run(s3_endpoint, small_dataset)
     for f in ImportFile.objects.filter(run=run).order_by("kind", "id"):
