@@ -8,9 +8,9 @@ crash) is sent again by the `imports` workers' sweep (imports/recovery.py).
 """
 
 from celery import shared_task
-from celery.signals import celeryd_after_setup, worker_ready
 from django.db import InterfaceError, OperationalError
 
+from features.services.jobs import job_sweeper_in_workers_of
 from imports.services.importer import import_file_load, import_run_advance, import_run_prepare, run_files
 from memicos_site.queues import Queue
 
@@ -54,19 +54,4 @@ def _dispatch(file_ids: list[int], run_id: int):
         import_file_task.delay(file_id, run_id)
 
 
-_consumes_imports: list[bool] = []
-
-
-@celeryd_after_setup.connect
-def _note_queues(sender, instance, **kwargs):
-    queues = instance.app.amqp.queues.consume_from or {}
-    _consumes_imports[:] = [Queue.IMPORTS.value in queues]
-
-
-@worker_ready.connect
-def _start_recovery(sender=None, **kwargs):
-    if any(_consumes_imports):
-        from features.services.jobs import job_sweeper_start
-        from imports.recovery import import_runs_recover
-
-        job_sweeper_start("import-recovery", import_runs_recover)
+job_sweeper_in_workers_of(Queue.IMPORTS.value, "import-recovery", "imports.recovery.import_runs_recover")

@@ -145,3 +145,23 @@ def job_sweeper_start(name: str, sweep) -> threading.Thread:
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def job_sweeper_in_workers_of(queue: str, name: str, sweep_path: str) -> None:
+    """Start job_sweeper_start(name, sweep) in every Celery worker that consumes `queue`, once the worker is ready.
+    `sweep_path` (a dotted path) is imported then, not when the tasks module that calls this is loaded."""
+    from celery.signals import celeryd_after_setup, worker_ready
+    from django.utils.module_loading import import_string
+
+    consumes: list[bool] = []
+
+    def note_queues(sender, instance, **kwargs):
+        consumes[:] = [queue in (instance.app.amqp.queues.consume_from or {})]
+
+    def start(sender=None, **kwargs):
+        if any(consumes):
+            job_sweeper_start(name, import_string(sweep_path))
+
+    # closures: held strongly, and once per name however often the calling module is imported
+    celeryd_after_setup.connect(note_queues, weak=False, dispatch_uid=f"{name}-queues")
+    worker_ready.connect(start, weak=False, dispatch_uid=f"{name}-start")

@@ -11,13 +11,12 @@ rows with upserts on deterministic ids, so nothing is duplicated.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from django.utils import timezone
 
 from features.models import Job
-from features.services.jobs import job_lease_held, job_lease_ttl, job_requeue_claim, job_sweeper_start
+from features.services.jobs import job_lease_held, job_lease_ttl, job_requeue_claim
 
 log = logging.getLogger(__name__)
 REQUEUE_QUIET_S = 600  # a re-queued job waits behind other batch work; do not send it again for this long
@@ -46,7 +45,3 @@ def pipeline_jobs_recover() -> list[int]:
         requeued.append(job_id)
         log.warning("pipeline job %s lost its worker; re-queued", job_id)
     return requeued
-
-
-def recovery_sweeper_start() -> threading.Thread:
-    return job_sweeper_start("pipeline-recovery", pipeline_jobs_recover)

@@ -7,11 +7,9 @@ timeout; gpu_batch workers re-queue jobs that lost their worker much sooner (inf
 """
 
 from celery import shared_task
-from celery.signals import celeryd_after_setup, worker_ready
 
+from features.services.jobs import job_sweeper_in_workers_of
 from memicos_site.queues import Queue
-
-_consumes_batch = []
 
 
 @shared_task(name="pipeline.train_sae", queue=Queue.GPU_BATCH.value)
@@ -37,15 +35,6 @@ def demo_followups() -> list[int]:
     return [job.pk for job in demo_followups_start()]
 
 
-@celeryd_after_setup.connect
-def _note_queues(sender, instance, **kwargs):
-    queues = instance.app.amqp.queues.consume_from or {}
-    _consumes_batch[:] = [Queue.GPU_BATCH.value in queues]
-
-
-@worker_ready.connect
-def _start_recovery(sender=None, **kwargs):
-    if any(_consumes_batch):
-        from inference.pipeline.recovery import recovery_sweeper_start
-
-        recovery_sweeper_start()
+job_sweeper_in_workers_of(
+    Queue.GPU_BATCH.value, "pipeline-recovery", "inference.pipeline.recovery.pipeline_jobs_recover"
+)
