@@ -513,7 +513,7 @@ def start_server(*, port: int, workers: int, threads: int, database_url: str, lo
     # would close it under a 1 s mean think time, and every reconnect would count as a failed request).
     # --reuse-port, as docker-compose's web: without it wrk's 16 connections often all went to one process.
     cmd = [str(Path(sys.executable).parent / "gunicorn"), "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
-           "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+           "--worker-class", "memicos_site.web_worker.GateWorker", "--workers", str(workers), "--threads", str(threads),
            "--keep-alive", "30", "--log-level", "warning", "--timeout", "120", "--reuse-port"]  # fmt: skip
     # the server's log goes to a file: the floor route's 404s are logged as warnings, one line per request
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -781,7 +781,7 @@ def main():
     print()
     print(
         f"conditions: {feats:,} features, {acts:,} activations ({acts / feats:.1f} per feature, 24–64 tokens each); "
-        f"gunicorn gthread {args.workers} workers × {args.threads} threads, MEMICOS_ENV=production, DEBUG off; "
+        f"gunicorn gthread (memicos_site.web_worker.GateWorker) {args.workers} workers × {args.threads} threads, MEMICOS_ENV=production, DEBUG off; "
         f"load generator {args.driver} ({'1 thread' if args.driver == 'wrk' else f'{args.clients} Python threads'}) "
         f"on the same {os.cpu_count()}-core machine as gunicorn and Postgres; {args.clients} clients, "
         f"{args.duration} s per run; features drawn uniformly from all {feats:,}; gunicorn --keep-alive 30; "

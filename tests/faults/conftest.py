@@ -46,7 +46,7 @@ def web_start(**env) -> tuple[subprocess.Popen, str]:
     port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "memicos_site.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "1", "--threads", "4", "--timeout", "60"],
+         "--worker-class", "memicos_site.web_worker.GateWorker", "--workers", "1", "--threads", "4", "--timeout", "60"],
         cwd=ROOT, env=subprocess_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     return web, f"http://127.0.0.1:{port}"
