@@ -106,7 +106,7 @@ class CpuGate:
         """Run fn(*args) on a runner thread once a slot is free, as ThreadPoolExecutor.submit (gunicorn's gthread
         worker calls it for each request). A runner that finishes a request takes the next queued one with the slot
         it holds: under load the same few threads run back to back, instead of each request waking a thread that
-        then queues for the GIL. bench/load.py, closed loop, interleaved: the page at ~1.3× the requests/s of
+        then queues for the GIL. bench/load.py, closed loop, interleaved: the page at ~1.25× the requests/s of
         gthread's own pool behind the gate, as much as 2 threads a process without the gate, while a request that
         waits on a worker (released()) lets another run."""
         future = Future()
