@@ -23,24 +23,35 @@ def _while_one_holds(gated, environ: dict) -> tuple[threading.Thread, float]:
     return first, time.monotonic()
 
 
+class _Peak:
+    """How many requests were inside `with peak:` at once, at most."""
+
+    def __init__(self):
+        self.running, self.most, self._lock = 0, 0, threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.running -= 1
+
+
 @pytest.mark.parametrize("slots", [1, 2])
 def test_at_most_slots_requests_run_at_once_and_all_of_them_run(slots):
-    running, peak, done, lock = 0, 0, [], threading.Lock()
+    peak, done = _Peak(), []
 
     def app(environ, start_response):
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
+        with peak:
+            time.sleep(0.02)
         done.append(1)
         return [b"ok"]
 
     for t in _start(CpuGate(slots, wait_s=10).wrap(app), 8):
         t.join(10)
-    assert (peak, len(done)) == (slots, 8)
+    assert (peak.most, len(done)) == (slots, 8)
 
 
 def test_a_request_waiting_on_another_process_lets_the_next_one_run():
@@ -135,16 +146,11 @@ def _queue(slots: int, runners: int = 4, wait_s: float = 10) -> CpuGate:
 
 
 def test_submit_runs_every_request_at_most_slots_at_once_and_returns_results_and_errors():
-    gate, running, peak, lock = _queue(2, runners=6), 0, 0, threading.Lock()
+    gate, peak = _queue(2, runners=6), _Peak()
 
     def work(i):
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.01)
-        with lock:
-            running -= 1
+        with peak:
+            time.sleep(0.01)
         if i == 7:
             raise RuntimeError("request 7 failed")
         return i * i
@@ -154,7 +160,7 @@ def test_submit_runs_every_request_at_most_slots_at_once_and_returns_results_and
         i * i for i in range(20) if i != 7
     ]
     assert "request 7 failed" in str(futures[7].exception())
-    assert peak == 2
+    assert peak.most == 2
     gate.shutdown()
 
 
