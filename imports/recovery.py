@@ -18,11 +18,10 @@ from django.utils import timezone
 from features.models import Job
 from features.services.jobs import job_requeue_claim
 from imports.models import ImportRun
-from imports.services.importer import run_files
+from imports.services.importer import PHASE_KINDS, run_files
 
 log = logging.getLogger(__name__)
 REQUEUE_QUIET_S = 600  # a stalled run's tasks wait behind other imports; do not send them again for this long
-PHASE_FILES = {ImportRun.Phase.FEATURES: ["features"], ImportRun.Phase.ROWS: ["activations", "explanations"]}
 
 
 def import_stall_s() -> float:
@@ -44,7 +43,7 @@ def import_runs_recover() -> list[int]:
             continue
         if phase == ImportRun.Phase.PLANNED:
             import_run_task.delay(run_id)
-        elif files := run_files(run_id, PHASE_FILES[phase]):
+        elif files := run_files(run_id, PHASE_KINDS[phase]):
             for file_id in files:
                 import_file_task.delay(file_id, run_id)
         else:  # every file loaded, but the task that would have advanced the run was lost

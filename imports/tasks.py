@@ -11,7 +11,14 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from features.services.jobs import job_sweeper_in_workers_of
-from imports.services.importer import import_file_load, import_run_advance, import_run_prepare, run_files
+from imports.models import ImportRun
+from imports.services.importer import (
+    PHASE_KINDS,
+    import_file_load,
+    import_run_advance,
+    import_run_prepare,
+    run_files,
+)
 from memicos_site.queues import Queue
 
 RETRY_ON_OUTAGE = {
@@ -26,7 +33,7 @@ RETRY_ON_OUTAGE = {
 def import_run_task(run_id: int) -> int:
     if import_run_prepare(run_id=run_id) is None:
         return 0  # planned, and its files sent, by an earlier copy of this task
-    feature_files = run_files(run_id, ["features"])
+    feature_files = run_files(run_id, PHASE_KINDS[ImportRun.Phase.FEATURES])
     for file_id in feature_files:
         import_file_task.delay(file_id, run_id)
     if not feature_files:

@@ -239,6 +239,10 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     return [f.pk for f in todo]
 
 
+# The files each phase loads: activations and explanations join on their features, so they wait for them.
+PHASE_KINDS = {ImportRun.Phase.FEATURES: ("features",), ImportRun.Phase.ROWS: ("activations", "explanations")}
+
+
 def run_files(run_id: int, kinds) -> list[int]:
     return list(
         ImportFile.objects.filter(run_id=run_id, kind__in=kinds, status=ImportFile.Status.PENDING)
@@ -263,7 +267,7 @@ def import_run_advance(*, run_id: int) -> list[int]:
     if counts["pending_features"] == 0 and (
         ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.FEATURES).update(phase=ImportRun.Phase.ROWS)
     ):
-        start = run_files(run_id, ["activations", "explanations"])
+        start = run_files(run_id, PHASE_KINDS[ImportRun.Phase.ROWS])
     if counts["pending"] == 0:
         # The run's phase and its Job change in one transaction: no reader sees a DONE run whose Job still says
         # RUNNING, and a worker killed in between leaves the run in ROWS for the next advance to finish.
@@ -298,7 +302,7 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
     if on_progress:
         on_progress(import_run_progress(run_id=run_id))
     files = ImportFile.objects.in_bulk(todo)
-    for kinds in (("features",), ("activations", "explanations")):  # activations need their features
+    for kinds in PHASE_KINDS.values():  # in phase order
         ids = sorted(pk for pk in todo if files[pk].kind in kinds)
         if jobs <= 1:
             for file_id in ids:
