@@ -781,7 +781,8 @@ def main():
     print()
     print(
         f"conditions: {feats:,} features, {acts:,} activations ({acts / feats:.1f} per feature, 24–64 tokens each); "
-        f"gunicorn gthread (memicos_site.web_worker.GateWorker) {args.workers} workers × {args.threads} threads, MEMICOS_ENV=production, DEBUG off; "
+        f"gunicorn gthread (memicos_site.web_worker.GateWorker) {args.workers} workers × {args.threads} threads, "
+        "MEMICOS_ENV=production, DEBUG off; "
         f"load generator {args.driver} ({'1 thread' if args.driver == 'wrk' else f'{args.clients} Python threads'}) "
         f"on the same {os.cpu_count()}-core machine as gunicorn and Postgres; {args.clients} clients, "
         f"{args.duration} s per run; features drawn uniformly from all {feats:,}; gunicorn --keep-alive 30; "
