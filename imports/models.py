@@ -29,6 +29,9 @@ class ImportRun(models.Model):
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PLANNED)
     files_total = models.IntegerField(default=0)
     bytes_total = models.BigIntegerField(default=0)
+    # the largest feature id when the run was planned: a feature of this source with a larger id was loaded by
+    # another file of this run, so a feature file that repeats its index is reported (not a silent overwrite)
+    feature_id_floor = models.BigIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

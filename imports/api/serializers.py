@@ -2,6 +2,8 @@
 
 from rest_framework import serializers as s
 
+from features.api.inputs import INT32_MAX
+
 
 def _token():
     return s.CharField(allow_blank=True, trim_whitespace=False, max_length=1000)
@@ -49,13 +51,13 @@ class FeatureUploadBatchIn(s.Serializer):
 class ActivationUploadBatchIn(s.Serializer):
     modelId = s.CharField(max_length=128)
     source = s.CharField(max_length=255)
-    index = s.IntegerField()
+    index = s.IntegerField(min_value=0, max_value=INT32_MAX)  # features.index is an int4 column
     activations = s.ListField(child=UploadActivationIn(), min_length=1, max_length=256)
 
 
 class VectorNewIn(s.Serializer):
     modelId = s.CharField(max_length=128)
-    layerNumber = s.IntegerField(min_value=0)
+    layerNumber = s.IntegerField(min_value=0, max_value=INT32_MAX)
     hookType = s.ChoiceField(choices=["hook_resid_pre", "hook_resid_post"])
     vector = s.ListField(child=s.FloatField(), min_length=1, max_length=24576)
     vectorDefaultSteerStrength = s.FloatField(min_value=-300, max_value=300, default=10)
@@ -65,7 +67,7 @@ class VectorNewIn(s.Serializer):
 class VectorKeyIn(s.Serializer):
     modelId = s.CharField(max_length=128)
     source = s.CharField(max_length=255)
-    index = s.IntegerField()
+    index = s.IntegerField(min_value=0, max_value=INT32_MAX)
 
 
 class UploadCountsOut(s.Serializer):

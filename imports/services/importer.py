@@ -16,11 +16,12 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
-from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -63,10 +64,46 @@ CONFIG_FILES = {
 # ------------------------------------------------------------------------------------------ config/meta
 
 
-def _jsonl(data: bytes | None) -> list[dict]:
+def _jsonl(data: bytes | None, path: str) -> list[tuple[int, dict]]:
+    """(line number, JSON object) of a small .jsonl file; LoadError naming the file and line of the first bad one."""
     if not data:
         return []
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"{path}: not UTF-8 ({exc})") from None
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise LoadError(f"{path} line {line_no}: malformed JSON: {exc}") from None
+        if not isinstance(rec, dict):
+            raise LoadError(f"{path} line {line_no}: not a JSON object")
+        rows.append((line_no, rec))
+    return rows
+
+
+@contextmanager
+def _reading(path: str, line: int | None):
+    """Errors while applying a metadata or config row become a LoadError naming its file and line (a database
+    outage is left to propagate: the task retries it)."""
+    try:
+        yield
+    except (LoadError, OperationalError, InterfaceError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any bad value in upstream metadata must fail the run, not hang it
+        where = f"{path} line {line}" if line else path
+        raise LoadError(f"{where}: {type(exc).__name__}: {exc}".splitlines()[0][:500]) from None
+
+
+def _name(rec: dict, path: str, line: int) -> str:
+    name = rec.get("name")
+    if not isinstance(name, str) or not name:
+        raise LoadError(f"{path} line {line}: name is missing")
+    return name
 
 
 def _fields(model, rec: dict, field_map: dict[str, str]) -> dict:
@@ -91,47 +128,67 @@ def config_import(*, origin: Origin) -> dict[str, int]:
     """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0)."""
     counts = {}
     for filename, (model, field_map) in CONFIG_FILES.items():
-        rows = _jsonl(origin.read_bytes(f"config/{filename}"))
+        path = f"config/{filename}"
+        rows = _jsonl(origin.read_bytes(path), path)
         with transaction.atomic():
-            for rec in rows:
+            for line_no, rec in rows:
                 if rec.get("name"):
-                    model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
+                    with _reading(path, line_no), transaction.atomic():
+                        model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
         counts[filename] = len(rows)
     return counts
 
 
 def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bool = False) -> Source:
-    """release/model/sourceset/source rows; created when absent, updated too on Re-sync."""
+    """release/model/sourceset/source rows; created when absent, updated too on Re-sync. LoadError names the file
+    and line of a bad row."""
     base = f"{model_id}/{source_id}/"
+
+    def rows(name: str) -> tuple[str, list[tuple[int, dict]]]:
+        return base + name, _jsonl(origin.read_bytes(base + name), base + name)
+
     with transaction.atomic():
         release = None
-        for rec in _jsonl(origin.read_bytes(base + "release.jsonl"))[:1]:
-            release = _upsert(
-                SourceRelease, {"name": rec["name"]}, _fields(SourceRelease, rec, wire.RELEASE_FIELDS), update
-            )
-        model_rows = _jsonl(origin.read_bytes(base + "model.jsonl"))
+        path, release_rows = rows("release.jsonl")
+        for line, rec in release_rows[:1]:
+            name = _name(rec, path, line)
+            with _reading(path, line), transaction.atomic():
+                release = _upsert(
+                    SourceRelease, {"name": name}, _fields(SourceRelease, rec, wire.RELEASE_FIELDS), update
+                )
+        path, model_rows = rows("model.jsonl")
         if not model_rows and not Model.objects.filter(pk=model_id).exists():
-            raise LoadError(f"{base}model.jsonl is missing and model {model_id} does not exist")
-        for rec in model_rows[:1]:
-            _upsert(Model, {"id": model_id}, _fields(Model, rec, wire.MODEL_FIELDS), update)
-        set_rows = _jsonl(origin.read_bytes(base + "sourceset.jsonl"))
-        set_name = set_rows[0]["name"] if set_rows else _set_name(source_id)
-        set_fields = _fields(SourceSet, set_rows[0], wire.SOURCE_SET_FIELDS) if set_rows else {}
-        if set_rows and set_rows[0].get("releaseName"):
-            release = release or SourceRelease.objects.filter(name=set_rows[0]["releaseName"]).first()
-        if release is not None:
-            set_fields["release"] = release
-        source_set = _upsert(SourceSet, {"model_id": model_id, "name": set_name}, set_fields, update)
-        src_rows = _jsonl(origin.read_bytes(base + "source.jsonl"))
-        src_fields = _fields(Source, src_rows[0], wire.SOURCE_FIELDS) if src_rows else {}
-        src_fields["source_set"] = source_set
-        return _upsert(Source, {"model_id": model_id, "name": source_id}, src_fields, update)
+            raise LoadError(f"{path} is missing and model {model_id} does not exist")
+        for line, rec in model_rows[:1]:
+            with _reading(path, line), transaction.atomic():
+                _upsert(Model, {"id": model_id}, _fields(Model, rec, wire.MODEL_FIELDS), update)
+        path, set_rows = rows("sourceset.jsonl")
+        line, set_rec = set_rows[0] if set_rows else (None, None)
+        set_name = _name(set_rec, path, line) if set_rec else _set_name(source_id)
+        with _reading(path, line), transaction.atomic():
+            set_fields = _fields(SourceSet, set_rec, wire.SOURCE_SET_FIELDS) if set_rec else {}
+            if set_rec and set_rec.get("releaseName"):
+                release = release or SourceRelease.objects.filter(name=set_rec["releaseName"]).first()
+            if release is not None:
+                set_fields["release"] = release
+            source_set = _upsert(SourceSet, {"model_id": model_id, "name": set_name}, set_fields, update)
+        path, src_rows = rows("source.jsonl")
+        line, src_rec = src_rows[0] if src_rows else (None, None)
+        with _reading(path, line), transaction.atomic():
+            src_fields = _fields(Source, src_rec, wire.SOURCE_FIELDS) if src_rec else {}
+            src_fields["source_set"] = source_set
+            return _upsert(Source, {"model_id": model_id, "name": source_id}, src_fields, update)
 
 
 def _upsert(model, keys: dict, fields: dict, update: bool):
     if update:
-        return model.objects.update_or_create(**keys, defaults=fields)[0]
-    return model.objects.get_or_create(**keys, defaults=fields)[0]
+        obj, created = model.objects.update_or_create(**keys, defaults=fields)
+    else:
+        obj, created = model.objects.get_or_create(**keys, defaults=fields)
+    if created and "created_at" in fields:  # auto_now_add overwrote upstream's createdAt on insert
+        model.objects.filter(pk=obj.pk).update(created_at=fields["created_at"])
+        obj.created_at = fields["created_at"]
+    return obj
 
 
 def _set_name(source_id: str) -> str:
@@ -210,11 +267,22 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
         return None
     origin = origin_from_params(run.origin_params)
     job_start(job_id=run.job_id, message="config and metadata")
-    config_import(origin=origin)
-    metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
-    listed = source_files_list(
-        origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
-    )
+    try:
+        config_import(origin=origin)
+        metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
+        listed = source_files_list(
+            origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
+        )
+    except (OperationalError, InterfaceError):
+        raise  # a database outage: the task retries
+    except Exception as exc:  # noqa: BLE001
+        # The run ends here. Left PLANNED with its Job RUNNING, imports.recovery would plan it again every 10 minutes.
+        reason = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
+        with transaction.atomic():
+            if ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.PLANNED).update(phase=ImportRun.Phase.DONE):
+                job_fail(job_id=run.job_id, error=f"planning failed: {reason}")
+        log.warning("import run %s: planning failed: %s", run_id, reason)
+        return []
     existing = {
         f.key: f for f in ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id)
     }
@@ -232,8 +300,9 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
                 todo.append(f)
                 total_bytes += obj.size
             f.save()
+    floor = Feature.objects.aggregate(floor=Max("id"))["floor"] or 0
     ImportRun.objects.filter(pk=run_id).update(
-        files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES
+        files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES, feature_id_floor=floor
     )
     job_progress(job_id=run.job_id, done=0, total=len(todo), message=f"{len(todo)} of {len(listed)} files to load")
     return [f.pk for f in todo]
@@ -356,8 +425,9 @@ class _Counting:
 def _gunzip_lines(stream, chunk: int = 1 << 18) -> Iterator[bytes]:
     """The lines of a gzip stream (several members allowed, as `cat a.gz b.gz` makes), inflated by zlib in
     256 KB reads and split in C: GzipFile's readline cost ~10 µs a line, a third of the import's Python time."""
-    inflate, fed, tail = zlib.decompressobj(wbits=31), False, b""
+    inflate, fed, tail, empty = zlib.decompressobj(wbits=31), False, b"", True
     while data := stream.read(chunk):
+        empty = False
         while data:
             out = inflate.decompress(data)
             fed = True
@@ -369,6 +439,8 @@ def _gunzip_lines(stream, chunk: int = 1 << 18) -> Iterator[bytes]:
                 lines = (tail + out).split(b"\n")
                 tail = lines.pop()
                 yield from lines
+    if empty:  # no gzip header at all: not an empty dataset file (that is a 20-byte gzip)
+        raise EOFError("empty file")
     if fed:
         raise EOFError("compressed file ended before the end-of-stream marker was reached")
     if tail:
@@ -391,10 +463,15 @@ def _lines(
             try:
                 rec = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                try:  # Python's json writes NaN/Infinity, which orjson refuses (and so would Postgres)
-                    yield line_no, json.loads(raw), None
+                try:  # Python's json writes NaN/Infinity, which orjson refuses (the loader reports them)
+                    rec = json.loads(raw)
                 except ValueError as exc:
                     yield line_no, BadRecord(f"malformed JSON: {exc}")
+                    continue
+                except RecursionError:  # orjson stops at 1024 levels; json recurses until Python's limit
+                    yield line_no, BadRecord("malformed JSON: nested too deeply")
+                    continue
+                yield line_no, rec, None
                 continue
             yield line_no, rec, raw
     except (OSError, EOFError, zlib.error) as exc:  # not gzip, corrupt, or truncated
@@ -419,7 +496,8 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
             return ImportFile.objects.get(pk=file_id)
         if not file_needs_load(f):
             return f  # a redelivered or duplicate task: already loaded this version
-        origin = origin_from_params(ImportRun.objects.get(pk=run_id).origin_params if run_id else _params_of(f))
+        run = ImportRun.objects.get(pk=run_id) if run_id else None
+        origin = origin_from_params(run.origin_params if run else _params_of(f))
         run_key = run_id or (f.run_id or 0)
         stream = _Counting(origin.open(f.key))
         nul_lines: set[int] = set()
@@ -450,6 +528,7 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
                 result=result,
                 check_nul=False,
                 nul_lines=nul_lines,
+                feature_id_floor=run.feature_id_floor if run else None,
             )
             status, errors = ImportFile.Status.DONE, result.errors
         except LoadError as exc:

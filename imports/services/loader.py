@@ -17,14 +17,16 @@ Why this shape:
   `rows_loaded` counts exactly the inserted or changed rows).
 - Everything runs inside `transaction.atomic()`, a savepoint when the caller already holds a
   transaction: a failed batch leaves nothing behind, and the caller decides when rows become visible.
-- Row problems (malformed line, wrong vector dimension, unknown feature, duplicate key) skip the row and
-  are reported with its line; batch problems (unknown column, unknown source, bad value for a column)
-  raise LoadError and nothing is written.
+- Row problems (malformed line, a value of the wrong type, NaN/±Infinity in an array or a NOT NULL column, text
+  that is not UTF-8, wrong vector dimension, unknown feature, duplicate key, an id another source owns, and any
+  other exception while checking a record) skip the row and are reported with its line; batch problems (unknown
+  column, unknown source, a value Postgres still refuses) raise LoadError and nothing is written.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -98,6 +100,7 @@ class _Column:
     column: str
     db_type: str
     default_sql: str | None  # used when the record omits the value and the column is NOT NULL
+    null: bool = False
 
 
 def _columns(model, field_map: dict[str, str], extra: dict[str, str] | None = None) -> list[_Column]:
@@ -120,7 +123,7 @@ def _columns(model, field_map: dict[str, str], extra: dict[str, str] | None = No
             default_sql = f"'{{}}'::{db_type}"
         elif not f.null and f.get_internal_type() in ("CharField", "TextField"):
             default_sql = "''"
-        out.append(_Column(wire_name, f.column, db_type, default_sql))
+        out.append(_Column(wire_name, f.column, db_type, default_sql, f.null))
     return out
 
 
@@ -134,6 +137,32 @@ class _Spec:
     typed: tuple[str, ...] = ()
     # kept on update: when a row was first made and by whom
     immutable: tuple[str, ...] = ("created_at", "creator_id", "author_id", "prompt_version")
+    # wire name → (check, db type, nullable, int limit) for _values_check
+    checks: dict = field(default_factory=dict)
+
+    # the checks a line orjson parsed still needs: no text (orjson refused lone surrogates) and no typed arrays
+    # (_row checks their numbers on the COPY literal it makes anyway)
+    strict_checks: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for c in self.columns:
+            code = _CHECK_CODES.get(c.db_type) or ("text" if c.db_type.startswith("varchar") else None)
+            if code:
+                self.checks[c.wire] = (code, c.db_type, c.null, _INT_RANGE.get(c.db_type))
+                if code not in ("text", "text[]") and c.wire not in self.typed:
+                    self.strict_checks[c.wire] = self.checks[c.wire]
+
+
+_CHECK_CODES = {
+    "integer": "int",
+    "bigint": "int",
+    "double precision": "float",
+    "real": "float",
+    "text": "text",
+    "integer[]": "int[]",
+    "double precision[]": "float[]",
+    "text[]": "text[]",
+}
 
 
 _SPECS: dict[str, _Spec] = {}
@@ -197,9 +226,12 @@ def rows_load(
     check_nul: bool = True,
     nul_lines: set | None = None,
     result: LoadResult | None = None,
+    feature_id_floor: int | None = None,
 ) -> LoadResult:
     """records_load over (line number, record) pairs: the importer's entry point. With check_nul=False only
-    the lines in `nul_lines` (raw lines that contained the \\u0000 escape) are scanned for NUL."""
+    the lines in `nul_lines` (raw lines that contained the \\u0000 escape) are scanned for NUL. With
+    `feature_id_floor` (an import run's), a feature with a larger id was loaded by another file of the run: a
+    row repeating its index is reported and skipped (first kept)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     source = Source.objects.filter(model_id=model_id, name=source_id).select_related("model").first()
@@ -243,7 +275,9 @@ def rows_load(
                 raise LoadError(f"bad value: {_pg_message(exc, lines)}") from None
             if state.type_names or state.model_names:
                 _ensure_explanation_types(cursor, state.type_names, state.model_names)
-            staged = len(lines)
+            staged = len(lines) - _foreign_ids_drop(cursor, spec, stage, source, result)
+            if kind == "features" and feature_id_floor is not None:
+                staged -= _repeated_features_drop(cursor, stage, source, feature_id_floor, result)
             try:
                 with transaction.atomic():
                     loaded = _upsert(cursor, spec, stage, source, creator_id)
@@ -274,129 +308,287 @@ class _RowState:
     feature_ids: dict = field(default_factory=dict)
 
 
+class _RowProblem(Exception):
+    """The row is skipped and reported with this reason."""
+
+
 def _rows(numbered, state: _RowState, report) -> Iterator[bytes]:
-    """Validate each record and yield its COPY line: `line \t ref \t json`. The JSON text goes to
-    Postgres as sent (json_to_record decomposes it in C); a record is re-serialized only when it had to
-    be changed (repairs, generated ids, a line parsed by the NaN-tolerant fallback)."""
-    result, kind = state.result, state.kind
-    allowed = ALLOWED_KEYS[kind]
-    text_keys = _TEXT_KEYS[kind]
-    source_name, model_id = state.source.name, state.source.model_id
-    dimension = state.source.model.dimension
-    fix = _FIXERS[kind]
-    typed = state.spec.typed
+    """Validate each record and yield its COPY line: `line \t ref [\t key] [\t arrays] \t json`. The JSON text goes
+    to Postgres as sent (json_to_record decomposes it in C); a record is re-serialized only when it had to be
+    changed (repairs, generated ids, a line parsed by the NaN-tolerant fallback)."""
+    result = state.result
     for item in numbered:
         line, rec = item[0], item[1]
         raw = item[2] if len(item) > 2 else None
         result.rows_read += 1
         if report is not None and result.rows_read % REPORT_EVERY == 0:
             report(result.rows_read)
-        if isinstance(rec, BadRecord):
-            result.rows_skipped += 1
-            result.add_error(line, rec.reason)
-            continue
-        if not isinstance(rec, dict):
-            result.rows_skipped += 1
-            result.add_error(line, "record is not a JSON object")
-            continue
-        if not rec.keys() <= allowed:
-            unknown = sorted(set(rec) - allowed)
-            raise LoadError(f"unknown column(s) {', '.join(unknown)} for {kind}", line)
-        layer = rec.get("layer")
-        if (layer is not None and layer != source_name) or rec.get("modelId", model_id) != model_id:
-            result.rows_skipped += 1
-            result.add_error(line, f"row belongs to {rec.get('modelId')}/{layer}, not {model_id}/{source_name}")
-            continue
         try:
-            index = int(rec["index"])
-        except (KeyError, TypeError, ValueError):
+            data = _row(line, rec, raw, state)
+        except LoadError:
+            raise
+        except _RowProblem as exc:
             result.rows_skipped += 1
-            result.add_error(line, f"missing or non-integer index: {rec.get('index')!r}")
+            result.add_error(line, str(exc))
             continue
-        problem, dirty = fix(rec, state)
-        vec = rec.get("vector")
-        if problem is None and vec and dimension and len(vec) != dimension:
-            problem = f"vector has {len(vec)} values, model dimension is {dimension}"
-        if problem is None:
-            if kind == "features":
-                key = ref = index
-            else:
-                if rec.get("id") is None:
-                    rec["id"], dirty = new_id(), True
-                key = rec["id"]
-                ref = state.feature_ids.get(index)
-                if ref is None:
-                    problem = f"feature {index} does not exist in {model_id}/{source_name}"
-            if problem is None and key in state.seen_keys:
-                problem = f"duplicate {'index' if kind == 'features' else 'id'} {key!r} in this batch (first kept)"
-            state.seen_keys.add(key)
-        if problem is not None:
+        except Exception as exc:  # noqa: BLE001 - one odd line must cost its row, never the file (or a hung run)
             result.rows_skipped += 1
-            result.add_error(line, problem)
+            result.add_error(line, f"bad row ({type(exc).__name__}: {exc})"[:500])
             continue
-        if (state.check_nul or line in state.nul_lines) and _strip_nul(rec, text_keys):
-            dirty = True
-            result.notes += 1
-            result.add_error(line, "\\u0000 stripped from text (row kept)")
-        if typed:
-            try:
-                arrays = [_copy_array(name, rec.get(name)) for name in typed]
-            except ValueError as exc:
-                result.rows_skipped += 1
-                result.add_error(line, str(exc))
-                continue
-            rec, raw = {k: v for k, v in rec.items() if k not in typed}, None  # the caller's dict stays whole
-        if dirty or raw is None or b"\t" in raw or b"\r" in raw:
-            raw = orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
-        # COPY text format: backslash is its escape character; JSON has no raw tabs/newlines in strings
-        raw = raw.replace(b"\\", b"\\\\").strip()
-        if typed:
-            yield b"%d\t%d\t%s\t%s\n" % (line, ref, b"\t".join(arrays), raw)
-        else:
-            yield b"%d\t%d\t%s\n" % (line, ref, raw)
+        yield data
     if report is not None:
         report(result.rows_read)
 
 
-def _feature_fix(rec, state):
-    return None, False
+def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
+    """One record's COPY line; raises _RowProblem for a bad row, LoadError for a bad batch. `raw` is the line's
+    text when orjson parsed it (so it holds no NaN, ±Infinity or lone surrogate), None otherwise."""
+    kind, result = state.kind, state.result
+    source_name, model_id = state.source.name, state.source.model_id
+    if isinstance(rec, BadRecord):
+        raise _RowProblem(rec.reason)
+    if not isinstance(rec, dict):
+        raise _RowProblem("record is not a JSON object")
+    if not rec.keys() <= ALLOWED_KEYS[kind]:
+        unknown = sorted(set(rec) - ALLOWED_KEYS[kind])
+        raise LoadError(f"unknown column(s) {', '.join(unknown)} for {kind}", line)
+    layer = rec.get("layer")
+    if (layer is not None and layer != source_name) or rec.get("modelId", model_id) != model_id:
+        raise _RowProblem(f"row belongs to {rec.get('modelId')!r}/{layer!r}, not {model_id}/{source_name}")
+    index = _integer("index", rec.get("index"), "integer")
+    if index is None:
+        raise _RowProblem("missing index")
+    if index < 0:
+        raise _RowProblem(f"negative index {index}")  # the upload API's min_value=0; export would drop its rows
+    dirty = _FIXERS[kind](rec, state)
+    spec = state.spec
+    notes = _values_check(rec, spec.strict_checks if raw is not None else spec.checks, strict=raw is not None)
+    dirty = dirty or bool(notes)
+    vec, dimension = rec.get("vector"), state.source.model.dimension
+    if vec and dimension and len(vec) != dimension:
+        raise _RowProblem(f"vector has {len(vec)} values, model dimension is {dimension}")
+    if kind == "features":
+        key = ref = index
+    else:
+        if rec.get("id") is None:
+            rec["id"], dirty = new_id(), True
+        key = rec["id"]
+        ref = state.feature_ids.get(index)
+        if ref is None:
+            raise _RowProblem(f"feature {index} does not exist in {model_id}/{source_name}")
+    if key in state.seen_keys:
+        raise _RowProblem(f"duplicate {'index' if kind == 'features' else 'id'} {key!r} in this batch (first kept)")
+    if (state.check_nul or line in state.nul_lines) and _strip_nul(rec, _TEXT_KEYS[kind]):
+        dirty = True
+        notes.append("\\u0000 stripped from text (row kept)")
+    fields = [b"%d" % line, b"%d" % ref]
+    if kind != "features":
+        fields.append(_copy_text(key))
+    if typed := spec.typed:
+        try:
+            arrays = [_copy_array(name, rec.get(name)) for name in typed]
+        except ValueError as exc:
+            raise _RowProblem(str(exc)) from None
+        if raw is not None:
+            for name, literal in zip(typed, arrays, strict=True):
+                if (code := spec.checks[name][0]) in _NUMBER_BYTES and rec.get(name):
+                    _array_check(name, rec[name], code, strict=True, text=literal[1:-1])
+        fields += arrays
+        rec, raw = {k: v for k, v in rec.items() if k not in typed}, None  # the caller's dict stays whole
+    if dirty or raw is None or b"\t" in raw or b"\r" in raw:
+        try:
+            raw = orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+        except orjson.JSONEncodeError as exc:  # a lone surrogate in a key or a nested value
+            raise _RowProblem(f"record cannot be written as JSON: {exc}") from None
+    # COPY text format: backslash is its escape character; JSON has no raw tabs/newlines in strings
+    fields.append(raw.replace(b"\\", b"\\\\").strip())
+    # accepted: only now does the key count as taken, and its notes reach the report
+    state.seen_keys.add(key)
+    if kind == "explanations":
+        if (t := rec.get("typeName")) is not None:
+            state.type_names.add(t)
+        if (m := rec.get("explanationModelName")) is not None:
+            state.model_names.add(m)
+    if notes:
+        result.notes += 1
+        for note in notes:
+            result.add_error(line, note)
+    return b"\t".join(fields) + b"\n"
 
 
-def _activation_fix(rec, state):
-    dirty = False
+_INT_RANGE = {"integer": 1 << 31, "bigint": 1 << 63}
+
+
+def _integer(name: str, value, db_type: str = "bigint") -> int | None:
+    """An int (not a bool) or a string of digits, in the column's range; None for null. A float is refused
+    rather than truncated (7.9 must not load as 7)."""
+    if value is None:
+        return None
+    if type(value) is int:
+        n = value
+    elif isinstance(value, str) and value.isascii() and value.removeprefix("-").isdigit() and len(value) < 25:
+        n = int(value)
+    else:
+        raise _RowProblem(f"non-integer {name}: {value!r}"[:200])
+    if not -_INT_RANGE[db_type] <= n < _INT_RANGE[db_type]:
+        raise _RowProblem(f"{name} {n} is out of range")
+    return n
+
+
+def _number(name: str, value) -> float | None:
+    """A float column's value as a finite number (strings are parsed, as Postgres would); None for null."""
+    if value is None:
+        return None
+    t = type(value)
+    if t is float or t is int:
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):  # numpy scalars
+        return float(value)
+    raise _RowProblem(f"{name} is not a number: {value!r}"[:200])
+
+
+def _values_check(rec: dict, checks: dict, *, strict: bool) -> list[str]:
+    """Check each value against its column's type; returns the notes of values it had to change. A non-finite
+    number is refused inside an array or in a NOT NULL column, and stored as NULL (with a note) elsewhere: orjson
+    would write it as null and COALESCE would turn that into a default without a word. `strict` lines came
+    through orjson, which refuses NaN, ±Infinity and lone surrogates, so only their types are checked."""
+    notes = []
+    get = rec.get
+    for name, (code, db_type, nullable, limit) in checks.items():
+        if (value := get(name)) is None:
+            continue
+        t = type(value)
+        # the common cases first, inline: a call per value was most of this check's cost
+        if (t is float and code == "float" and value - value == 0.0) or (
+            t is int and code == "int" and -limit <= value < limit
+        ):
+            continue
+        if code == "int":
+            if type(value) is float and not math.isfinite(value) and nullable:
+                rec[name] = None
+                notes.append(f"{name} was {value}, stored as NULL (row kept)")
+            else:
+                _integer(name, value, db_type)
+        elif code == "float":
+            number = _number(name, value)
+            if not math.isfinite(number):
+                if not nullable:
+                    raise _RowProblem(f"{name} is {value}")
+                rec[name] = None
+                notes.append(f"{name} was {value}, stored as NULL (row kept)")
+        elif code == "text":
+            if not strict and isinstance(value, str):
+                _utf8(name, value)
+        elif not isinstance(value, list):
+            raise _RowProblem(f"{name} must be a list, not {type(value).__name__}")
+        elif code == "text[]":
+            if not strict:
+                for i, v in enumerate(value):
+                    if isinstance(v, str):
+                        _utf8(f"{name}[{i}]", v)
+        else:
+            _array_check(name, value, code, strict=strict)
+    return notes
+
+
+# The bytes orjson writes for a list of plain numbers (of ints: at most 9 characters each, so in int32 range).
+_NUMBER_BYTES = {"float[]": b"0123456789.-+eE,", "int[]": b"0123456789-,"}
+
+
+def _array_check(name: str, value: list, code: str, *, strict: bool, text: bytes | None = None):
+    """`text`: orjson's text of `value` without its brackets, when the caller has it."""
+    if not value:
+        return
+    if strict:
+        # One pass in C over orjson's text instead of a Python step per element: a dashboard's activation holds
+        # ~64 values, and the per-element loop was a quarter of the import's CPU. A strict line holds no NaN.
+        text = orjson.dumps(value)[1:-1] if text is None else text
+        if not text.translate(None, _NUMBER_BYTES[code]) and (
+            code == "float[]" or max(map(len, text.split(b","))) <= 9
+        ):
+            return
+    elif all(type(v) is int or (type(v) is float and code == "float[]") for v in value) and (
+        code == "int[]" or all(map(math.isfinite, value))
+    ):
+        return
+    for i, v in enumerate(value):  # the slow path names the first bad element
+        if v is None:
+            continue
+        if code == "int[]":
+            _integer(f"{name}[{i}]", v, "integer")
+        elif not math.isfinite(_number(f"{name}[{i}]", v)):
+            raise _RowProblem(f"{name}[{i}] is {v}")
+
+
+def _utf8(name: str, value: str):
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _RowProblem(f"{name} is not valid UTF-8 (a lone surrogate)") from None
+
+
+def _copy_text(value: str) -> bytes:
+    data = value.encode()
+    if b"\\" in data or b"\t" in data or b"\n" in data or b"\r" in data:
+        data = "".join(_COPY_ESCAPES.get(ch, ch) for ch in value).encode()
+    return data
+
+
+def _feature_fix(rec, state) -> bool:
+    return False
+
+
+def _activation_fix(rec, state) -> bool:
+    dirty = _id_fix(rec)
     z = rec.pop("zIndices", None)
     if z is not None:
         if not (isinstance(z, list) and len(z) == 2):
-            return "zIndices must be [zKIndices, zQIndices]", True
+            raise _RowProblem("zIndices must be [zKIndices, zQIndices]")
         rec["zKIndices"], rec["zQIndices"], dirty = z[0], z[1], True
-    di = rec.get("dataIndex")
-    if di is not None and not isinstance(di, int):
-        try:
-            rec["dataIndex"] = int(di)
-        except (TypeError, ValueError):
-            rec["dataIndex"] = None
-        dirty = True
+    tokens, values = rec.get("tokens"), rec.get("values")
+    for name, value in (("tokens", tokens), ("values", values)):
+        if not isinstance(value, list):
+            got = "missing" if value is None else f"not {type(value).__name__}"
+            raise _RowProblem(f"{name} must be a list, {got}")
+    if len(tokens) != len(values):  # as the upload API: one value per token
+        raise _RowProblem(f"{len(values)} values for {len(tokens)} tokens (one value per token)")
     lc = rec.get("logitContributions")
     if lc is not None and not isinstance(lc, str):
         rec["logitContributions"], dirty = orjson.dumps(lc).decode(), True
-    return None, dirty
+    return dirty
 
 
-def _explanation_fix(rec, state):
+def _explanation_fix(rec, state) -> bool:
     if not isinstance(rec.get("description"), str):
-        return "description is missing", False
-    dirty = False
+        raise _RowProblem("description is missing")
+    dirty = _id_fix(rec)
+    for name in ("typeName", "explanationModelName"):
+        if (v := rec.get(name)) is not None and not isinstance(v, str):
+            raise _RowProblem(f"{name} must be a string, not {type(v).__name__}")
     if (emb := rec.get("embedding")) is not None:
-        text, problem = _embedding(emb)
-        if problem:
-            return problem, False
+        text = _embedding(emb)
         if text is not emb:
             rec["embedding"], dirty = text, True
-    if (t := rec.get("typeName")) is not None:
-        state.type_names.add(t)
-    if (m := rec.get("explanationModelName")) is not None:
-        state.model_names.add(m)
-    return None, dirty
+    return dirty
+
+
+def _id_fix(rec) -> bool:
+    """Ids are strings; a number is taken as its text (json_to_record would do the same)."""
+    value = rec.get("id")
+    if value is None or isinstance(value, str):
+        if value is not None and (len(value) > 64 or "\x00" in value):
+            raise _RowProblem(f"id {value[:80]!r} is not a valid id (at most 64 characters, no NUL)")
+        return False
+    if type(value) is int:
+        rec["id"] = str(value)
+        return True
+    raise _RowProblem(f"id must be a string or an integer, not {type(value).__name__}")
 
 
 _FIXERS = {"features": _feature_fix, "activations": _activation_fix, "explanations": _explanation_fix}
@@ -407,22 +599,34 @@ _TEXT_KEYS = {
 }
 
 
-def _embedding(value) -> tuple[str | None, str | None]:
-    """A pgvector text literal (as in the dataset) or a list of floats → literal; checks the dimension."""
+def _embedding(value) -> str:
+    """A pgvector text literal (as in the dataset) or a list of numbers → literal, checked number by number (pgvector
+    would refuse a NaN, failing the whole file, and a list's NaN would be written as null)."""
     if isinstance(value, str):
         text = value.strip()
         if not (text.startswith("[") and text.endswith("]")):
-            return None, "embedding is not a pgvector literal"
-        n = text.count(",") + 1 if len(text) > 2 else 0
+            raise _RowProblem("embedding is not a pgvector literal")
+        parts = text[1:-1].split(",") if len(text) > 2 else []
+        numbers = []
+        for i, part in enumerate(parts):
+            try:
+                numbers.append(float(part))
+            except ValueError:
+                raise _RowProblem(f"embedding[{i}] is not a number: {part.strip()[:40]!r}") from None
         text = value if text == value else text
     elif isinstance(value, list):
-        n = len(value)
-        text = "[" + ",".join(repr(float(v)) for v in value) + "]"
+        numbers = [_number(f"embedding[{i}]", v) for i, v in enumerate(value)]
+        if None in numbers:
+            raise _RowProblem(f"embedding[{numbers.index(None)}] is null")
+        text = None
     else:
-        return None, "embedding is not a vector"
-    if n != EMBEDDING_DIM_NEURONPEDIA:
-        return None, f"embedding has {n} dimensions, expected {EMBEDDING_DIM_NEURONPEDIA}"
-    return text, None
+        raise _RowProblem("embedding is not a vector")
+    if len(numbers) != EMBEDDING_DIM_NEURONPEDIA:
+        raise _RowProblem(f"embedding has {len(numbers)} dimensions, expected {EMBEDDING_DIM_NEURONPEDIA}")
+    if not all(map(math.isfinite, numbers)):
+        i = next(i for i, v in enumerate(numbers) if not math.isfinite(v))
+        raise _RowProblem(f"embedding[{i}] is {numbers[i]}")
+    return text if text is not None else "[" + ",".join(repr(v) for v in numbers) + "]"
 
 
 def _strip_nul(rec: dict, keys) -> bool:
@@ -485,8 +689,48 @@ def _stage_create(cursor, spec: _Spec) -> str:
     # in spec.typed's order, the order _rows writes them in
     db_types = {c.wire: c.db_type for c in spec.columns}
     typed = "".join(f'"{name}" {db_types[name]}, ' for name in spec.typed)
-    cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint, {typed}j json) ON COMMIT DROP")
+    key = "_key text, " if spec.kind != "features" else ""  # the id, to find ids another source owns
+    cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint, {key}{typed}j json) ON COMMIT DROP")
     return name
+
+
+def _foreign_ids_drop(cursor, spec: _Spec, stage: str, source: Source, result: LoadResult) -> int:
+    """Rows whose id belongs to another source are reported and dropped from the stage: the upsert on id would move
+    that row's feature to this source while its source (an explanation's) stayed behind. Returns the count."""
+    if spec.kind == "features":
+        return 0
+    if spec.kind == "activations":
+        owner = f"JOIN {Feature._meta.db_table} f ON f.id = t.feature_id JOIN {Source._meta.db_table} o ON o.id = f.source_id"
+    else:
+        owner = f"JOIN {Source._meta.db_table} o ON o.id = t.source_id"
+    cursor.execute(
+        f"DELETE FROM {stage} s USING {spec.table} t {owner} WHERE t.id = s._key AND o.id <> %s "
+        "RETURNING s._line, s._key, o.model_id, o.name",
+        [source.pk],
+    )
+    taken = sorted(cursor.fetchall())
+    for line, key, model_id, name in taken:
+        result.add_error(line, f"id {key!r} already belongs to source {model_id}/{name} (row not loaded)")
+    result.rows_skipped += len(taken)
+    return len(taken)
+
+
+def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, result: LoadResult) -> int:
+    """Features this run already loaded from another file (id above the run's floor) are reported and dropped from
+    the stage. The lock serializes this check and the upsert among a source's feature files until commit, so two
+    files loading at once still see each other's rows; a re-run of a file never sees its own (rolled back or
+    loaded before this run's floor)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('memicos.import.features'), %s)", [source.pk % (1 << 31)])
+    cursor.execute(
+        f"DELETE FROM {stage} s USING {Feature._meta.db_table} t "
+        "WHERE t.source_id = %s AND t.index = s._ref AND t.id > %s RETURNING s._line, s._ref",
+        [source.pk, floor],
+    )
+    repeated = sorted(cursor.fetchall())
+    for line, index in repeated:
+        result.add_error(line, f"duplicate index {index}: already loaded from another file of this import (first kept)")
+    result.rows_skipped += len(repeated)
+    return len(repeated)
 
 
 def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | None) -> int:
@@ -523,6 +767,11 @@ def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | N
         f"ON CONFLICT ({spec.key}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE ({', '.join('t.' + n for n in compare)}) IS DISTINCT FROM ({', '.join('EXCLUDED.' + n for n in compare)})"
     )
+    if spec.kind == "explanations":  # an id another source took meanwhile is not moved (see _foreign_ids_drop)
+        sql += " AND t.source_id = EXCLUDED.source_id"
+    elif spec.kind == "activations":
+        sql += f" AND t.feature_id IN (SELECT id FROM {Feature._meta.db_table} WHERE source_id = %s)"
+        params.append(source.pk)
     cursor.execute(sql, params)
     return max(cursor.rowcount, 0)
 

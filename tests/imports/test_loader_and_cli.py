@@ -55,7 +55,7 @@ def test_token_arrays_keep_every_character_and_a_malformed_array_skips_only_its_
     odd = ['a"b', "c\\d", "\\n", "tab\there", "nl\nx", "cr\r", "", " ", "é 😀", "NULL", "null", "{", "}", ",", "[x]"]
     acts = [
         {"id": "odd", "index": 0, "tokens": odd, "values": [0.5, -1e-05, 3.25e10] + [0.0] * 12},
-        {"id": "plain", "index": 0, "tokens": ["x", None], "values": []},
+        {"id": "plain", "index": 0, "tokens": ["x", None], "values": [1.0, 0.0]},
         {"id": "nested", "index": 0, "tokens": [["x"]], "values": [1.0]},
         {"id": "text", "index": 0, "tokens": "x y", "values": [1.0]},
     ]

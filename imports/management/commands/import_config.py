@@ -1,7 +1,8 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from imports.cli import add_origin_arguments, origin_params
 from imports.services.importer import config_import
+from imports.services.loader import LoadError
 from imports.services.origin import origin_from_params
 
 
@@ -12,6 +13,9 @@ class Command(BaseCommand):
         add_origin_arguments(parser)
 
     def handle(self, *args, **options):
-        counts = config_import(origin=origin_from_params(origin_params(options)))
+        try:
+            counts = config_import(origin=origin_from_params(origin_params(options)))
+        except LoadError as exc:
+            raise CommandError(str(exc)) from None
         for name, n in counts.items():
             self.stdout.write(f"{name}: {n} row(s)")
