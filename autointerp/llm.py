@@ -129,7 +129,8 @@ def expected_digit(top: list[tuple[str, float]], *, low: int = 0, high: int = 10
     weights = {}
     for token, logprob in top:
         t = token.strip()
-        if t.isdigit() and low <= int(t) <= high:
+        # isdigit() alone admits "²" or "٣", which int() rejects or a simulator never means
+        if t.isascii() and t.isdigit() and low <= int(t) <= high:
             weights[int(t)] = weights.get(int(t), 0.0) + math.exp(logprob)
     total = sum(weights.values())
     if total <= 0:

@@ -3,8 +3,8 @@ embedding scorer takes an `embed` function so torch stays in inference/runtime.
 
 - detection (`eleuther_recall`): plain windows; the LLM says which ones the explained feature fires on.
 - fuzzing (`eleuther_fuzz`): windows with <<highlights>>; activating ones highlight their true tokens
-  (act > 0.3×max), non-activating ones highlight ceil(mean #active tokens) random tokens (seed 22); the
-  LLM says whether the highlights match the explanation.
+  (act > 0.3×max), non-activating ones highlight ceil(mean #nonzero tokens per activating example) random
+  tokens (seed 22), as delphi's FuzzingScorer does; the LLM says whether the highlights match the explanation.
   Both: samples shuffled, `n_examples_shown` per prompt, the LLM returns a list of 0/1; the score is
   **balanced accuracy** (TPR+TNR)/2 over the examples with a parseable prediction (delphi's `accuracy`).
 - embedding (`eleuther_embedding`): cosine similarity of the explanation (with delphi's retrieval
@@ -130,8 +130,9 @@ def _fuzz_samples(data: ScoreInput, rng: random.Random) -> list[Sample]:
     samples = []
     counts = []
     for ex in data.activating:
+        # delphi sizes the decoys by nonzero tokens, not by the highlighted (> 0.3×max) ones
+        counts.append(sum(1 for v in ex.values if v != 0))
         mask = active_mask(ex, threshold=FUZZ_THRESHOLD)
-        counts.append(sum(mask))
         samples.append(_sample(ex, True, highlight(ex.tokens, mask), highlighted=True))
     n_incorrect = max(1, math.ceil(sum(counts) / len(counts))) if counts else 1
     for ex in data.non_activating:

@@ -10,7 +10,7 @@ import random
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Exists, OuterRef
 
 from autointerp import conf
 from autointerp.examples import Example, split_quantiles, window
@@ -62,6 +62,10 @@ CHUNK_SIZE = 10
 
 class AutointerpError(Exception):
     """A request the service refuses (API 400)."""
+
+
+class ExplanationExists(AutointerpError):
+    """The feature already has an explanation of this type by this model."""
 
 
 def lookup_rows_ensure() -> None:
@@ -165,15 +169,25 @@ def explanation_generate(
     """Explain one feature with an LLM and store the explanation (embedded afterwards on the embeddings queue)."""
     explainer = explainer_get(type_name)
     model_name = model_name or conf.model_for(type_name, role="explainer")
-    if explanation_exists(feature=feature, type_name=type_name, model_name=model_name):
-        raise AutointerpError(f"This feature already has an explanation of type {type_name} by {model_name}.")
+    _explanation_refuse_duplicate(feature=feature, type_name=type_name, model_name=model_name)
     data = feature_explain_input(feature=feature)
     result = explain(explainer=explainer, data=data, config=llm_config_for(user=user, model=model_name))
-    explanation = _explanation_save(
-        feature=feature, description=result.description, type_name=type_name, model_name=model_name,
-        prompt_version=result.prompt_version, triggered_by=user, author=None,
-    )  # fmt: skip
+    # Two callers can both pass the check above while they wait on the LLM. No unique constraint can stop the
+    # second insert (imported data may hold several explanations of one type and model), so the feature row
+    # lock serialises the re-check and the insert; the LLM call stays outside the lock.
+    with transaction.atomic():
+        list(Feature.objects.select_for_update().filter(pk=feature.pk).values_list("pk", flat=True))
+        _explanation_refuse_duplicate(feature=feature, type_name=type_name, model_name=model_name)
+        explanation = _explanation_save(
+            feature=feature, description=result.description, type_name=type_name, model_name=model_name,
+            prompt_version=result.prompt_version, triggered_by=user, author=None,
+        )  # fmt: skip
     return explanation, result
+
+
+def _explanation_refuse_duplicate(*, feature: Feature, type_name: str, model_name: str) -> None:
+    if explanation_exists(feature=feature, type_name=type_name, model_name=model_name):
+        raise ExplanationExists(f"This feature already has an explanation of type {type_name} by {model_name}.")
 
 
 def _explanation_save(*, feature, description, type_name, model_name, prompt_version, triggered_by, author):
@@ -346,15 +360,19 @@ def autointerp_job_create(
     return job_create(kind=AUTOINTERP_JOB, subject=f"{source.model_id}/{source.name}", params=params, created_by=user)
 
 
-def _targets(params: dict):
-    qs = Feature.objects.filter(source_id=params["source_pk"]).annotate(n_acts=Count("activations"))
-    qs = qs.filter(n_acts__gt=0)
+def _targets_qs(params: dict):
+    qs = Feature.objects.filter(source_id=params["source_pk"])
+    qs = qs.filter(Exists(Activation.objects.filter(feature=OuterRef("pk"))))
     if params.get("indexes"):
         qs = qs.filter(index__in=params["indexes"])
     qs = qs.order_by("index")
     if params.get("limit"):
         qs = qs[: params["limit"]]
-    return list(qs.values_list("id", flat=True))
+    return qs.values_list("id", flat=True)
+
+
+def _targets(params: dict):
+    return list(_targets_qs(params))
 
 
 def _explained_q(params: dict):
@@ -363,6 +381,10 @@ def _explained_q(params: dict):
             feature=OuterRef("pk"), type_id=params["type_name"], explanation_model_id=params["model_name"]
         )
     )
+
+
+def _explained_count(params: dict) -> int:
+    return Feature.objects.filter(id__in=_targets_qs(params)).filter(_explained_q(params)).count()
 
 
 def autointerp_job_plan(*, job_id: int, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
@@ -380,9 +402,10 @@ def autointerp_job_plan(*, job_id: int, chunk_size: int = CHUNK_SIZE) -> list[li
     if not job_start(job_id=job_id, total=len(targets), message=f"{len(pending)} features to explain"):
         return []
     result = dict(job.result or {})
-    for key in ("explained", "failed", "prompt_tokens", "completion_tokens"):
-        result.setdefault(key, 0)
-    result.update(skipped=len(targets) - len(pending), chunks_total=len(chunks), chunks_done=0)
+    for key in ("prompt_tokens", "completion_tokens"):
+        result.setdefault(key, 0)  # tokens spent add up over resumes
+    # counts restart with the plan: what was explained before it is `skipped`, what failed is retried
+    result.update(explained=0, failed=0, skipped=len(targets) - len(pending), chunks_total=len(chunks), chunks_done=0)
     Job.objects.filter(pk=job_id).update(result=result, done=len(targets) - len(pending), error="")
     if not chunks:
         job_finish(job_id=job_id, message=_summary(result), result=result)
@@ -398,42 +421,46 @@ def _summary(result: dict) -> str:
 
 
 def autointerp_chunk_run(*, job_id: int, feature_ids: list[int]) -> None:
-    """Explain one chunk. Idempotent: a feature that got its explanation meanwhile is skipped."""
+    """Explain one chunk. Idempotent: a feature explained meanwhile (by an earlier delivery of this chunk or
+    anyone else) is not redone, and the job's counts are recomputed from the database, never added twice.
+    An endpoint that is down or answers errors (bad key, unknown model) fails the whole job: every other
+    feature would fail the same way. A resume retries it."""
     from autointerp.explainers import ExplanationParseError
-    from autointerp.llm import LLMUnavailable
+    from autointerp.llm import LLMError, LLMUnavailable
 
     job = Job.objects.get(pk=job_id)
     if job.status != Job.Status.RUNNING:
         return  # failed or cancelled meanwhile
     params = job.params
     user = job.created_by
-    counts = {"explained": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "skipped": 0}
+    counts = {"failed": 0, "prompt_tokens": 0, "completion_tokens": 0}
     errors = []
     features = Feature.objects.filter(id__in=feature_ids).exclude(_explained_q(params)).order_by("index")
-    counts["skipped"] = len(feature_ids) - features.count()
     try:
         for feature in features.select_related("source", "model"):
             try:
                 _, res = explanation_generate(
                     feature=feature, type_name=params["type_name"], model_name=params["model_name"], user=user
                 )
+            except ExplanationExists:
+                pass  # another caller explained it meanwhile: counted from the database
             except (ExplanationParseError, AutointerpError) as exc:
                 counts["failed"] += 1
                 errors.append(f"feature {feature.index}: {exc}")
             else:
-                counts["explained"] += 1
                 counts["prompt_tokens"] += res.prompt_tokens
                 counts["completion_tokens"] += res.completion_tokens
-            # per feature, not every N: one LLM call costs seconds, one UPDATE microseconds
+            # per feature, not every N: one LLM call costs seconds, one UPDATE microseconds. A redelivered
+            # chunk may overshoot here; _job_add sets the exact count.
             job_progress(job_id=job_id, add=1)
-    except LLMUnavailable as exc:
+    except (LLMUnavailable, LLMError) as exc:
         _job_add(job_id, counts, errors, chunk_done=False)
         job_fail(job_id=job_id, error=str(exc))
         raise
-    _job_add(job_id, counts, errors, chunk_done=True, skipped_done=counts["skipped"])
+    _job_add(job_id, counts, errors, chunk_done=True)
 
 
-def _job_add(job_id: int, counts: dict, errors: list[str], *, chunk_done: bool, skipped_done: int = 0) -> None:
+def _job_add(job_id: int, counts: dict, errors: list[str], *, chunk_done: bool) -> None:
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         result = dict(job.result or {})
@@ -442,8 +469,12 @@ def _job_add(job_id: int, counts: dict, errors: list[str], *, chunk_done: bool, 
         result["errors"] = (result.get("errors", []) + errors)[-20:]
         if chunk_done:
             result["chunks_done"] = result.get("chunks_done", 0) + 1
+        # Counted from the database under the job's lock, so a redelivered chunk cannot count its features
+        # twice. Failures are in `failed` once: a chunk adds them only when it completes.
+        explained = _explained_count(job.params)
+        result["explained"] = max(0, explained - result.get("skipped", 0))
         job.result = result
-        job.done += skipped_done
+        job.done = explained + result.get("failed", 0)
         job.message = _summary(result)
         job.save(update_fields=["result", "done", "message", "updated_at"])
         if chunk_done and job.status == Job.Status.RUNNING and result["chunks_done"] >= result.get("chunks_total", 0):

@@ -4,6 +4,8 @@ Tasks the API waits on return `{"ok": ..., "error": ..., "unavailable": ...}` di
 the reason reaches the web process intact whatever the result backend does with exception classes.
 """
 
+import logging
+
 from celery import shared_task
 
 from memicos_site.env import env_str
@@ -12,6 +14,8 @@ from memicos_site.queues import Queue
 # Optional per-worker rate limit of LLM chunk tasks (Celery syntax, e.g. "30/m"); concurrency is the
 # autointerp worker's --concurrency.
 AUTOINTERP_RATE_LIMIT = env_str("AUTOINTERP_RATE_LIMIT")
+
+log = logging.getLogger(__name__)
 
 
 def _failure(exc) -> dict:
@@ -58,6 +62,9 @@ def _score(explanation_id: str, score_type: str, scorer_model, user_id, options:
         )
     except (LLMUnavailable, LLMError, AutointerpError) as exc:
         return _failure(exc)
+    except Exception as exc:  # a scorer bug on odd LLM output: the caller gets the reason, the log the trace
+        log.exception("scoring explanation %s (%s) failed", explanation_id, score_type)
+        return _failure(AutointerpError(f"The {score_type} scorer failed: {exc.__class__.__name__}: {exc}"))
     return {"ok": True, "score_id": score.id}
 
 
@@ -95,12 +102,12 @@ def autointerp_job_task(*, job_id: int, chunk_size: int | None = None):
 
 @shared_task(queue=Queue.AUTOINTERP, rate_limit=AUTOINTERP_RATE_LIMIT)
 def autointerp_chunk_task(*, job_id: int, feature_ids: list[int]):
-    from autointerp.llm import LLMUnavailable
+    from autointerp.llm import LLMError, LLMUnavailable
     from autointerp.services import autointerp_chunk_run
 
     try:
         autointerp_chunk_run(job_id=job_id, feature_ids=feature_ids)
-    except LLMUnavailable:
+    except (LLMUnavailable, LLMError):
         return {"ok": False}  # the job row is FAILED with the reason; nothing to retry until resumed
     return {"ok": True}
 

@@ -7,6 +7,7 @@ strength_multiplier ≤ 10, temperature 0..2, freq_penalty −2..2, seed ±1e8.
 from rest_framework import serializers
 
 from features.api.base import json_type
+from features.api.inputs import INT32_MAX
 
 PROMPT_MAX_CHARS = 2048
 ACTIVATION_TEXT_MAX_CHARS = 4096
@@ -110,7 +111,11 @@ class SearchAllInferenceIn(serializers.Serializer):
     sourceSet = serializers.CharField(max_length=255)
     text = TextOrTexts(max_chars=ACTIVATION_TEXT_MAX_CHARS, max_items=MAX_SOURCE_TEXTS)
     selectedLayers = serializers.ListField(child=serializers.CharField(max_length=255), required=False, default=list)
-    sortIndexes = serializers.ListField(child=serializers.IntegerField(min_value=0), required=False, default=list)
+    # token positions, stored in SavedSearch's integer array: bounded so a huge one is a 400, not a DataError
+    sortIndexes = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=INT32_MAX),
+        required=False, default=list, max_length=ACTIVATION_TEXT_MAX_CHARS,
+    )  # fmt: skip
     ignoreBos = serializers.BooleanField(required=False, default=True)
     densityThreshold = serializers.FloatField(required=False, default=-1)
     numResults = serializers.IntegerField(min_value=1, max_value=100, required=False, default=50)

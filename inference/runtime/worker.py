@@ -131,6 +131,8 @@ def run_cossim(payload: dict) -> dict:
     _lm(payload)  # the worker serves one model; loading it here keeps eager mode honest too
     sae = _sae(payload["sae"])
     target = _sae(payload["target_sae"])
+    if not 0 <= payload["index"] < sae.cfg.d_sae:
+        raise UserError(f"Feature index {payload['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
     query = sae.W_dec[payload["index"]].detach()
     try:
         rows = acts.decoder_cossim(query=query, target_sae=target, num_results=payload["num_results"])

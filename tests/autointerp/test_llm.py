@@ -59,3 +59,11 @@ def test_expected_digit_and_p_one_follow_their_definitions():
     assert expected_digit(top) == pytest.approx((3 * 0.5 + 7 * 0.25) / 0.75)
     assert p_one([("1", math.log(0.6)), ("0", math.log(0.2))]) == pytest.approx(0.75)
     assert p_one([("a", 0.0)]) is None
+
+
+def test_expected_digit_ignores_digit_tokens_int_cannot_read():
+    import math
+
+    top = [("²", math.log(0.4)), ("٣", math.log(0.2)), ("4", math.log(0.3)), ("10", math.log(0.1))]
+    assert expected_digit(top) == pytest.approx((4 * 0.3 + 10 * 0.1) / 0.4)
+    assert expected_digit([("²", 0.0)]) is None

@@ -66,6 +66,16 @@ def test_fuzzing_negatives_highlight_ceil_mean_active_count_random_tokens():
     assert sum(len(span) for span in re.findall(r"<<(.*?)>>", negative.text)) == 2
 
 
+def test_fuzzing_decoy_count_is_the_mean_nonzero_count_not_the_highlighted_one():
+    act = [Example(tokens=list("abcdef"), values=[0.2, 5, 0.4, 0.1, 0, 0], quantile=0),
+           Example(tokens=list("abcdef"), values=[5, 0.1, 0, 0, 0, 0], quantile=1)]  # fmt: skip
+    non = [Example(tokens=list("uvwxyz"), values=[0.0] * 6)]
+    samples = _fuzz_samples(ScoreInput("x", act, non), random.Random(22))
+    assert samples[0].text == "a<<b>>cdef" and samples[1].text == "<<a>>bcdef"  # only > 0.3×max is highlighted
+    # ceil((4 + 2) / 2) = 3 nonzero tokens per example, as delphi's FuzzingScorer counts them
+    assert sum(len(span) for span in re.findall(r"<<(.*?)>>", samples[2].text)) == 3
+
+
 def test_embedding_score_is_the_auc_of_similarities():
     data = ScoreInput("q", [Example(["good"], [1.0], quantile=0)], [Example(["bad"], [0.0]), Example(["meh"], [0.0])])
     table = {"good": [1.0, 0.0], "bad": [0.0, 1.0], "meh": [0.7, 0.7]}

@@ -146,6 +146,20 @@ def test_search_topk_by_token_and_tokenize_and_cossim(client, tiny_db, tiny_lm, 
     assert rows[0]["feature"]["source"] == "1-res-jump"
 
 
+def test_cossim_with_an_index_beyond_the_sae_is_a_400_naming_its_width(client, tiny_db):
+    r = post(client, "/api/cossim", {"modelId": TINY_ID, "source": "0-res-std", "index": D_SAE + 5})
+    assert r.status_code == 400 and f"d_sae={D_SAE}" in r.json()["message"]
+
+
+def test_search_all_refuses_sort_indexes_the_database_cannot_store(client, tiny_db):
+    body = {"modelId": TINY_ID, "sourceSet": "res-t", "text": "sort me"}
+    r = post(client, "/api/search-all", {**body, "sortIndexes": [2**31]})
+    assert r.status_code == 400 and "sortIndexes" in r.json()["message"]
+    r = post(client, "/api/search-all", {**body, "sortIndexes": list(range(5000))})
+    assert r.status_code == 400 and "sortIndexes" in r.json()["message"]
+    assert not SavedSearch.objects.exists()
+
+
 STEER = {"modelId": TINY_ID, "prompt": "Once upon a time", "temperature": 0.7, "n_tokens": 10, "seed": 5,
          "features": [{"modelId": TINY_ID, "layer": "0-res-std", "index": 3, "strength": 40}]}  # fmt: skip
 
