@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+from features.api.inputs import INT32_MAX  # features.index is an int4 column
 from features.models import Visibility
 from features.services.comments import COMMENT_MAX_CHARS
 from features.services.lists import LIST_NAME_MAX, LIST_TEXT_MAX
@@ -18,7 +19,7 @@ class SignupForm(UserCreationForm):
 
 
 class JumpForm(forms.Form):
-    index = forms.IntegerField(label="Feature index", min_value=0)
+    index = forms.IntegerField(label="Feature index", min_value=0, max_value=INT32_MAX)
 
 
 class ListForm(forms.Form):
@@ -50,7 +51,7 @@ class ListAddFeatureForm(forms.Form):
 
     model_id = forms.CharField(label="Model", max_length=128)
     source_id = forms.CharField(label="Source", max_length=255)
-    index = forms.IntegerField(min_value=0)
+    index = forms.IntegerField(min_value=0, max_value=INT32_MAX)
     description = forms.CharField(required=False, max_length=LIST_TEXT_MAX, label="Note")
 
 

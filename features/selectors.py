@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import Prefetch, Q, QuerySet, Value, prefetch_related_objects, signals
+from django.db.models import Count, Prefetch, Q, QuerySet, Value, prefetch_related_objects, signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.functions import Concat
@@ -48,23 +48,24 @@ def _owner_or_staff(user) -> bool:
     return bool(user and user.is_authenticated and user.is_staff)
 
 
-def readable_q(user, prefix: str = "") -> Q:
-    """Rows this user may open by direct link: PUBLIC, UNLISTED, or their own PRIVATE ones."""
+def readable_q(user, prefix: str = "", owner: str = "creator") -> Q:
+    """Rows this user may open by direct link: PUBLIC, UNLISTED, or their own PRIVATE ones (`owner` names the
+    owning user's field)."""
     if _owner_or_staff(user):
         return Q()
     q = Q(**{f"{prefix}visibility__in": [Visibility.PUBLIC, Visibility.UNLISTED]})
     if user is not None and user.is_authenticated:
-        q |= Q(**{f"{prefix}creator": user})
+        q |= Q(**{f"{prefix}{owner}": user})
     return q
 
 
-def listed_q(user, prefix: str = "") -> Q:
+def listed_q(user, prefix: str = "", owner: str = "creator") -> Q:
     """Rows that may appear in listings and search results for this user: PUBLIC or their own."""
     if _owner_or_staff(user):
         return Q()
     q = Q(**{f"{prefix}visibility": Visibility.PUBLIC})
     if user is not None and user.is_authenticated:
-        q |= Q(**{f"{prefix}creator": user})
+        q |= Q(**{f"{prefix}{owner}": user})
     return q
 
 
@@ -204,9 +205,10 @@ def top_activations_by_feature(*, feature_ids, limit: int) -> dict[int, list[Act
 
 
 def feature_lists(*, feature: Feature, user) -> QuerySet[List]:
+    """The lists holding a feature, as its dashboard lists them: an UNLISTED list is shared by its link only."""
     return (
         List.objects.filter(items__feature=feature)
-        .filter(list_readable_q(user))
+        .filter(list_listed_q(user))
         .select_related("user")
         .distinct()
         .order_by("-updated_at")
@@ -424,15 +426,20 @@ def features_page(*, source: Source, offset: int = 0, limit: int = FEATURES_PAGE
     return list(Feature.objects.filter(source=source, max_act_approx__gt=0).order_by("index")[offset : offset + limit])
 
 
-def source_feature_count(*, source: Source) -> int:
-    return Feature.objects.filter(source=source).count()
+def features_page_count(*, source: Source) -> int:
+    """How many features features_page pages through."""
+    return Feature.objects.filter(source=source, max_act_approx__gt=0).count()
 
 
+# Lists follow the rules of models and sources (a list's owner is its `user`), staff included: they read every
+# list, as a profile page showed them, so its links open.
 def list_readable_q(user) -> Q:
-    q = Q(visibility__in=[Visibility.PUBLIC, Visibility.UNLISTED])
-    if user is not None and user.is_authenticated:
-        q |= Q(user=user)
-    return q
+    return readable_q(user, owner="user")
+
+
+def list_listed_q(user) -> Q:
+    """Lists shown on a dashboard or a profile: PUBLIC, or the viewer's own; UNLISTED ones are shared by link."""
+    return listed_q(user, owner="user")
 
 
 def list_get(*, list_id: str, user) -> List:
@@ -452,14 +459,27 @@ def list_items(*, feature_list: List, user) -> QuerySet[ListItem]:
 
 
 def lists_of_user(*, owner, user) -> QuerySet[List]:
-    qs = List.objects.filter(user=owner)
-    if not (user is not None and user.is_authenticated and (user == owner or user.is_staff)):
-        qs = qs.filter(visibility=Visibility.PUBLIC)
-    return qs.order_by("-updated_at")
+    return List.objects.filter(list_listed_q(user), user=owner).order_by("-updated_at")
+
+
+def lists_with_counts(*, owner, user) -> QuerySet[List]:
+    """lists_of_user, each with `n_items`: how many of its features `user` may read (the others are not shown)."""
+    readable = feature_readable_q(user, "items__feature__")
+    return lists_of_user(owner=owner, user=user).annotate(
+        n_items=Count("items", filter=readable or None, distinct=True)
+    )
+
+
+def releases_with_set_counts(*, user) -> QuerySet[SourceRelease]:
+    """release_list, each with `n_sets`: how many of its source sets source_set_list would list to `user`."""
+    listed = listed_q(user, "source_sets__") & listed_q(user, "source_sets__model__")
+    return release_list(user=user).annotate(n_sets=Count("source_sets", filter=listed or None, distinct=True))
 
 
 def jobs_recent(*, user, limit: int = 10, kinds: list[str] | None = None) -> QuerySet[Job]:
-    """Recent jobs, without those about a source this user may not read (a job names it as `model/source`)."""
+    """Recent jobs, without those about something this user may not read. A job names a source as `model/source`,
+    and may name one that does not exist yet (an import or a training starting): then the model, or the set the
+    source name ends with (Neuronpedia's `<layer>-<set>`), decides."""
     qs = Job.objects.all()
     if kinds:
         qs = qs.filter(kind__in=kinds)
@@ -473,4 +493,10 @@ def jobs_recent(*, user, limit: int = 10, kinds: list[str] | None = None) -> Que
             .values("subject")
         )
         qs = qs.exclude(subject__in=hidden)
+        # few models and sets are unreadable to anyone, so one condition each is cheap
+        for model_id in Model.objects.exclude(readable_q(user)).values_list("id", flat=True):
+            qs = qs.exclude(Q(subject=model_id) | Q(subject__startswith=f"{model_id}/"))
+        hidden_sets = SourceSet.objects.exclude(readable_q(user)).values_list("model_id", "name")
+        for model_id, name in hidden_sets:
+            qs = qs.exclude(subject__startswith=f"{model_id}/", subject__endswith=f"-{name}")
     return qs.order_by("-created_at")[:limit]

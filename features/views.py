@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from features import selectors
+from features.api.inputs import INT32_MAX
 from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm, ListForm, SignupForm
 from features.models import Explanation, Feature, Job
 from features.services.api_keys import api_key_create, api_key_revoke
@@ -52,6 +53,14 @@ def _back(request, fallback: str) -> HttpResponseRedirect:
     return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else fallback)
 
 
+def _index(raw: str) -> int:
+    """A feature index from the path (ASCII digits, maybe a minus); beyond the column's range no feature has it."""
+    index = int(raw)
+    if not -INT32_MAX <= index <= INT32_MAX:
+        raise Http404("No such feature.")
+    return index
+
+
 def _with_top_explanation(features: list[Feature]) -> list[Feature]:
     # One query for the best explanation of every feature on the page (the features are already readable).
     prefetch_related_objects(
@@ -85,7 +94,7 @@ def home(request):
     )
     for m in models:
         m.n_sources, m.n_features = n_sources.get(m.id, 0), n_features.get(m.id, 0)
-    releases = list(selectors.release_list(user=user).annotate(n_sets=Count("source_sets", distinct=True)))
+    releases = list(selectors.releases_with_set_counts(user=user))
     jobs = list(selectors.jobs_recent(user=user, limit=8))
     live_since = timezone.now() - timedelta(minutes=10)
     return render(
@@ -137,14 +146,16 @@ def _source_page(request, model_id, source_id):
     if jump.is_bound and jump.is_valid():
         return redirect("feature", source.model_id, source.name, jump.cleaned_data["index"])
     try:
-        offset = max(0, int(request.GET.get("offset", 0)))
+        offset = int(request.GET.get("offset", 0))
     except ValueError:
         offset = 0
+    # Postgres takes OFFSET as a bigint; past the int32 range of indexes every page is empty anyway.
+    offset = min(max(0, offset), INT32_MAX)
     offset -= offset % PAGE_SIZE
     rows = selectors.features_page(source=source, offset=offset, limit=PAGE_SIZE + 1)
     has_next = len(rows) > PAGE_SIZE
     features = _with_top_explanation(rows[:PAGE_SIZE])
-    total = selectors.source_feature_count(source=source)
+    total = selectors.features_page_count(source=source)  # what the pages list, so no page link leads nowhere
     n_pages = max(1, -(-total // PAGE_SIZE))
     current = offset // PAGE_SIZE
     # a window of page links around the current page, plus first and last
@@ -182,7 +193,7 @@ def _source_page(request, model_id, source_id):
 def feature_page(request, model_id, source_id, index):
     user = request.user
     board = selectors.feature_dashboard(
-        model_id=model_id, source_id=source_id, index=index, user=user, limit=TOP_ACTIVATIONS_SHOWN
+        model_id=model_id, source_id=source_id, index=_index(index), user=user, limit=TOP_ACTIVATIONS_SHOWN
     )
     feature, activations = board.feature, board.activations
     scale = max([feature.max_act_approx or 0.0] + [a.max_value for a in activations])
@@ -235,7 +246,7 @@ def feature_page(request, model_id, source_id, index):
 
 
 def _feature_for_write(request, model_id, source_id, index) -> Feature:
-    return selectors.feature_get(model_id=model_id, source_id=source_id, index=index, user=request.user)
+    return selectors.feature_get(model_id=model_id, source_id=source_id, index=_index(index), user=request.user)
 
 
 @login_required
@@ -279,6 +290,8 @@ def comment_remove(request, comment_id):
 def feature_add_to_list(request, model_id, source_id, index):
     feature = _feature_for_write(request, model_id, source_id, index)
     list_id = request.POST.get("list_id", "")
+    if "\x00" in list_id:  # no list has one, and Postgres would refuse it in a query (a 500)
+        raise Http404("No such list.")
     added = list_add_features(user=request.user, list_id=list_id, features=[feature])
     feature_list = selectors.list_get(list_id=list_id, user=request.user)
     messages.success(request, f"Added to “{feature_list.name}”." if added else f"Already in “{feature_list.name}”.")
@@ -386,7 +399,7 @@ def list_remove_item(request, list_id, feature_id):
 
 def user_page(request, username):
     owner = get_object_or_404(get_user_model(), username=username, is_active=True)
-    lists = selectors.lists_of_user(owner=owner, user=request.user).annotate(n_items=Count("items"))
+    lists = selectors.lists_with_counts(owner=owner, user=request.user)
     return render(
         request,
         "features/user.html",

@@ -15,7 +15,8 @@ MAX_ACTS_CAP = 1000
 class FeatureKeyIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     layer = serializers.CharField(max_length=255, help_text="Source id, e.g. `6-res-jb`.")
-    index = serializers.IntegerField(min_value=-INT32_MAX, max_value=INT32_MAX)
+    # Indexes are non-negative (the importer refuses others); a negative one names no feature, so it is a 400.
+    index = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
 
 
 class FeaturesBatchItemIn(FeatureKeyIn):
@@ -30,7 +31,14 @@ class FeaturesBatchItemIn(FeatureKeyIn):
 class FeaturesOffsetIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     layer = serializers.CharField(max_length=255)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    # Postgres takes OFFSET as a bigint; past the int32 range of indexes every page is empty anyway.
+    offset = serializers.IntegerField(min_value=0, max_value=INT32_MAX, default=0)
+
+
+class ActivationGetIn(serializers.Serializer):
+    modelId = serializers.CharField(max_length=128)
+    source = serializers.CharField(max_length=255, help_text="Source id, e.g. `6-res-jb`.")
+    index = serializers.IntegerField(min_value=0, max_value=INT32_MAX, help_text="A number or a numeric string.")
 
 
 class ListNewIn(serializers.Serializer):
@@ -60,6 +68,10 @@ class ListAddFeaturesIn(ListIdIn):
 
 class ListRemoveIn(ListIdIn, FeatureKeyIn):
     pass
+
+
+class ListEditFeatureIn(ListIdIn, FeatureKeyIn):
+    description = serializers.CharField(max_length=LIST_TEXT_MAX, allow_blank=True)
 
 
 class ListUpdateIn(ListIdIn):

@@ -237,6 +237,21 @@ ListDetailOut = make_serializer(
     ListOut._declared_fields,
     {"user": UserBriefOut(read_only=True), "neurons": ListItemOut(many=True, read_only=True)},
 )
+ListItemEditedOut = make_serializer(
+    "NpListItemEdited",
+    ListOut._declared_fields,
+    {
+        "item": make_serializer(
+            "NpListItemNote",
+            KEY_FIELDS,
+            {
+                "description": _str(),
+                "addedAt": serializers.DateTimeField(read_only=True),
+                "userId": _int(allow_null=True),
+            },
+        )(read_only=True)
+    },
+)
 ListWithCountOut = make_serializer("NpListWithCount", ListOut._declared_fields, {"featureCount": _int()})
 ListAddedOut = make_serializer(
     "NpListAdded", ListOut._declared_fields, {"added": _int(help_text="Features newly added (others were there).")}

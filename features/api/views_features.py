@@ -1,5 +1,7 @@
-"""Feature reads: GET /api/feature/{modelId}/{layer}/{index}, POST /api/features, POST /api/features-offset."""
+"""Feature reads: GET /api/feature/{modelId}/{layer}/{index}, POST /api/features, POST /api/features-offset,
+POST /api/activation/get."""
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -7,7 +9,14 @@ from rest_framework.response import Response
 from features.api import outputs as out
 from features.api.base import ApiView, validated
 from features.api.common import feature_or_404, list_url, parse_index, source_or_404, with_source_sets
-from features.api.inputs import MAX_ACTS_DEFAULT, MAX_BATCH, FeaturesBatchItemIn, FeaturesOffsetIn
+from features.api.inputs import (
+    MAX_ACTS_CAP,
+    MAX_ACTS_DEFAULT,
+    MAX_BATCH,
+    ActivationGetIn,
+    FeaturesBatchItemIn,
+    FeaturesOffsetIn,
+)
 from features.api.presenters import (
     BLANKED_ON_FEATURE_GET,
     activation_wire,
@@ -137,3 +146,28 @@ class FeaturesOffsetView(ApiView):
             feature.source = source  # already loaded with its source set; saves a query per feature
         explanations = explanations_by_feature(page)
         return Response([feature_summary_wire(f, explanations=explanations[f.pk]) for f in page])
+
+
+class ActivationGetView(ApiView):
+    @extend_schema(
+        operation_id="activation_get",
+        tags=["features"],
+        summary="A feature's stored activations",
+        description=(
+            "Neuronpedia's `POST /api/activation/get`: an array of the feature's activations (strongest first, "
+            f"at most {MAX_ACTS_CAP}), as in `GET /api/feature`. Unknown, or PRIVATE and not yours, or no "
+            "activations stored → 404 (as Neuronpedia answers)."
+        ),
+        request=ActivationGetIn,
+        responses={200: out.ActivationOut(many=True), **ERRORS},
+    )
+    def post(self, request):
+        data = validated(ActivationGetIn, request.data)
+        feature = feature_or_404(
+            model_id=data["modelId"], source_id=data["source"], index=data["index"], user=request.user
+        )
+        activations = top_activations_by_feature(feature_ids=[feature.pk], limit=MAX_ACTS_CAP)[feature.pk]
+        if not activations:
+            raise Http404(f"No activations stored for {data['modelId']}/{data['source']}/{data['index']}.")
+        key = feature_key(feature)
+        return Response([activation_wire(a, key=key) for a in activations])

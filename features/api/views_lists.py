@@ -1,8 +1,7 @@
-"""Feature lists: /api/list/new|new-with-features|add-features|remove|update|delete|get|list."""
+"""Feature lists: /api/list/new|new-with-features|add-features|remove|edit-feature|update|delete|get|list."""
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -18,11 +17,12 @@ from features.api.presenters import (
     list_wire,
     user_brief,
 )
-from features.selectors import features_get_many, list_get, list_items, lists_of_user
+from features.selectors import features_get_many, list_get, list_items, lists_with_counts
 from features.services.lists import (
     list_add_features,
     list_create,
     list_delete,
+    list_edit_feature,
     list_remove_feature,
     list_update,
 )
@@ -53,6 +53,18 @@ def _check_owner(request, list_id: str) -> None:
     """404 for a list the user may not read, 403 for one they may read but not change (before any other check)."""
     if list_get(list_id=list_id, user=request.user).user_id != request.user.pk:
         raise PermissionDenied("Only the owner of a list can change it.")
+
+
+def _feature_of_own_list(request, data: dict):
+    """The feature a body names, once the list is known to be the caller's (the list's 404/403 come first)."""
+    _check_owner(request, data["listId"])
+    return feature_or_404(model_id=data["modelId"], source_id=data["layer"], index=data["index"], user=request.user)
+
+
+def _list_answer(request, list_id: str, **extra) -> Response:
+    """The list as it is now, with what a write adds to the answer."""
+    feature_list = list_get(list_id=list_id, user=request.user)
+    return Response({**list_wire(feature_list, url=list_url(request, feature_list.id)), **extra})
 
 
 def _create(request, data: dict):
@@ -116,8 +128,7 @@ class ListAddFeaturesView(AuthedApiView):
         added = list_add_features(
             user=request.user, list_id=data["listId"], features=features, descriptions=descriptions
         )
-        feature_list = list_get(list_id=data["listId"], user=request.user)
-        return Response({**list_wire(feature_list, url=list_url(request, feature_list.id)), "added": added})
+        return _list_answer(request, data["listId"], added=added)
 
 
 class ListRemoveView(AuthedApiView):
@@ -130,13 +141,29 @@ class ListRemoveView(AuthedApiView):
     )
     def post(self, request):
         data = validated(i.ListRemoveIn, request.data)
-        _check_owner(request, data["listId"])
-        feature = feature_or_404(
-            model_id=data["modelId"], source_id=data["layer"], index=data["index"], user=request.user
-        )
+        feature = _feature_of_own_list(request, data)
         removed = list_remove_feature(user=request.user, list_id=data["listId"], feature=feature)
-        feature_list = list_get(list_id=data["listId"], user=request.user)
-        return Response({**list_wire(feature_list, url=list_url(request, feature_list.id)), "removed": removed})
+        return _list_answer(request, data["listId"], removed=removed)
+
+
+class ListEditFeatureView(AuthedApiView):
+    @extend_schema(
+        operation_id="list_edit_feature",
+        tags=TAGS,
+        summary="Change the note on a feature of your list",
+        description="A feature that is not in the list → 404.",
+        request=i.ListEditFeatureIn,
+        responses={200: out.ListItemEditedOut, **AUTH_ERRORS},
+    )
+    def post(self, request):
+        data = validated(i.ListEditFeatureIn, request.data)
+        feature = _feature_of_own_list(request, data)
+        item = list_edit_feature(
+            user=request.user, list_id=data["listId"], feature=feature, description=data["description"]
+        )
+        note = {**feature_key(feature), "description": item.description, "addedAt": item.added_at.isoformat(),
+                "userId": item.user_id}  # fmt: skip
+        return _list_answer(request, data["listId"], item=note)
 
 
 class ListUpdateView(AuthedApiView):
@@ -215,13 +242,16 @@ class ListListView(AuthedApiView):
         operation_id="list_list",
         tags=TAGS,
         summary="Your lists",
-        description="Every list you own, most recently changed first, with how many features each holds.",
+        description=(
+            "Every list you own, most recently changed first, with how many of its features you may read "
+            "(those list/get shows)."
+        ),
         request=None,
         responses={200: out.ListWithCountOut(many=True), 401: out.ErrorOut},
     )
     def post(self, request):
-        lists = lists_of_user(owner=request.user, user=request.user).annotate(feature_count=Count("items"))
-        return Response([{**list_wire(x, url=list_url(request, x.id)), "featureCount": x.feature_count} for x in lists])
+        lists = lists_with_counts(owner=request.user, user=request.user)
+        return Response([{**list_wire(x, url=list_url(request, x.id)), "featureCount": x.n_items} for x in lists])
 
     @extend_schema(operation_id="list_list_get", tags=TAGS, summary="Your lists (GET form)", request=None,
                    responses={200: out.ListWithCountOut(many=True), 401: out.ErrorOut})  # fmt: skip

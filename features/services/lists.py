@@ -2,6 +2,7 @@
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.http import Http404
 
 from features.models import Feature, List, ListItem, Visibility
 from features.selectors import list_get
@@ -125,3 +126,15 @@ def list_remove_feature(*, user, list_id: str, feature: Feature) -> bool:
     if deleted:
         feature_list.save(update_fields=["updated_at"])
     return bool(deleted)
+
+
+def list_edit_feature(*, user, list_id: str, feature: Feature, description: str) -> ListItem:
+    """Change the note on a feature of the list; 404 when the feature is not in it."""
+    feature_list = _owned_list(user=user, list_id=list_id)
+    item = ListItem.objects.filter(list=feature_list, feature=feature).first()
+    if item is None:
+        raise Http404("That feature is not in this list.")
+    item.description = _clean_text("description", description)
+    item.save(update_fields=["description"])
+    feature_list.save(update_fields=["updated_at"])
+    return item

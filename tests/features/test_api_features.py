@@ -320,3 +320,76 @@ def test_nul_characters_are_rejected_not_a_500(api_client, source, method, path,
     response = getattr(api_client, method)(path, body, format="json") if body else api_client.get(path)
     assert response.status_code in (400, 404)
     assert "message" in response.json()
+
+
+# --- regressions ---
+
+
+@pytest.mark.parametrize("offset", [9223372036854775808, 2**31, 10**30])
+def test_features_offset_beyond_any_index_is_a_400_naming_offset(source, offset):
+    from rest_framework.test import APIClient
+
+    quiet = APIClient(raise_request_exception=False)
+    body = {"modelId": "gpt2-small", "layer": "6-res-jb", "offset": offset}
+    response = quiet.post("/api/features-offset", body, format="json")
+    assert response.status_code == 400 and response.json()["message"].startswith("offset:")
+    ok = quiet.post("/api/features-offset", {**body, "offset": 2**31 - 1}, format="json")
+    assert ok.status_code == 200 and ok.json() == []
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/features", [{"modelId": "gpt2-small", "layer": "6-res-jb", "index": -1}]),
+        ("/api/comment/new", {"modelId": "gpt2-small", "layer": "6-res-jb", "index": -1, "text": "x"}),
+        ("/api/bookmark/add", {"modelId": "gpt2-small", "layer": "6-res-jb", "index": -1}),
+        ("/api/list/new-with-features", {"name": "x", "features": [{"modelId": "m", "layer": "l", "index": -1}]}),
+        ("/api/activation/get", {"modelId": "gpt2-small", "source": "6-res-jb", "index": -1}),
+    ],
+)
+def test_a_negative_feature_index_in_a_body_is_a_400_naming_index(api_client, user, api_key_for, source, path, body):
+    FeatureFactory(source=source, model=source.model, index=-1)  # a row from before negatives were refused
+    response = api_client.post(path, body, format="json", HTTP_X_API_KEY=api_key_for(user))
+    assert response.status_code == 400 and "index" in response.json()["message"], response.content
+
+
+# --- POST /api/activation/get ---
+
+
+def test_activation_get_returns_the_feature_activations_as_get_feature_does(api_client, source):
+    feature = FeatureFactory(source=source, model=source.model, index=5)
+    ActivationFactory(feature=feature, max_value=1.0)
+    ActivationFactory(feature=feature, max_value=9.0)
+    body = {"modelId": "gpt2-small", "source": "6-res-jb", "index": "5"}  # Neuronpedia sends the index as a string
+    response = api_client.post("/api/activation/get", body, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == api_client.get(_feature_url("gpt2-small", "6-res-jb", 5)).json()["activations"]
+    assert [a["maxValue"] for a in response.json()] == [9.0, 1.0]
+    assert api_client.post("/api/activation/get/", {**body, "index": 5}, format="json").json() == response.json()
+
+
+def test_activation_get_is_404_when_unknown_unreadable_or_without_activations(api_client, source, user, api_key_for):
+    hidden = SourceFactory(source_set=source.source_set, visibility=Visibility.PRIVATE, creator=user)
+    ActivationFactory(feature=FeatureFactory(source=hidden, model=source.model, index=1))
+    FeatureFactory(source=source, model=source.model, index=2)  # no activations stored
+    for body in (
+        {"modelId": "gpt2-small", "source": hidden.name, "index": 1},
+        {"modelId": "gpt2-small", "source": "6-res-jb", "index": 2},
+        {"modelId": "gpt2-small", "source": "6-res-jb", "index": 99},
+        {"modelId": "nope", "source": "6-res-jb", "index": 2},
+    ):
+        response = api_client.post("/api/activation/get", body, format="json")
+        assert response.status_code == 404 and response.json()["message"], body
+    owner = api_client.post(
+        "/api/activation/get", {"modelId": "gpt2-small", "source": hidden.name, "index": 1}, format="json",
+        HTTP_X_API_KEY=api_key_for(user),
+    )  # fmt: skip
+    assert owner.status_code == 200 and len(owner.json()) == 1
+
+
+def test_activation_get_bad_bodies_are_400_naming_the_field(api_client, source):
+    for body, field in (({"modelId": "gpt2-small", "source": "6-res-jb"}, "index"),
+                        ({"modelId": "gpt2-small", "index": 1}, "source"),
+                        ({"modelId": "gpt2-small", "source": "6-res-jb", "index": 2**31}, "index")):  # fmt: skip
+        response = api_client.post("/api/activation/get", body, format="json")
+        assert response.status_code == 400 and response.json()["message"].startswith(f"{field}:")

@@ -245,3 +245,68 @@ def test_neuronpedia_python_client_request_shapes_work(client, user, api_key_for
     assert added.status_code == 200 and added.json()["added"] == 1
     feature = client.get("/api/feature/gpt2-small/6-res-jb/1", headers=headers)
     assert feature.status_code == 200 and feature.json()["lists"][0]["list"]["name"] == "from client"
+
+
+# --- regressions ---
+
+
+def test_list_list_counts_only_the_features_you_may_read(as_user, user, other_user, source, features):
+    hidden_source = SourceFactory(model=source.model, source_set=source.source_set, name="7-res-jb")
+    hidden_source.visibility, hidden_source.creator = Visibility.PRIVATE, other_user
+    hidden_source.save()
+    hidden = FeatureFactory(source=hidden_source, model=source.model, index=0)  # once readable, then hidden
+    mine = ListFactory(user=user)
+    ListItem.objects.create(list=mine, feature=features[0])
+    ListItem.objects.create(list=mine, feature=hidden)
+    assert [x["featureCount"] for x in as_user.post("/api/list/list", format="json").json()] == [1]
+
+
+def test_feature_get_lists_public_lists_and_your_own_not_others_unlisted(api_client, user, other_user, features):
+    from features.selectors import feature_lists
+
+    shown = ListFactory(user=other_user, visibility=Visibility.PUBLIC)
+    link_only = ListFactory(user=other_user, visibility=Visibility.UNLISTED)
+    own = ListFactory(user=user, visibility=Visibility.UNLISTED)
+    for lst in (shown, link_only, own):
+        ListItem.objects.create(list=lst, feature=features[0])
+    body = api_client.get("/api/feature/gpt2-small/6-res-jb/0").json()
+    assert [x["list"]["id"] for x in body["lists"]] == [shown.id]
+    assert {x.id for x in feature_lists(feature=features[0], user=user)} == {shown.id, own.id}
+
+
+# --- POST /api/list/edit-feature ---
+
+
+def test_list_edit_feature_changes_the_note_of_one_feature(as_user, user, features):
+    feature_list = ListFactory(user=user)
+    ListItem.objects.create(list=feature_list, feature=features[0], description="old")
+    ListItem.objects.create(list=feature_list, feature=features[1], description="other")
+    body = {"listId": feature_list.id, **key(0, "new note")}
+    response = as_user.post("/api/list/edit-feature", body, format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["id"] == feature_list.id and data["item"]["description"] == "new note"
+    assert data["item"]["index"] == "0" and data["item"]["layer"] == "6-res-jb"
+    notes = dict(ListItem.objects.filter(list=feature_list).values_list("feature__index", "description"))
+    assert notes == {0: "new note", 1: "other"}
+    assert as_user.post("/api/list/edit-feature/", {**body, "description": ""}, format="json").status_code == 200
+
+
+def test_list_edit_feature_errors(api_client, as_user, user, other_user, api_key_for, features):
+    feature_list = ListFactory(user=user, visibility=Visibility.UNLISTED)
+    ListItem.objects.create(list=feature_list, feature=features[0], description="old")
+    body = {"listId": feature_list.id, **key(0, "x")}
+    absent = as_user.post("/api/list/edit-feature", {**body, **key(1, "x")}, format="json")
+    assert absent.status_code == 404 and "not in this list" in absent.json()["message"]
+    assert as_user.post("/api/list/edit-feature", {**body, **key(99, "x")}, format="json").status_code == 404
+    missing = as_user.post("/api/list/edit-feature", {k: v for k, v in body.items() if k != "description"},
+                           format="json")  # fmt: skip
+    assert missing.status_code == 400 and missing.json()["message"].startswith("description:")
+    api_client.credentials()
+    assert api_client.post("/api/list/edit-feature", body, format="json").status_code == 401
+    api_client.credentials(HTTP_X_API_KEY=api_key_for(other_user))
+    assert api_client.post("/api/list/edit-feature", body, format="json").status_code == 403
+    private = ListFactory(user=user, visibility=Visibility.PRIVATE)
+    ListItem.objects.create(list=private, feature=features[0])
+    assert api_client.post("/api/list/edit-feature", {**body, "listId": private.id}, format="json").status_code == 404
+    assert ListItem.objects.get(list=feature_list).description == "old"

@@ -344,3 +344,156 @@ def test_error_templates_render_without_a_request():
 
     # Django renders 500.html with no context at all; it must not depend on the request or the user.
     assert "Something went wrong" in render_to_string("500.html")
+
+
+# --- regressions: odd addresses and input are a 404 (or a form error), never a 500 ----------------------------
+
+
+@pytest.fixture
+def quiet_client():
+    """A client that answers a server error as a 500 response instead of raising it in the test."""
+    from django.test import Client
+
+    return Client(raise_request_exception=False)
+
+
+@pytest.mark.parametrize("index", ["99999999999999999999", "2147483648", "%D9%A3", "%EF%BC%93"])
+def test_a_feature_index_beyond_the_column_or_in_other_digits_is_a_404(quiet_client, user, feature, index):
+    base = f"/{feature.model_id}/{feature.source.name}/{index}/"
+    assert quiet_client.get(base).status_code == 404
+    quiet_client.force_login(user)
+    for action in ("bookmark/", "comment/", "add-to-list/"):
+        assert quiet_client.post(base + action, {"text": "x", "list_id": "x"}).status_code == 404
+
+
+def test_the_jump_box_refuses_an_index_beyond_the_column(quiet_client, feature):
+    base = f"/{feature.model_id}/{feature.source.name}/"
+    r = quiet_client.get(base + "?index=9999999999999999999999999")
+    assert r.status_code == 200 and "Enter a feature index from 0 to 2,147,483,647." in r.content.decode()
+    assert quiet_client.get(base + "?index=2147483647").status_code == 302
+
+
+@pytest.mark.parametrize("offset", ["999999999999999999999999999999", "9223372036854775808", "-5", "x"])
+def test_a_huge_or_odd_offset_on_the_source_page_is_an_ordinary_page(quiet_client, feature, offset):
+    r = quiet_client.get(f"/{feature.model_id}/{feature.source.name}/?offset={offset}")
+    assert r.status_code == 200
+
+
+def test_a_nul_in_a_page_address_is_a_404(quiet_client, user, feature):
+    m, s = feature.model_id, feature.source.name
+    urls = ["/list/a%00b/", "/user/a%00b/", f"/{m}/a%00b/", f"/{m}/a%00b/{feature.index}/", f"/{m}/{s}%00/1/"]
+    for url in urls:
+        assert quiet_client.get(url).status_code == 404, url
+    quiet_client.force_login(user)
+    for url in ("/comment/a%00b/delete/", "/list/a%00b/delete/", "/list/a%00b/edit/", "/list/a%00b/add/"):
+        assert quiet_client.post(url).status_code == 404, url
+
+
+def test_a_nul_in_a_form_field_is_a_404_or_a_form_error(quiet_client, user, feature):
+    quiet_client.force_login(user)
+    lst = ListFactory(user=user)
+    r = quiet_client.post(feature_url(feature) + "add-to-list/", {"list_id": "a\x00b"})
+    assert r.status_code == 404
+    r = quiet_client.post(f"/list/{lst.id}/add/", {"model_id": "a\x00", "source_id": "b", "index": 1})
+    assert r.status_code == 302 and not ListItem.objects.exists()
+    for url, data in (
+        ("/list/new/", {"name": "a\x00b", "visibility": "PUBLIC"}),
+        (feature_url(feature) + "comment/", {"text": "a\x00b"}),
+        ("/account/", {"name": "a\x00b"}),
+    ):
+        assert quiet_client.post(url, data).status_code in (200, 302), url
+    assert not List.objects.exclude(pk=lst.pk).exists() and not Comment.objects.exists()
+    assert quiet_client.get(f"/{feature.model_id}/{feature.source.name}/?index=%00&offset=%00").status_code == 200
+
+
+def test_pages_linking_a_feature_with_a_negative_index_still_render(client, user):
+    f = FeatureFactory(index=-1)  # imported before negative indexes were refused
+    base = f"/{f.model_id}/{f.source.name}/"
+    assert f'href="{base}-1/"' in client.get(base).content.decode()
+    assert client.get(f"{base}-1/").status_code == 200
+    lst = ListFactory(user=user, visibility=Visibility.PUBLIC)
+    ListItem.objects.create(list=lst, feature=f)
+    Bookmark.objects.create(user=user, feature=f)
+    assert client.get(f"/list/{lst.id}/").status_code == 200
+    client.force_login(user)
+    assert f'href="{base}-1/"' in client.get("/account/").content.decode()
+
+
+# --- regressions: what pages list ------------------------------------------------------------------------------
+
+
+def test_the_dashboard_lists_public_lists_and_your_own_but_not_others_unlisted_ones(client, user, other_user, feature):
+    for name, visibility in (("Shown list", Visibility.PUBLIC), ("Link-only list", Visibility.UNLISTED)):
+        ListItem.objects.create(list=ListFactory(user=other_user, name=name, visibility=visibility), feature=feature)
+    mine = ListFactory(user=user, name="My unlisted list", visibility=Visibility.UNLISTED)
+    ListItem.objects.create(list=mine, feature=feature)
+    html = client.get(feature_url(feature)).content.decode()
+    assert "Shown list" in html and "Link-only list" not in html and "My unlisted list" not in html
+    client.force_login(user)
+    html = client.get(feature_url(feature)).content.decode()
+    assert "Shown list" in html and "Link-only list" not in html and "My unlisted list" in html
+
+
+def test_home_hides_jobs_about_private_models_and_sets_even_before_their_source_exists(client, user, other_user):
+    from features.services.jobs import job_create
+
+    secret_model = ModelFactory(id="aud-secret-model", visibility=Visibility.PRIVATE, creator=other_user)
+    open_model = ModelFactory(id="aud-open-model")
+    SourceSetFactory(model=open_model, name="res-hidden", visibility=Visibility.PRIVATE, creator=other_user)
+    job_create(kind="import", subject=f"{secret_model.id}/3-res-secret", params={})
+    job_create(kind="import", subject=f"{open_model.id}/3-res-hidden", params={})
+    job_create(kind="import", subject=f"{open_model.id}/3-res-open", params={})
+    for viewer in (None, user):
+        if viewer:
+            client.force_login(viewer)
+        html = client.get("/").content.decode()
+        assert "aud-secret-model" not in html and "3-res-hidden" not in html and "3-res-open" in html
+    client.force_login(other_user)  # the owner sees their jobs
+    html = client.get("/").content.decode()
+    assert "aud-secret-model/3-res-secret" in html and "3-res-hidden" in html
+
+
+def test_home_counts_only_the_source_sets_of_a_release_you_may_see(client, user, feature):
+    release = feature.source.source_set.release
+    SourceSetFactory(release=release, visibility=Visibility.PRIVATE, creator=user)
+    SourceSetFactory(release=release, model=ModelFactory(visibility=Visibility.PRIVATE, creator=user))
+    assert re.search(rf"{re.escape(release.name)}.*?1 set<", client.get("/").content.decode(), re.S)
+    client.force_login(user)
+    assert re.search(rf"{re.escape(release.name)}.*?3 sets<", client.get("/").content.decode(), re.S)
+
+
+def test_a_users_page_counts_only_the_features_of_a_list_the_viewer_may_read(client, user, other_user, feature):
+    hidden = FeatureFactory(source=SourceFactory(visibility=Visibility.PRIVATE, creator=user))
+    lst = ListFactory(user=user, name="Mixed", visibility=Visibility.PUBLIC)
+    ListItem.objects.create(list=lst, feature=feature)
+    ListItem.objects.create(list=lst, feature=hidden)
+
+    def count():
+        html = client.get(f"/user/{user.username}/").content.decode()
+        return int(re.search(r"Mixed.*?<td class=\"num\">(\d+)</td>", html, re.S)[1])
+
+    assert count() == 1
+    client.force_login(other_user)
+    assert count() == 1
+    client.force_login(user)
+    assert count() == 2
+
+
+def test_staff_read_the_private_lists_their_profile_pages_link(client, user, staff_user, feature):
+    lst = ListFactory(user=user, name="Owner only", visibility=Visibility.PRIVATE)
+    ListItem.objects.create(list=lst, feature=feature)
+    client.force_login(staff_user)
+    assert f'href="/list/{lst.id}/"' in client.get(f"/user/{user.username}/").content.decode()
+    assert client.get(f"/list/{lst.id}/").status_code == 200
+    assert "Owner only" in client.get(feature_url(feature)).content.decode()
+    assert client.post(f"/list/{lst.id}/edit/", {"name": "x", "visibility": "PUBLIC"}).status_code == 403
+
+
+def test_the_source_pager_counts_only_the_features_it_lists(client):
+    source = SourceFactory()
+    for i in range(30):
+        FeatureFactory(source=source, index=i)
+    for i in range(30, 90):
+        FeatureFactory(source=source, index=i, max_act_approx=0)  # no dashboard: not listed
+    html = client.get(f"/{source.model_id}/{source.name}/").content.decode()
+    assert "?offset=25" in html and "?offset=50" not in html and "of 30" in html
