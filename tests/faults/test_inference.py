@@ -18,6 +18,7 @@ from tests.inference.conftest import TINY_ID
 pytestmark = [pytest.mark.slow]
 TTL = 3  # heartbeat TTL: a dead worker is noticed within this many seconds
 STEER_TIMEOUT = 10  # the caller's deadline, which is also the request message's expiry
+BURST_TIMEOUT = 240  # the burst test's caller deadline
 STEER = {"modelId": TINY_ID, "prompt": "Hello", "temperature": 1.0,
          "features": [{"modelId": TINY_ID, "layer": "0-res-std", "index": 1, "strength": 30}]}  # fmt: skip
 
@@ -100,6 +101,10 @@ def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after
     client, tiny_db, start_worker, short_ttl, monkeypatch
 ):
     monkeypatch.setenv("MEMICOS_MAX_QUEUED", "3")  # with one worker: 4 requests in flight at most
+    # Every request is answered by this deadline at the latest (the caller's timeout), so a thread still alive
+    # a margin after it has hung. On a quiet machine the burst takes ~15 s; with other test runs on both cores it
+    # took 108 s, which a fixed 90 s wait called a hang.
+    monkeypatch.setenv("MEMICOS_STEER_TIMEOUT", str(BURST_TIMEOUT))
     start_worker([inference_queue(TINY_ID)], name="inf-load", MEMICOS_HEARTBEAT_TTL=TTL)
     workers_alive(1)
     barrier = threading.Barrier(20)
@@ -113,7 +118,7 @@ def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after
     t0 = time.monotonic()
     threads = [in_thread(lambda s=s: one(s)) for s in range(20)]
     for t, _ in threads:
-        t.join(90)
+        t.join(max(0.0, t0 + BURST_TIMEOUT + 30 - time.monotonic()))
     wall = time.monotonic() - t0
     assert not any(t.is_alive() for t, _ in threads), "a request hung"
     answers = [out["r"] for _, out in threads]
