@@ -15,8 +15,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from features import selectors
+from features.api.common import parse_index
 from features.api.inputs import INT32_MAX
 from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm, ListForm, SignupForm
 from features.models import Explanation, Feature, Job
@@ -55,10 +57,10 @@ def _back(request, fallback: str) -> HttpResponseRedirect:
 
 def _index(raw: str) -> int:
     """A feature index from the path (ASCII digits, maybe a minus); beyond the column's range no feature has it."""
-    index = int(raw)
-    if not -INT32_MAX <= index <= INT32_MAX:
-        raise Http404("No such feature.")
-    return index
+    try:
+        return parse_index(raw)  # the API's parse, whose 400 is a page's 404
+    except ApiValidationError:
+        raise Http404("No such feature.") from None
 
 
 def _with_top_explanation(features: list[Feature]) -> list[Feature]:

@@ -88,10 +88,11 @@ def _jsonl(data: bytes | None, path: str) -> list[tuple[int, dict]]:
 
 @contextmanager
 def _reading(path: str, line: int | None):
-    """Errors while applying a metadata or config row become a LoadError naming its file and line (a database
-    outage is left to propagate: the task retries it)."""
+    """A savepoint for applying one metadata or config row; its errors become a LoadError naming the file and line
+    (a database outage is left to propagate: the task retries it)."""
     try:
-        yield
+        with transaction.atomic():
+            yield
     except (LoadError, OperationalError, InterfaceError):
         raise
     except Exception as exc:  # noqa: BLE001 - any bad value in upstream metadata must fail the run, not hang it
@@ -133,7 +134,7 @@ def config_import(*, origin: Origin) -> dict[str, int]:
         with transaction.atomic():
             for line_no, rec in rows:
                 if rec.get("name"):
-                    with _reading(path, line_no), transaction.atomic():
+                    with _reading(path, line_no):
                         model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
         counts[filename] = len(rows)
     return counts
@@ -152,7 +153,7 @@ def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bo
         path, release_rows = rows("release.jsonl")
         for line, rec in release_rows[:1]:
             name = _name(rec, path, line)
-            with _reading(path, line), transaction.atomic():
+            with _reading(path, line):
                 release = _upsert(
                     SourceRelease, {"name": name}, _fields(SourceRelease, rec, wire.RELEASE_FIELDS), update
                 )
@@ -160,12 +161,12 @@ def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bo
         if not model_rows and not Model.objects.filter(pk=model_id).exists():
             raise LoadError(f"{path} is missing and model {model_id} does not exist")
         for line, rec in model_rows[:1]:
-            with _reading(path, line), transaction.atomic():
+            with _reading(path, line):
                 _upsert(Model, {"id": model_id}, _fields(Model, rec, wire.MODEL_FIELDS), update)
         path, set_rows = rows("sourceset.jsonl")
         line, set_rec = set_rows[0] if set_rows else (None, None)
         set_name = _name(set_rec, path, line) if set_rec else _set_name(source_id)
-        with _reading(path, line), transaction.atomic():
+        with _reading(path, line):
             set_fields = _fields(SourceSet, set_rec, wire.SOURCE_SET_FIELDS) if set_rec else {}
             if set_rec and set_rec.get("releaseName"):
                 release = release or SourceRelease.objects.filter(name=set_rec["releaseName"]).first()
@@ -174,7 +175,7 @@ def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bo
             source_set = _upsert(SourceSet, {"model_id": model_id, "name": set_name}, set_fields, update)
         path, src_rows = rows("source.jsonl")
         line, src_rec = src_rows[0] if src_rows else (None, None)
-        with _reading(path, line), transaction.atomic():
+        with _reading(path, line):
             src_fields = _fields(Source, src_rec, wire.SOURCE_FIELDS) if src_rec else {}
             src_fields["source_set"] = source_set
             return _upsert(Source, {"model_id": model_id, "name": source_id}, src_fields, update)

@@ -469,7 +469,7 @@ def _values_check(rec: dict, checks: dict, *, strict: bool) -> list[str]:
         ):
             continue
         if code == "int":
-            if type(value) is float and not math.isfinite(value) and nullable:
+            if t is float and not math.isfinite(value) and nullable:
                 rec[name] = None
                 notes.append(f"{name} was {value}, stored as NULL (row kept)")
             else:
@@ -668,7 +668,7 @@ def _copy_array(name: str, value) -> bytes:
 
 def _copy_array_slow(value: list) -> bytes:
     parts = ["NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value]
-    return "".join(_COPY_ESCAPES.get(ch, ch) for ch in "{" + ",".join(parts) + "}").encode()
+    return _copy_text("{" + ",".join(parts) + "}")
 
 
 def _feature_ids(source_pk: int) -> dict[int, int]:

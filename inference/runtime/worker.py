@@ -46,6 +46,11 @@ def _sae(ref: dict):
         raise UserError(f"Cannot load SAE {ref}: {exc}") from exc
 
 
+def _index_check(sae, index: int):
+    if not 0 <= index < sae.cfg.d_sae:
+        raise UserError(f"Feature index {index} is outside the SAE (d_sae={sae.cfg.d_sae})")
+
+
 def _check_length(lm: LoadedModel, n: int, extra: int = 0):
     if n + extra > lm.model.cfg.n_ctx:
         raise UserError(
@@ -65,8 +70,7 @@ def run_activation_single(payload: dict) -> dict:
         _check_length(lm, len(acts.tokenize(lm, text).ids))
         if "sae" in probe:
             sae = _sae(probe["sae"])
-            if not 0 <= probe["index"] < sae.cfg.d_sae:
-                raise UserError(f"Feature index {probe['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
+            _index_check(sae, probe["index"])
             results.append(acts.feature_values(lm, text=text, sae=sae, index=probe["index"]))
         else:
             if len(probe["vector"]) != lm.d_model:
@@ -131,8 +135,7 @@ def run_cossim(payload: dict) -> dict:
     _lm(payload)  # the worker serves one model; loading it here keeps eager mode honest too
     sae = _sae(payload["sae"])
     target = _sae(payload["target_sae"])
-    if not 0 <= payload["index"] < sae.cfg.d_sae:
-        raise UserError(f"Feature index {payload['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
+    _index_check(sae, payload["index"])
     query = sae.W_dec[payload["index"]].detach()
     try:
         rows = acts.decoder_cossim(query=query, target_sae=target, num_results=payload["num_results"])
@@ -146,8 +149,7 @@ def _steer_vectors(payload: dict) -> list[steering.SteerVector]:
     for item in payload.get("features", []):
         if "sae" in item:
             sae = _sae(item["sae"])
-            if not 0 <= item["index"] < sae.cfg.d_sae:
-                raise UserError(f"Feature index {item['index']} is outside the SAE (d_sae={sae.cfg.d_sae})")
+            _index_check(sae, item["index"])
             vec = sae.W_dec[item["index"]].detach().float().tolist()
             hook = sae_hook_name(sae)
         else:
