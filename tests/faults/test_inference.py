@@ -129,9 +129,17 @@ def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after
     assert all("busy" in r.json()["message"] and int(r["Retry-After"]) > 0 for r in refused)
     assert len(refused) >= 20 - 4 - 4 and served  # a burst: at most 4 in flight, a few more once slots free
     assert all(r.json()["STEERED"] and r.json()["DEFAULT"] for r in served)
-    assert max(t for r, t in answers if r.status_code == 503) < 2  # refusals are immediate
+    # Refusals are immediate: none waits for a slot or a generation. Measured against the slowest served request
+    # (it waited behind at least three generations) rather than a fixed 2 s, which the 20 threads' own start-up
+    # (a DB connection each, one GIL, a worker on the other core) overran on a loaded CI machine (2.26 s).
+    refused_t = sorted(t for r, t in answers if r.status_code == 503)
+    served_t = sorted(t for r, t in answers if r.status_code == 200)
+    assert refused_t[-1] < served_t[-1] / 2, (refused_t, served_t)
     assert SteerOutput.objects.count() == 2 * len(served)
     assert redis_client().zcard(f"memicos:inference:inflight:{TINY_ID}") == 0  # every slot given back
     after = post(client, "/api/steer", {**STEER, "n_tokens": 8, "seed": 99})
     assert after.status_code == 200
-    print(f"20 concurrent: {len(served)} served, {len(refused)} refused, wall {wall:.1f}s")
+    print(
+        f"20 concurrent: {len(served)} served (slowest {served_t[-1]:.1f}s), {len(refused)} refused "
+        f"(slowest {refused_t[-1]:.2f}s), wall {wall:.1f}s"
+    )
