@@ -23,7 +23,7 @@ register_converter(SegmentConverter, "segment")
 # A feature's address. The index is ASCII digits (`\d` also matches other scripts' digits, which int() reads but
 # a hand-written query does not) and may be negative: rows imported before negatives were refused still exist,
 # and every template that links a feature (here and in other apps) would raise NoReverseMatch on them otherwise.
-FEATURE = r"^(?P<model_id>[-\w]+)/(?P<source_id>[^/\x00]+)/(?P<index>-?[0-9]+)/"
+FEATURE = rf"^(?P<model_id>[-\w]+)/(?P<source_id>{SegmentConverter.regex})/(?P<index>-?[0-9]+)/"
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -54,6 +54,22 @@ def api_key_for():
     return make
 
 
+@pytest.fixture
+def wsgi_handler():
+    """The WSGI handler gunicorn serves (memicos_site/handler.py), called directly, minus closing the DB connection
+    around requests (as Django's test client does): the requests run inside the test's transaction."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from memicos_site.handler import Handler
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield Handler()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 def test_database_url() -> str:
     """A DATABASE_URL for the test database pytest-django created, for subprocesses (workers)."""
     from django.db import connection

@@ -222,15 +222,13 @@ class FeatureWithActivationsOrNullOut(serializers.Field):
     """An item of POST /api/features' answer: null where the feature is unknown or not yours to read."""
 
 
-ListItemOut = make_serializer(
-    "NpListItem",
+ListItemNoteOut = make_serializer(  # presenters.list_item_wire
+    "NpListItemNote",
     KEY_FIELDS,
-    {
-        "description": _str(),
-        "addedAt": serializers.DateTimeField(read_only=True),
-        "userId": _int(allow_null=True),
-        "neuron": FeatureSummaryOut(read_only=True),
-    },
+    {"description": _str(), "addedAt": serializers.DateTimeField(read_only=True), "userId": _int(allow_null=True)},
+)
+ListItemOut = make_serializer(
+    "NpListItem", ListItemNoteOut._declared_fields, {"neuron": FeatureSummaryOut(read_only=True)}
 )
 ListDetailOut = make_serializer(
     "NpListDetail",
@@ -238,19 +236,7 @@ ListDetailOut = make_serializer(
     {"user": UserBriefOut(read_only=True), "neurons": ListItemOut(many=True, read_only=True)},
 )
 ListItemEditedOut = make_serializer(
-    "NpListItemEdited",
-    ListOut._declared_fields,
-    {
-        "item": make_serializer(
-            "NpListItemNote",
-            KEY_FIELDS,
-            {
-                "description": _str(),
-                "addedAt": serializers.DateTimeField(read_only=True),
-                "userId": _int(allow_null=True),
-            },
-        )(read_only=True)
-    },
+    "NpListItemEdited", ListOut._declared_fields, {"item": ListItemNoteOut(read_only=True)}
 )
 ListWithCountOut = make_serializer("NpListWithCount", ListOut._declared_fields, {"featureCount": _int()})
 ListAddedOut = make_serializer(

@@ -119,6 +119,16 @@ def comment_wire(comment, *, key: dict) -> dict:
     }
 
 
+def list_item_wire(item, *, feature) -> dict:
+    """A feature of a list with its note (list/get's `neurons` items, list/edit-feature's `item`)."""
+    return {
+        **feature_key(feature),
+        "description": item.description,
+        "addedAt": item.added_at.isoformat(),
+        "userId": item.user_id,
+    }
+
+
 def list_wire(feature_list, *, url: str) -> dict:
     return {
         "id": feature_list.id,

@@ -12,8 +12,8 @@ from features.api.base import ApiView, AuthedApiView, validated
 from features.api.common import feature_or_404, list_url, with_source_sets
 from features.api.presenters import (
     explanations_by_feature,
-    feature_key,
     feature_summary_wire,
+    list_item_wire,
     list_wire,
     user_brief,
 )
@@ -161,9 +161,7 @@ class ListEditFeatureView(AuthedApiView):
         item = list_edit_feature(
             user=request.user, list_id=data["listId"], feature=feature, description=data["description"]
         )
-        note = {**feature_key(feature), "description": item.description, "addedAt": item.added_at.isoformat(),
-                "userId": item.user_id}  # fmt: skip
-        return _list_answer(request, data["listId"], item=note)
+        return _list_answer(request, data["listId"], item=list_item_wire(item, feature=feature))
 
 
 class ListUpdateView(AuthedApiView):
@@ -220,10 +218,7 @@ class ListGetView(ApiView):
         explanations = explanations_by_feature(features)
         neurons = [
             {
-                **feature_key(item.feature),
-                "description": item.description,
-                "addedAt": item.added_at.isoformat(),
-                "userId": item.user_id,
+                **list_item_wire(item, feature=item.feature),
                 "neuron": feature_summary_wire(item.feature, explanations=explanations[item.feature.pk]),
             }
             for item in items

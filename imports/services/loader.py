@@ -545,7 +545,7 @@ def _feature_fix(rec, state) -> bool:
 
 
 def _activation_fix(rec, state) -> bool:
-    dirty = _id_fix(rec)
+    dirty = _id_fix(rec, Activation._meta.pk.max_length)
     z = rec.pop("zIndices", None)
     if z is not None:
         if not (isinstance(z, list) and len(z) == 2):
@@ -567,7 +567,7 @@ def _activation_fix(rec, state) -> bool:
 def _explanation_fix(rec, state) -> bool:
     if not isinstance(rec.get("description"), str):
         raise _RowProblem("description is missing")
-    dirty = _id_fix(rec)
+    dirty = _id_fix(rec, Explanation._meta.pk.max_length)
     for name in ("typeName", "explanationModelName"):
         if (v := rec.get(name)) is not None and not isinstance(v, str):
             raise _RowProblem(f"{name} must be a string, not {type(v).__name__}")
@@ -578,12 +578,12 @@ def _explanation_fix(rec, state) -> bool:
     return dirty
 
 
-def _id_fix(rec) -> bool:
+def _id_fix(rec, max_length: int) -> bool:
     """Ids are strings; a number is taken as its text (json_to_record would do the same)."""
     value = rec.get("id")
     if value is None or isinstance(value, str):
-        if value is not None and (len(value) > 64 or "\x00" in value):
-            raise _RowProblem(f"id {value[:80]!r} is not a valid id (at most 64 characters, no NUL)")
+        if value is not None and (len(value) > max_length or "\x00" in value):
+            raise _RowProblem(f"id {value[:80]!r} is not a valid id (at most {max_length} characters, no NUL)")
         return False
     if type(value) is int:
         rec["id"] = str(value)
@@ -703,16 +703,14 @@ def _foreign_ids_drop(cursor, spec: _Spec, stage: str, source: Source, result: L
         owner = f"JOIN {Feature._meta.db_table} f ON f.id = t.feature_id JOIN {Source._meta.db_table} o ON o.id = f.source_id"
     else:
         owner = f"JOIN {Source._meta.db_table} o ON o.id = t.source_id"
-    cursor.execute(
+    return _stage_drop(
+        cursor,
         f"DELETE FROM {stage} s USING {spec.table} t {owner} WHERE t.id = s._key AND o.id <> %s "
         "RETURNING s._line, s._key, o.model_id, o.name",
         [source.pk],
+        result,
+        lambda key, model_id, name: f"id {key!r} already belongs to source {model_id}/{name} (row not loaded)",
     )
-    taken = sorted(cursor.fetchall())
-    for line, key, model_id, name in taken:
-        result.add_error(line, f"id {key!r} already belongs to source {model_id}/{name} (row not loaded)")
-    result.rows_skipped += len(taken)
-    return len(taken)
 
 
 def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, result: LoadResult) -> int:
@@ -721,16 +719,25 @@ def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, resu
     files loading at once still see each other's rows; a re-run of a file never sees its own (rolled back or
     loaded before this run's floor)."""
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext('memicos.import.features'), %s)", [source.pk % (1 << 31)])
-    cursor.execute(
+    return _stage_drop(
+        cursor,
         f"DELETE FROM {stage} s USING {Feature._meta.db_table} t "
         "WHERE t.source_id = %s AND t.index = s._ref AND t.id > %s RETURNING s._line, s._ref",
         [source.pk, floor],
+        result,
+        lambda index: f"duplicate index {index}: already loaded from another file of this import (first kept)",
     )
-    repeated = sorted(cursor.fetchall())
-    for line, index in repeated:
-        result.add_error(line, f"duplicate index {index}: already loaded from another file of this import (first kept)")
-    result.rows_skipped += len(repeated)
-    return len(repeated)
+
+
+def _stage_drop(cursor, delete_sql: str, params: list, result: LoadResult, reason: Callable[..., str]) -> int:
+    """Run a DELETE … RETURNING _line, … on the stage; each row it removed is reported (in line order) with
+    reason(the other returned columns) and counted as skipped. Returns how many."""
+    cursor.execute(delete_sql, params)
+    dropped = sorted(cursor.fetchall())
+    for line, *rest in dropped:
+        result.add_error(line, reason(*rest))
+    result.rows_skipped += len(dropped)
+    return len(dropped)
 
 
 def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | None) -> int:

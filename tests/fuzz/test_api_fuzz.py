@@ -156,21 +156,6 @@ def empty_queues():
     purge_queues()
 
 
-@pytest.fixture
-def wsgi_app():
-    """Django's WSGI application, minus closing the DB connection around requests (as Django's test client does):
-    the requests run inside the test's transaction."""
-    from django.core.signals import request_finished, request_started
-    from django.core.wsgi import get_wsgi_application
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield get_wsgi_application()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -180,14 +165,14 @@ def wsgi_app():
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_fuzzed_input_with_a_documented_non_5xx_response(
-    case, fuzz_data, wsgi_app, empty_queues
+    case, fuzz_data, wsgi_handler, empty_queues
 ):
     from memicos_site.celery import app as celery_app
 
     celery_app.conf.task_always_eager = case.operation.definition.raw.get("operationId") in EAGER_OPERATIONS
     savepoint = transaction.savepoint()
     try:
-        response = case.call(app=wsgi_app, headers=fuzz_data["headers"])
+        response = case.call(app=wsgi_handler, headers=fuzz_data["headers"])
     finally:
         transaction.savepoint_rollback(savepoint)
         celery_app.conf.task_always_eager = True

@@ -9,10 +9,7 @@ import types
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 
-from memicos_site.handler import Handler
 from tests.factories import ActivationFactory, ExplanationFactory, FeatureFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,16 +22,6 @@ def feature():
         ActivationFactory(feature=feature)
     ExplanationFactory(feature=feature)
     return feature
-
-
-@pytest.fixture
-def in_test_transaction():
-    # As Django's test client does: a request's start and end would otherwise close the test's connection.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 def _serve(app, path: str) -> tuple[str, bytes]:
@@ -67,11 +54,11 @@ def _garbage_of(app, paths: list[str]) -> tuple[list, list]:
     return answers, garbage
 
 
-def test_no_request_leaves_a_reference_cycle_and_every_answer_is_whole(feature, in_test_transaction):
+def test_no_request_leaves_a_reference_cycle_and_every_answer_is_whole(feature, wsgi_handler):
     m, s, i = feature.model_id, feature.source.name, feature.index
     paths = [f"/api/feature/{m}/{s}/{i}", f"/{m}/{s}/{i}/", "/api/feature/no-such-model/x/1"]
 
-    answers, garbage = _garbage_of(Handler(), paths)
+    answers, garbage = _garbage_of(wsgi_handler, paths)
 
     assert [status[:3] for status, _ in answers] == ["200", "200", "404"]
     assert b"parrots and other talking birds" in answers[0][1] and b'"tokens"' in answers[0][1]
@@ -84,17 +71,18 @@ def test_no_request_leaves_a_reference_cycle_and_every_answer_is_whole(feature, 
     assert others == [], sorted({type(o).__qualname__ for o in others})
 
 
-def test_a_django_template_page_leaves_only_the_template_contexts_own_cycle(in_test_transaction):
+def test_a_django_template_page_leaves_only_the_template_contexts_own_cycle(wsgi_handler):
     # Django's Context and each ContextDict it pushes point at each other, whoever renders them: that cycle stays,
     # but nothing of the request or response is caught in it.
-    (answer,), garbage = _garbage_of(Handler(), ["/no-such-page/"])
+    (answer,), garbage = _garbage_of(wsgi_handler, ["/no-such-page/"])
     assert answer[0].startswith("404")
     kinds = {type(o).__qualname__ for o in garbage}
     assert "ContextDict" in kinds and not kinds & {"WSGIRequest", "HttpResponseNotFound", "SessionStore"}
 
 
-def test_djangos_own_handler_leaves_the_response_data_in_cycles(feature, in_test_transaction):
+def test_djangos_own_handler_leaves_the_response_data_in_cycles(feature, wsgi_handler):
     # What the handler is for: with Django's, a request's objects, its API response's data among them, wait for gc.
+    # (wsgi_handler only for its test-transaction set-up: Django's own handler serves here.)
     path = f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}"
     _answers, garbage = _garbage_of(WSGIHandler(), [path])
     kinds = {type(o).__qualname__ for o in garbage}
