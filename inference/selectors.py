@@ -35,6 +35,11 @@ def task_claim_key(task_id: str) -> str:
     return f"memicos:inference:claim:{task_id}"
 
 
+def steer_cancel_key(stream_key: str) -> str:
+    """Set by the web side when a streamed steer's client hangs up; the worker stops at its next token."""
+    return f"{stream_key}:cancel"
+
+
 def inference_task_worker_lost(*, model_id: str, task_id: str) -> bool:
     """True when the worker that took this request has stopped (its heartbeat is stale), or when nobody took
     it and no worker for the model is alive. False while it runs, or waits in the queue for a live worker."""

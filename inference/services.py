@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -26,11 +27,13 @@ from inference.selectors import (
     inference_task_worker_lost,
     inference_workers_alive,
     redis_client,
+    steer_cancel_key,
 )
 from memicos_site.celery import app
 from memicos_site.cpu_gate import released
 from memicos_site.queues import inference_queue
 
+log = logging.getLogger(__name__)
 STEER_VERSION = 2  # bump when generation changes so old cached outputs are not served for new settings
 RETRY_AFTER_S = 5
 
@@ -363,6 +366,17 @@ def steer_run(*, req: SteerRequest, user) -> dict[str, SteerOutput]:
     return rows
 
 
+def _end_stream(r, stream_key: str, *, cancel: bool) -> None:
+    try:
+        pipe = r.pipeline()
+        if cancel:
+            pipe.set(steer_cancel_key(stream_key), 1, ex=tasks.STREAM_TTL_S)
+        pipe.delete(stream_key)
+        pipe.execute()
+    except Exception:  # Redis down: the worker runs to n_tokens and the list expires; the caller's error stands
+        log.exception("inference: could not end the steer stream %s", stream_key)
+
+
 def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
     """Yield {"partial": {type: text}} while generating, then {"rows": {type: SteerOutput}}.
 
@@ -382,27 +396,33 @@ def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
         else:
             result = _enqueue(tasks.steer, model=req.model, args=[payload, stream_key], timeout=timeout)
         deadline = time.monotonic() + timeout
-        while True:
-            item = r.blpop([stream_key], timeout=1)
-            if item is None:
-                if result.ready():
+        finished = False
+        try:
+            while True:
+                item = r.blpop([stream_key], timeout=1)
+                if item is None:
+                    if result.ready():
+                        break
+                    if time.monotonic() > deadline:
+                        raise InferenceError(f"Model {req.model.id} did not answer within {timeout}s", status=504)
+                    if not _eager() and inference_task_worker_lost(model_id=req.model.id, task_id=result.id):
+                        raise InferenceError("The inference worker stopped during the request; retry",
+                                             retry_after=RETRY_AFTER_S)  # fmt: skip
+                    continue
+                frame = json.loads(item[1])
+                if frame.get("done"):
                     break
-                if time.monotonic() > deadline:
-                    raise InferenceError(f"Model {req.model.id} did not answer within {timeout}s", status=504)
-                if not _eager() and inference_task_worker_lost(model_id=req.model.id, task_id=result.id):
-                    raise InferenceError("The inference worker stopped during the request; retry",
-                                         retry_after=RETRY_AFTER_S)  # fmt: skip
-                continue
-            frame = json.loads(item[1])
-            if frame.get("done"):
-                break
-            for kind, out in frame["partial"].items():
-                prompt = req.prompt if not req.chat else ""
-                partial[kind] = {"text": (prompt or "") + out["text"]}
-            yield {"partial": dict(partial)}
-        value = _wait(result, model=req.model, timeout=max(1, int(deadline - time.monotonic())))
+                for kind, out in frame["partial"].items():
+                    prompt = req.prompt if not req.chat else ""
+                    partial[kind] = {"text": (prompt or "") + out["text"]}
+                yield {"partial": dict(partial)}
+            value = _wait(result, model=req.model, timeout=max(1, int(deadline - time.monotonic())))
+            finished = True
+        finally:
+            # Closed early (the client hung up: the server closes the response at its next failed write) or
+            # failed: tell the worker to stop generating for nobody.
+            _end_stream(r, stream_key, cancel=not finished)
         results.update(_collect(req, value))
-        r.delete(stream_key)
     rows = {**cached, **_save_outputs(req, results, user)}
     _link(rows)
     yield {"rows": rows}

@@ -24,7 +24,14 @@ import time
 from celery import current_task, shared_task
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
-from inference.selectors import heartbeat_key, heartbeat_ttl, redis_client, task_claim_key, worker_member
+from inference.selectors import (
+    heartbeat_key,
+    heartbeat_ttl,
+    redis_client,
+    steer_cancel_key,
+    task_claim_key,
+    worker_member,
+)
 from memicos_site.queues import INFERENCE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -97,23 +104,46 @@ def cossim(payload: dict) -> dict:
 
 @shared_task(name="inference.steer", **INTERACTIVE)
 def steer(payload: dict, stream_key: str = "") -> dict:
-    """Generate; with stream_key, push the cumulative texts to a Redis list after every token."""
-    on_token = None
-    if stream_key:
-        r = redis_client()
+    """Generate; with stream_key, push the cumulative texts to a Redis list after every token, and stop as soon
+    as the web side marks the stream cancelled (its client hung up): an orphan generation would hold the
+    model's only worker for the whole n_tokens while later requests wait."""
+    if not stream_key:
+        return _run("run_steer", payload)
+    r, cancel_key = redis_client(), steer_cancel_key(stream_key)
+    if r.exists(cancel_key):  # hung up while this waited in the queue
+        return _cancelled(0, payload)
+    tokens = 0
 
-        def on_token(partial: dict):
-            frame = {t: {"text": o["text"]} for t, o in partial.items()}
-            pipe = r.pipeline()
-            pipe.rpush(stream_key, json.dumps({"partial": frame}))
-            pipe.expire(stream_key, STREAM_TTL_S)
-            pipe.execute()
+    def on_token(partial: dict):
+        nonlocal tokens
+        tokens += 1
+        frame = {t: {"text": o["text"]} for t, o in partial.items()}
+        pipe = r.pipeline()
+        pipe.rpush(stream_key, json.dumps({"partial": frame}))
+        pipe.expire(stream_key, STREAM_TTL_S)
+        pipe.exists(cancel_key)
+        if pipe.execute()[-1]:
+            raise _Cancelled
 
-    result = _run("run_steer", payload, on_token=on_token)
-    if stream_key:
-        r.rpush(stream_key, json.dumps({"done": True}))
-        r.expire(stream_key, STREAM_TTL_S)
+    try:
+        result = _run("run_steer", payload, on_token=on_token)
+    except _Cancelled:
+        r.delete(stream_key)
+        return _cancelled(tokens, payload)
+    r.rpush(stream_key, json.dumps({"done": True}))
+    r.expire(stream_key, STREAM_TTL_S)
     return result
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _cancelled(tokens: int, payload: dict) -> dict:
+    n_tokens = payload["settings"]["n_tokens"]
+    log.info("inference: steer cancelled by its caller after %d of %d tokens", tokens, n_tokens)
+    return {"error": f"Cancelled by the caller after {tokens} of {n_tokens} tokens", "status": 499,
+            "cancelled": True, "tokens": tokens}  # fmt: skip
 
 
 # --- worker lifecycle: load the model once, then heartbeat -------------------------------------------

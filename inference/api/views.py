@@ -6,6 +6,7 @@ and calls one service that enqueues a task on the model's queue (inference/servi
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from django.http import Http404, StreamingHttpResponse
@@ -331,11 +332,14 @@ class _SteerBase(InferenceView):
 
     def frames(self, req: SteerRequest, slot):
         try:
-            for event in services.steer_stream(req=req, user=self.request.user):
-                if "rows" in event:
-                    yield _sse(pres.steer_wire(self.request, event["rows"], chat=self.chat))
-                else:
-                    yield _sse(self.partial(req, event["partial"]))
+            # closing(): a client that hangs up closes this generator, and that must reach steer_stream now
+            # (it stops the worker), not whenever the suspended generator is collected
+            with contextlib.closing(services.steer_stream(req=req, user=self.request.user)) as events:
+                for event in events:
+                    if "rows" in event:
+                        yield _sse(pres.steer_wire(self.request, event["rows"], chat=self.chat))
+                    else:
+                        yield _sse(self.partial(req, event["partial"]))
         except InferenceError as exc:
             yield _sse({"message": exc.message, "status": exc.status})
         finally:

@@ -1,18 +1,22 @@
-"""Inference workers under faults and load: a worker SIGKILLed mid-request, 20 concurrent steering requests."""
+"""Inference workers under faults and load: a worker SIGKILLed mid-request, a streaming client that hangs up,
+20 concurrent steering requests."""
 
 import json
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
+from celery.result import AsyncResult
 from django.db import connection
 
 from features.models import SteerOutput
 from inference import services
 from inference.selectors import heartbeat_key, redis_client, task_claim_key
 from memicos_site.queues import inference_queue
-from tests.faults.conftest import post, wait_until
+from tests.faults.conftest import http_status, post, wait_until, web_start
 from tests.inference.conftest import TINY_ID
 
 pytestmark = [pytest.mark.slow]
@@ -95,6 +99,62 @@ def test_a_worker_killed_mid_request_is_a_prompt_503_while_others_live_and_the_r
     wait_until(lambda: sent[0].state == "REVOKED", 20, "the restarted worker to discard the expired request")
     assert r.get(task_claim_key(sent[0].id)) == claim  # no worker ran it again
     assert SteerOutput.objects.count() == 2  # the later request's DEFAULT + STEERED only
+
+
+def _claims() -> set[bytes]:
+    return set(redis_client().scan_iter(task_claim_key("*")))
+
+
+def _stream_and_hang_up(base: str, body: dict) -> float:
+    """POST a streamed steer on a raw socket, read until its first SSE frame, then close: a browser tab closed
+    mid-generation. Returns when the first frame came (monotonic)."""
+    host, port = base.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    head = (f"POST /api/steer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head + data)
+        seen = b""
+        while b"\ndata: " not in seen and b"\r\ndata: " not in seen:
+            chunk = sock.recv(4096)
+            assert chunk, seen  # the server closed before any frame
+            seen += chunk
+        assert seen.startswith(b"HTTP/1.1 200") and b"text/event-stream" in seen, seen[:300]
+        return time.monotonic()
+
+
+def test_a_streaming_client_that_hangs_up_stops_the_generation_and_frees_the_worker_and_its_slot(
+    tiny_db, start_worker, short_ttl
+):
+    start_worker([inference_queue(TINY_ID)], name="inf-cancel", MEMICOS_HEARTBEAT_TTL=TTL)
+    workers_alive(1)
+    web, base = web_start(MEMICOS_HEARTBEAT_TTL=TTL, MEMICOS_STEER_TIMEOUT=120)
+    try:
+        wait_until(lambda: http_status(f"{base}/api/feature/{TINY_ID}/0-res-std/3") == 200, 60, "the web server")
+        before = _claims()
+        hung_up = _stream_and_hang_up(base, {**STEER, "n_tokens": 250, "seed": 1, "stream": True})
+        claim = wait_until(lambda: _claims() - before, 10, "the worker's claim of the request").pop()
+        task_id = claim.decode().removeprefix(task_claim_key(""))
+        value = AsyncResult(task_id).get(timeout=60, propagate=False)
+        stopped = time.monotonic() - hung_up
+        # It stops within a few tokens of the hang-up (the server notices at its next failed write), not after 250:
+        # before this was handled, the orphan generation held the model's only worker to the end.
+        assert value.get("cancelled") and value["status"] == 499, value
+        assert value["tokens"] < 125, value
+        r = redis_client()
+        wait_until(lambda: r.zcard(f"memicos:inference:inflight:{TINY_ID}") == 0, 10, "the request's slot back")
+        assert [k for k in r.scan_iter("memicos:steer:stream:*") if not k.endswith(b":cancel")] == []
+        assert SteerOutput.objects.count() == 0  # nothing saved for a caller who left
+
+        t0 = time.monotonic()
+        again = requests.post(f"{base}/api/steer", json={**STEER, "n_tokens": 8, "seed": 2}, timeout=60)
+        assert again.status_code == 200 and again.json()["STEERED"], again.text
+        print(f"hang-up: worker stopped after {value['tokens']} of 250 tokens, {stopped:.2f}s after it; "
+              f"the next steer took {time.monotonic() - t0:.2f}s")  # fmt: skip
+        assert SteerOutput.objects.count() == 2
+    finally:
+        web.terminate()
+        web.wait(20)
 
 
 def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after_and_none_hangs(
