@@ -64,7 +64,7 @@ def _run(name: str, payload: dict, **kwargs) -> dict:
 
     _claim()
     try:
-        return getattr(worker, name)(payload, **kwargs)
+        return worker.call(name, payload, **kwargs)
     except worker.UserError as exc:
         return _error(exc)
 

@@ -7,6 +7,7 @@ may hold several, hence the dict.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import torch
@@ -23,6 +24,14 @@ _lock = threading.Lock()
 
 class UserError(ValueError):
     """A request the runtime refuses (too long, bad SAE, no chat template) → 400 with this message."""
+
+
+def call(name: str, payload: dict, **kwargs) -> dict:
+    """Run the task body `name` without autograd, whatever the calling thread's grad mode: a worker thread that
+    never loaded a model, or an eager test after a training test, would otherwise record a graph of every SAE
+    encode (memory and time for nothing)."""
+    with torch.no_grad():
+        return getattr(sys.modules[__name__], name)(payload, **kwargs)
 
 
 def model_for(model_id: str, loader: dict) -> LoadedModel:
@@ -184,7 +193,6 @@ def run_steer(payload: dict, on_token=None) -> dict:
     for v in vectors:
         if len(v.vector) != lm.d_model:
             raise UserError(f"Steering vector has {len(v.vector)} dimensions, the model {lm.d_model}")
-    torch.set_grad_enabled(False)
     out = steering.generate(
         lm,
         prompt_ids=ids,
