@@ -20,8 +20,9 @@ def memory_source(db, settings, retrieval_var):
     from retrieval.services import memory_source_job_create, memory_source_job_run
 
     settings.VAR_DIR = retrieval_var
-    job = memory_source_job_create(source_id="0-passage-sae", max_passages=N_PASSAGES, width=WIDTH, k=K, steps=150,
-                                   batch_size=64, lr=3e-3)
+    job = memory_source_job_create(
+        source_id="0-passage-sae", max_passages=N_PASSAGES, width=WIDTH, k=K, steps=150, batch_size=64, lr=3e-3
+    )
     job = memory_source_job_run(job_id=job.pk)
     assert job.status == "SUCCEEDED", job.error
     return Source.objects.get(model_id="all-minilm-l6-v2", name="0-passage-sae"), job

@@ -13,10 +13,12 @@ def lm_source(db, tmp_path):
     from tests.factories import ModelFactory, SourceFactory, SourceSetFactory
 
     model = ModelFactory(id="tiny-passages", loader=TINY_LOADER, inference_enabled=True, layers=2, dimension=64)
-    sae_dir = write_sae(tmp_path / "sae", architecture="standard", hook="blocks.0.hook_resid_post", d_in=64,
-                        d_sae=48, seed=3)
-    return SourceFactory(model=model, source_set=SourceSetFactory(model=model, name="res-t"), name="0-res-t",
-                         sae_path=str(sae_dir))
+    sae_dir = write_sae(
+        tmp_path / "sae", architecture="standard", hook="blocks.0.hook_resid_post", d_in=64, d_sae=48, seed=3
+    )
+    return SourceFactory(
+        model=model, source_set=SourceSetFactory(model=model, name="res-t"), name="0-res-t", sae_path=str(sae_dir)
+    )
 
 
 def test_lm_passage_codes_are_per_passage_max_and_retrievable(lm_source, api_client):
@@ -48,8 +50,11 @@ def test_lm_passage_codes_are_per_passage_max_and_retrievable(lm_source, api_cli
 
     # composite retrieval works the same way over this source
     f = PassageCode.objects.filter(source=lm_source).order_by("-value").first()
-    res = api_client.post("/api/retrieve", {"modelId": "tiny-passages", "source": "0-res-t",
-                                            "positive": [{"index": f.feature_index}], "k": 3}, format="json")
+    res = api_client.post(
+        "/api/retrieve",
+        {"modelId": "tiny-passages", "source": "0-res-t", "positive": [{"index": f.feature_index}], "k": 3},
+        format="json",
+    )
     assert res.status_code == 200, res.content
     top = res.json()["results"][0]
     assert top["passageId"] == f.passage_id and top["score"] == pytest.approx(1.0)

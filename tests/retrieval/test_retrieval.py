@@ -20,8 +20,12 @@ def _codes(source) -> dict[int, dict[int, float]]:
 def _busiest_features(source, n):
     from django.db.models import Count
 
-    rows = (PassageCode.objects.filter(source=source).values("feature_index").annotate(c=Count("id"))
-            .order_by("-c", "feature_index"))
+    rows = (
+        PassageCode.objects.filter(source=source)
+        .values("feature_index")
+        .annotate(c=Count("id"))
+        .order_by("-c", "feature_index")
+    )
     return [r["feature_index"] for r in rows[:n]]
 
 
@@ -69,7 +73,9 @@ def test_build_stores_passages_codes_and_dashboards(memory_source):
         assert set(act.values) == {act.max_value}
         assert act.max_value == pytest.approx(codes[passage.pk][f], abs=1e-4)
     tops = [a for a in acts if a.bin_min == -1]
-    assert [round(a.max_value, 4) for a in tops] == sorted((round(c.value, 4) for c in firing), reverse=True)[: len(tops)]
+    assert [round(a.max_value, 4) for a in tops] == sorted((round(c.value, 4) for c in firing), reverse=True)[
+        : len(tops)
+    ]
 
 
 def _direct_scores(source, positive, negative):
@@ -93,17 +99,28 @@ def test_planted_passage_ranks_first(memory_source, api_client):
 
     source, _ = memory_source
     a, b, c, d = _busiest_features(source, 4)
-    mx = {f: max(PassageCode.objects.filter(source=source, feature_index=f).values_list("value", flat=True))
-          for f in (a, b, c, d)}
-    planted = passage_plant(source=source, text="A planted memory, strong on A and B, weak on C.", genre="planted",
-                            codes={a: 0.9 * mx[a], b: 0.9 * mx[b], c: 0.3 * mx[c]})
+    mx = {
+        f: max(PassageCode.objects.filter(source=source, feature_index=f).values_list("value", flat=True))
+        for f in (a, b, c, d)
+    }
+    planted = passage_plant(
+        source=source,
+        text="A planted memory, strong on A and B, weak on C.",
+        genre="planted",
+        codes={a: 0.9 * mx[a], b: 0.9 * mx[b], c: 0.3 * mx[c]},
+    )
     # a decoy stronger on A and B than the planted passage, but also strong on D (which the query excludes)
-    decoy = passage_plant(source=source, text="A decoy, strong on A, B and D.", genre="planted",
-                          codes={a: mx[a], b: mx[b], d: mx[d]})
+    decoy = passage_plant(
+        source=source, text="A decoy, strong on A, B and D.", genre="planted", codes={a: mx[a], b: mx[b], d: mx[d]}
+    )
     positive, negative = [(a, 2.0), (b, 2.0), (c, 0.5)], [(d, 2.0)]
-    body = {"modelId": "all-minilm-l6-v2", "source": "0-passage-sae",
-            "positive": [{"index": i, "weight": w} for i, w in positive],
-            "negative": [{"index": i, "weight": w} for i, w in negative], "k": 100}
+    body = {
+        "modelId": "all-minilm-l6-v2",
+        "source": "0-passage-sae",
+        "positive": [{"index": i, "weight": w} for i, w in positive],
+        "negative": [{"index": i, "weight": w} for i, w in negative],
+        "k": 100,
+    }
     res = api_client.post("/api/retrieve", body, format="json")
     assert res.status_code == 200, res.content
     results = res.json()["results"]

@@ -37,8 +37,22 @@ def test_train_toy_model_and_clamp_cycle_position_feature(db, settings, tmp_path
     from inference.runtime import worker
 
     settings.VAR_DIR = tmp_path
-    call_command("train_toy_model", "cyclic", "--symbols", "4", "--period", "4", "--steps", "200",
-                 "--sae-tokens", "60000", "--sae-width", "16", "--sae-k", "2")
+    call_command(
+        "train_toy_model",
+        "cyclic",
+        "--symbols",
+        "4",
+        "--period",
+        "4",
+        "--steps",
+        "200",
+        "--sae-tokens",
+        "60000",
+        "--sae-width",
+        "16",
+        "--sae-k",
+        "2",
+    )
     model = Model.objects.get(id="toy-cyclic-4x4")
     assert model.loader["kind"] == "toy-cyclic" and model.inference_enabled
     source = Source.objects.get(model=model, name="0-res-cyclic")
@@ -57,8 +71,16 @@ def test_train_toy_model_and_clamp_cycle_position_feature(db, settings, tmp_path
         # the service's pick tracks the same position (two features may share it almost equally)
         assert corr[source.metrics["position_features"][j]["index"]] > 0.9
         feature = Feature.objects.get(source=source, index=f)
-        body = {"modelId": model.id, "source": source.name, "index": f, "prompt": PROMPT, "positions": [6],
-                "mode": "clamp", "value": 2 * feature.max_act_approx, "topK": 3}
+        body = {
+            "modelId": model.id,
+            "source": source.name,
+            "index": f,
+            "prompt": PROMPT,
+            "positions": [6],
+            "mode": "clamp",
+            "value": 2 * feature.max_act_approx,
+            "topK": 3,
+        }
         res = api_client.post("/api/intervene", body, format="json")
         assert res.status_code == 200, res.content
         row = res.json()["positions"][6]
@@ -77,9 +99,19 @@ def test_train_toy_model_and_clamp_cycle_position_feature(db, settings, tmp_path
 
     # ablating the feature of the current position (B = position 1) removes the prediction of C
     f_b = _position_feature(lm, sae, 1)
-    res = api_client.post("/api/intervene", {"modelId": model.id, "source": source.name, "index": f_b,
-                                             "prompt": PROMPT, "positions": [6], "mode": "ablate",
-                                             "hallucination": False}, format="json")
+    res = api_client.post(
+        "/api/intervene",
+        {
+            "modelId": model.id,
+            "source": source.name,
+            "index": f_b,
+            "prompt": PROMPT,
+            "positions": [6],
+            "mode": "ablate",
+            "hallucination": False,
+        },
+        format="json",
+    )
     row = res.json()["positions"][6]
     assert "hallucination" not in res.json()
     after = {p["token"]: p["prob"] for p in row["after"]}
@@ -93,18 +125,41 @@ def test_train_toy_model_and_clamp_cycle_position_feature(db, settings, tmp_path
 
     # the page
     f = source.metrics["position_features"][3]["index"]
-    html = client.get("/intervene", {"source": f"{model.id}/{source.name}", "index": f, "prompt": PROMPT,
-                                     "positions": "6", "mode": "clamp",
-                                     "value": 2 * Feature.objects.get(source=source, index=f).max_act_approx}).content.decode()
+    html = client.get(
+        "/intervene",
+        {
+            "source": f"{model.id}/{source.name}",
+            "index": f,
+            "prompt": PROMPT,
+            "positions": "6",
+            "mode": "clamp",
+            "value": 2 * Feature.objects.get(source=source, index=f).max_act_approx,
+        },
+    ).content.decode()
     assert 'id="intervene-result"' in html and 'id="hallucination"' in html and 'id="position-features"' in html
     assert 'data-position="6"' in html
 
 
-@pytest.mark.parametrize("patch, field", [({"mode": "boost"}, "mode"), ({"positions": []}, "positions"),
-                                          ({"value": None}, "value"), ({"index": -3}, "index")])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"mode": "boost"}, "mode"),
+        ({"positions": []}, "positions"),
+        ({"value": None}, "value"),
+        ({"index": -3}, "index"),
+    ],
+)
 def test_intervene_validation_names_the_field(db, api_client, patch, field):
-    body = {"modelId": "m", "source": "s", "index": 1, "prompt": "A B", "positions": [1], "mode": "clamp",
-            "value": 3.0, **patch}
+    body = {
+        "modelId": "m",
+        "source": "s",
+        "index": 1,
+        "prompt": "A B",
+        "positions": [1],
+        "mode": "clamp",
+        "value": 3.0,
+        **patch,
+    }
     if patch.get("value", 0) is None:
         body.pop("value")
     res = api_client.post("/api/intervene", body, format="json")
@@ -115,11 +170,22 @@ def test_intervene_unknown_or_private_is_404(db, api_client, user, other_user):
     from tests.factories import FeatureFactory, ModelFactory, SourceFactory, SourceSetFactory
 
     model = ModelFactory(id="toy-priv", loader={"kind": "toy-cyclic", "name": "/nonexistent"}, inference_enabled=True)
-    source = SourceFactory(model=model, source_set=SourceSetFactory(model=model, name="res-cyclic"),
-                           name="0-res-cyclic", visibility="PRIVATE", creator=user)
+    source = SourceFactory(
+        model=model,
+        source_set=SourceSetFactory(model=model, name="res-cyclic"),
+        name="0-res-cyclic",
+        visibility="PRIVATE",
+        creator=user,
+    )
     FeatureFactory(model=model, source=source, index=0)
-    body = {"modelId": "toy-priv", "source": "0-res-cyclic", "index": 0, "prompt": "A B", "positions": [1],
-            "mode": "ablate"}
+    body = {
+        "modelId": "toy-priv",
+        "source": "0-res-cyclic",
+        "index": 0,
+        "prompt": "A B",
+        "positions": [1],
+        "mode": "ablate",
+    }
     api_client.force_authenticate(other_user)
     assert api_client.post("/api/intervene", body, format="json").status_code == 404
     assert api_client.post("/api/intervene", {**body, "modelId": "nope"}, format="json").status_code == 404
@@ -133,14 +199,34 @@ def test_intervene_through_a_real_inference_worker(transactional_db, settings, t
     from memicos_site.queues import inference_queue
 
     settings.VAR_DIR = tmp_path
-    call_command("train_toy_model", "cyclic", "--symbols", "4", "--period", "4", "--steps", "200",
-                 "--sae-tokens", "40000", "--model-id", "toy-worker")
+    call_command(
+        "train_toy_model",
+        "cyclic",
+        "--symbols",
+        "4",
+        "--period",
+        "4",
+        "--steps",
+        "200",
+        "--sae-tokens",
+        "40000",
+        "--model-id",
+        "toy-worker",
+    )
     source = Source.objects.get(model_id="toy-worker")
     pf = source.metrics["position_features"][3]  # the feature of position 3 (D): clamped, A should follow
     value = 2 * Feature.objects.get(source=source, index=pf["index"]).max_act_approx
     start_worker([inference_queue("toy-worker")], name="toyworker")
-    body = {"modelId": "toy-worker", "source": source.name, "index": pf["index"], "prompt": PROMPT,
-            "positions": [6], "mode": "clamp", "value": value, "hallucination": False}
+    body = {
+        "modelId": "toy-worker",
+        "source": source.name,
+        "index": pf["index"],
+        "prompt": PROMPT,
+        "positions": [6],
+        "mode": "clamp",
+        "value": value,
+        "hallucination": False,
+    }
     deadline = time.monotonic() + 60
     while True:  # the worker announces itself once its model is loaded
         res = api_client.post("/api/intervene", body, format="json")
