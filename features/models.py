@@ -392,9 +392,7 @@ class ExplanationScore(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["explanation", "score_type", "score_model"], name="explanationscore_uniq"
-            )
+            models.UniqueConstraint(fields=["explanation", "score_type", "score_model"], name="explanationscore_uniq")
         ]
 
 

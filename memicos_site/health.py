@@ -51,12 +51,16 @@ def _ms(started: float) -> float:
 def healthz(request):
     database = _check_database()
     redis_status = _check_redis()
-    workers = _check_workers(timeout=float(request.GET.get("timeout", 1.0))) if redis_status["ok"] else {
-        "ok": False,
-        "count": 0,
-        "workers": {},
-        "error": "Redis is down",
-    }
+    workers = (
+        _check_workers(timeout=float(request.GET.get("timeout", 1.0)))
+        if redis_status["ok"]
+        else {
+            "ok": False,
+            "count": 0,
+            "workers": {},
+            "error": "Redis is down",
+        }
+    )
     ok = database["ok"] and redis_status["ok"]
     body = {"status": "ok" if ok else "error", "database": database, "redis": redis_status, "workers": workers}
     return JsonResponse(body, status=200 if ok else 503)

@@ -26,10 +26,19 @@ class TermIn(serializers.Serializer):
 class RetrieveIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     source = serializers.CharField(max_length=255)
-    positive = TermIn(many=True, allow_empty=False, max_length=MAX_TERMS,
-                      help_text="Features the passages should be strong on: [{index, weight}] (weight default 1).")
-    negative = TermIn(many=True, required=False, default=list, max_length=MAX_TERMS,
-                      help_text="Features the passages should not be on; their weighted codes are subtracted.")
+    positive = TermIn(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_TERMS,
+        help_text="Features the passages should be strong on: [{index, weight}] (weight default 1).",
+    )
+    negative = TermIn(
+        many=True,
+        required=False,
+        default=list,
+        max_length=MAX_TERMS,
+        help_text="Features the passages should not be on; their weighted codes are subtracted.",
+    )
     k = serializers.IntegerField(default=10, min_value=1, max_value=100)
 
     def validate(self, data):
@@ -37,8 +46,9 @@ class RetrieveIn(serializers.Serializer):
         for field in ("positive", "negative"):
             for term in data.get(field, []):
                 if term["index"] in seen:
-                    raise ValidationError({field: f"feature {term['index']} appears more than once "
-                                                  f"(already in {seen[term['index']]})."})
+                    raise ValidationError(
+                        {field: f"feature {term['index']} appears more than once (already in {seen[term['index']]})."}
+                    )
                 seen[term["index"]] = field
         return data
 
@@ -95,16 +105,28 @@ class RetrieveView(ApiView):
         source = source_or_404(model_id=data["modelId"], source_id=data["source"], user=request.user)
         n = selectors.passage_count(source=source)
         if n == 0:
-            raise ValidationError({"source": f"{source.model_id}/{source.name} has no passages "
-                                             "(build it with build_memory_source or passage_codes)."})
+            raise ValidationError(
+                {
+                    "source": f"{source.model_id}/{source.name} has no passages "
+                    "(build it with build_memory_source or passage_codes)."
+                }
+            )
         results = selectors.retrieve(
             source=source,
             positive=[selectors.Term(t["index"], t["weight"]) for t in data["positive"]],
             negative=[selectors.Term(t["index"], t["weight"]) for t in data["negative"]],
             k=data["k"],
         )
-        return Response({"modelId": source.model_id, "source": source.name, "k": data["k"], "nPassages": n,
-                         "scoring": SCORING, "results": results})
+        return Response(
+            {
+                "modelId": source.model_id,
+                "source": source.name,
+                "k": data["k"],
+                "nPassages": n,
+                "scoring": SCORING,
+                "results": results,
+            }
+        )
 
 
 class GenreSpreadView(ApiView):
@@ -113,8 +135,10 @@ class GenreSpreadView(ApiView):
         tags=TAGS,
         summary="How a passage feature's passages spread over genres",
         request=None,
-        responses={200: OpenApiResponse(description="{rows: [{genre, passages, firing, share, base, lift, top}], ...}"),
-                   404: ErrorOut},
+        responses={
+            200: OpenApiResponse(description="{rows: [{genre, passages, firing, share, base, lift, top}], ...}"),
+            404: ErrorOut,
+        },
     )
     def get(self, request, model_id: str, source_id: str, index: str):
         feature = feature_or_404(model_id=model_id, source_id=source_id, index=int(index), user=request.user)
@@ -132,8 +156,12 @@ class InterveneIn(serializers.Serializer):
     source = serializers.CharField(max_length=255)
     index = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
     prompt = serializers.CharField(max_length=2000, help_text="Symbols separated by spaces, e.g. 'A B C D A B'.")
-    positions = serializers.ListField(child=serializers.IntegerField(min_value=0), allow_empty=False, max_length=512,
-                                      help_text="Token positions to edit; 0 is the BOS the prompt gets.")
+    positions = serializers.ListField(
+        child=serializers.IntegerField(min_value=0),
+        allow_empty=False,
+        max_length=512,
+        help_text="Token positions to edit; 0 is the BOS the prompt gets.",
+    )
     mode = serializers.ChoiceField(choices=["clamp", "ablate"])
     value = serializers.FloatField(default=0.0, help_text="The feature's value at those positions (clamp).")
     topK = serializers.IntegerField(default=5, min_value=1, max_value=20)
@@ -147,11 +175,19 @@ class InterveneIn(serializers.Serializer):
 
 class InterveneOut(serializers.Serializer):
     tokens = serializers.ListField(child=serializers.CharField())
-    positions = serializers.ListField(child=serializers.DictField(), help_text=(
-        "[{position, token, featureValue, intervened, before: [{token, prob}], after: [{token, prob}], changed}]"))
-    hallucination = serializers.DictField(required=False, help_text=(
-        "{baseline, intervened: {wrongTokens, tokens, tokenErrorRate, sequencesWithError, sequences, "
-        "sequenceErrorRate}, settings}"))
+    positions = serializers.ListField(
+        child=serializers.DictField(),
+        help_text=(
+            "[{position, token, featureValue, intervened, before: [{token, prob}], after: [{token, prob}], changed}]"
+        ),
+    )
+    hallucination = serializers.DictField(
+        required=False,
+        help_text=(
+            "{baseline, intervened: {wrongTokens, tokens, tokenErrorRate, sequencesWithError, sequences, "
+            "sequenceErrorRate}, settings}"
+        ),
+    )
 
 
 def intervene_run(*, user, data: dict) -> dict:
@@ -159,9 +195,16 @@ def intervene_run(*, user, data: dict) -> dict:
     from retrieval.services import intervene_call
 
     feature = feature_or_404(model_id=data["modelId"], source_id=data["source"], index=data["index"], user=user)
-    return intervene_call(source=feature.source, index=feature.index, prompt=data["prompt"],
-                          positions=data["positions"], mode=data["mode"], value=data["value"], top_k=data["topK"],
-                          hallucination=data["hallucination"])
+    return intervene_call(
+        source=feature.source,
+        index=feature.index,
+        prompt=data["prompt"],
+        positions=data["positions"],
+        mode=data["mode"],
+        value=data["value"],
+        top_k=data["topK"],
+        hallucination=data["hallucination"],
+    )
 
 
 class InterveneView(ApiView):

@@ -72,21 +72,41 @@ def retrieve(*, source: Source, positive: list[Term], negative: list[Term], k: i
         contributions = []
         for index, weight in terms:
             v, _, c = by_index.get(index, (0.0, weight, 0.0))
-            contributions.append({
-                "index": index, "weight": abs(weight), "sign": "positive" if weight > 0 else "negative",
-                "value": float(v), "max": maxima.get(index), "contribution": float(c or 0.0),
-            })
-        out.append({"rank": rank, "passageId": pid, "dataIndex": data_index, "dataSource": data_source,
-                    "genre": genre, "text": text, "planted": planted, "score": float(score),
-                    "contributions": contributions})
+            contributions.append(
+                {
+                    "index": index,
+                    "weight": abs(weight),
+                    "sign": "positive" if weight > 0 else "negative",
+                    "value": float(v),
+                    "max": maxima.get(index),
+                    "contribution": float(c or 0.0),
+                }
+            )
+        out.append(
+            {
+                "rank": rank,
+                "passageId": pid,
+                "dataIndex": data_index,
+                "dataSource": data_source,
+                "genre": genre,
+                "text": text,
+                "planted": planted,
+                "score": float(score),
+                "contributions": contributions,
+            }
+        )
     return out
 
 
 def feature_code_max(*, source: Source, indexes: list[int]) -> dict[int, float]:
     from django.db.models import Max
 
-    rows = (PassageCode.objects.filter(source=source, feature_index__in=indexes).values("feature_index")
-            .annotate(m=Max("value")).values_list("feature_index", "m"))
+    rows = (
+        PassageCode.objects.filter(source=source, feature_index__in=indexes)
+        .values("feature_index")
+        .annotate(m=Max("value"))
+        .values_list("feature_index", "m")
+    )
     return dict(rows)
 
 
@@ -97,8 +117,12 @@ def source_has_passages(*, source: Source) -> bool:
 def passage_sources(*, user):
     """Sources with stored passages that this user may list (for the retrieval page)."""
     has = Exists(Passage.objects.filter(source=OuterRef("pk")))
-    return (Source.objects.filter(listed_q(user), listed_q(user, "source_set__"), listed_q(user, "model__"))
-            .filter(has).select_related("model", "source_set").order_by("model_id", "name"))
+    return (
+        Source.objects.filter(listed_q(user), listed_q(user, "source_set__"), listed_q(user, "model__"))
+        .filter(has)
+        .select_related("model", "source_set")
+        .order_by("model_id", "name")
+    )
 
 
 def passage_count(*, source: Source) -> int:
@@ -113,8 +137,9 @@ def genre_spread(*, feature: Feature, top: int = 20) -> dict | None:
     None when the feature's source has no passages.
     """
     source_id = feature.source_id
-    totals = dict(Passage.objects.filter(source_id=source_id).values("genre").annotate(n=Count("id"))
-                  .values_list("genre", "n"))
+    totals = dict(
+        Passage.objects.filter(source_id=source_id).values("genre").annotate(n=Count("id")).values_list("genre", "n")
+    )
     if not totals:
         return None
     codes = PassageCode.objects.filter(source_id=source_id, feature_index=feature.index, value__gt=0)
@@ -126,14 +151,27 @@ def genre_spread(*, feature: Feature, top: int = 20) -> dict | None:
         fires = firing.get(genre, 0)
         share = fires / n_fire if n_fire else 0.0
         base = n / n_all
-        rows.append({"genre": genre or "(none)", "passages": n, "firing": fires, "share": share, "base": base,
-                     "lift": share / base if base else 0.0, "top": top_rows.count(genre),
-                     "firing_rate": fires / n if n else 0.0})
+        rows.append(
+            {
+                "genre": genre or "(none)",
+                "passages": n,
+                "firing": fires,
+                "share": share,
+                "base": base,
+                "lift": share / base if base else 0.0,
+                "top": top_rows.count(genre),
+                "firing_rate": fires / n if n else 0.0,
+            }
+        )
     rows.sort(key=lambda r: (-r["firing"], r["genre"]))
     return {"rows": rows, "n_passages": n_all, "n_firing": n_fire, "n_top": len(top_rows), "top": top}
 
 
 def toy_sources(*, user):
     """Listed sources of toy models (loader kind toy-cyclic), for the intervention page."""
-    return (Source.objects.filter(listed_q(user), listed_q(user, "source_set__"), listed_q(user, "model__"))
-            .filter(model__loader__kind="toy-cyclic").select_related("model").order_by("model_id", "name"))
+    return (
+        Source.objects.filter(listed_q(user), listed_q(user, "source_set__"), listed_q(user, "model__"))
+        .filter(model__loader__kind="toy-cyclic")
+        .select_related("model")
+        .order_by("model_id", "name")
+    )

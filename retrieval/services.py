@@ -60,29 +60,48 @@ def passages_store(*, source: Source, passages: list[dict], codes: Iterable[tupl
         for j, p in enumerate(planted):
             Passage.objects.filter(pk=p.pk).update(data_index=offset + j)
         rows = Passage.objects.bulk_create(
-            [Passage(source=source, data_index=i, data_source=p.get("data_source", "")[:255],
-                     genre=p.get("genre", "")[:64], text=p["text"]) for i, p in enumerate(passages)],
+            [
+                Passage(
+                    source=source,
+                    data_index=i,
+                    data_source=p.get("data_source", "")[:255],
+                    genre=p.get("genre", "")[:64],
+                    text=p["text"],
+                )
+                for i, p in enumerate(passages)
+            ],
             batch_size=2000,
         )
         ids = [r.pk for r in rows]
         n = 0
         with connection.cursor() as cursor:
             table = PassageCode._meta.db_table
-            with connection.wrap_database_errors, cursor.copy(
-                f"COPY {table} (source_id, passage_id, feature_index, value) FROM STDIN"
-            ) as copy:
+            with (
+                connection.wrap_database_errors,
+                cursor.copy(f"COPY {table} (source_id, passage_id, feature_index, value) FROM STDIN") as copy,
+            ):
                 for row, feature, value in codes:
                     copy.write_row((source.pk, ids[row], int(feature), float(value)))
                     n += 1
     return n
 
 
-def passage_plant(*, source: Source, text: str, codes: dict[int, float], genre: str = "", data_source: str = "") -> Passage:
+def passage_plant(
+    *, source: Source, text: str, codes: dict[int, float], genre: str = "", data_source: str = ""
+) -> Passage:
     """Add a hand-made passage with a given sparse code (a known memory to look for; tests and demos)."""
     with transaction.atomic():
-        last = Passage.objects.filter(source=source).order_by("-data_index").values_list("data_index", flat=True).first()
-        p = Passage.objects.create(source=source, data_index=0 if last is None else last + 1,
-                                   data_source=data_source or "planted", genre=genre, text=text, planted=True)
+        last = (
+            Passage.objects.filter(source=source).order_by("-data_index").values_list("data_index", flat=True).first()
+        )
+        p = Passage.objects.create(
+            source=source,
+            data_index=0 if last is None else last + 1,
+            data_source=data_source or "planted",
+            genre=genre,
+            text=text,
+            planted=True,
+        )
         PassageCode.objects.bulk_create(
             [PassageCode(source=source, passage=p, feature_index=int(f), value=float(v)) for f, v in codes.items() if v]
         )
@@ -110,11 +129,31 @@ def embedder_model_ensure() -> Model:
     return model
 
 
-def memory_source_job_create(*, source_id: str = DEFAULT_SOURCE_ID, corpus: str = "brown",
-                             max_passages: int | None = None, width: int = 512, k: int = 8, steps: int = 3000,
-                             batch_size: int = 256, lr: float = 1e-3, seed: int = 42, created_by=None) -> Job:
-    params = {"model_id": EMBEDDER_MODEL_ID, "source_id": source_id, "corpus": corpus, "max_passages": max_passages,
-              "width": width, "k": k, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+def memory_source_job_create(
+    *,
+    source_id: str = DEFAULT_SOURCE_ID,
+    corpus: str = "brown",
+    max_passages: int | None = None,
+    width: int = 512,
+    k: int = 8,
+    steps: int = 3000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 42,
+    created_by=None,
+) -> Job:
+    params = {
+        "model_id": EMBEDDER_MODEL_ID,
+        "source_id": source_id,
+        "corpus": corpus,
+        "max_passages": max_passages,
+        "width": width,
+        "k": k,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+    }
     return _job(KIND_BUILD, f"{EMBEDDER_MODEL_ID}/{source_id}", params, created_by)
 
 
@@ -122,16 +161,29 @@ def _source_register(*, model: Model, source_id: str, sae_dir: Path, metrics: di
     cfg = json.loads((sae_dir / "cfg.json").read_text())
     set_name = source_id.split("-", 1)[1] if "-" in source_id else source_id
     source_set, _ = SourceSet.objects.get_or_create(
-        model=model, name=set_name,
-        defaults={"description": "SAEs on sentence embeddings of whole passages (sparse memory retrieval)",
-                  "type": "passage-sae", "creator_name": "memicos"},
+        model=model,
+        name=set_name,
+        defaults={
+            "description": "SAEs on sentence embeddings of whole passages (sparse memory retrieval)",
+            "type": "passage-sae",
+            "creator_name": "memicos",
+        },
     )
     source, _ = Source.objects.update_or_create(
-        model=model, name=source_id,
-        defaults={"source_set": source_set, "sae_path": str(sae_dir.resolve()), "saelens_config": cfg,
-                  "inference_enabled": False, "has_dashboards": True, "metrics": metrics, "dataset": corpus,
-                  "num_prompts": n, "num_tokens_in_prompt": None,
-                  "notes": "Each activation is one passage; the feature's value is shown on every word of it."},
+        model=model,
+        name=source_id,
+        defaults={
+            "source_set": source_set,
+            "sae_path": str(sae_dir.resolve()),
+            "saelens_config": cfg,
+            "inference_enabled": False,
+            "has_dashboards": True,
+            "metrics": metrics,
+            "dataset": corpus,
+            "num_prompts": n,
+            "num_tokens_in_prompt": None,
+            "notes": "Each activation is one passage; the feature's value is shown on every word of it.",
+        },
     )
     if not model.default_source_id:
         Model.objects.filter(pk=model.pk).update(default_source_id=source_id, default_source_set_name=set_name)
@@ -161,8 +213,15 @@ def memory_source_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
             raise ValueError(f"Corpus {p['corpus']!r} has no passages of at least {rt.MIN_WORDS} words")
         work = var_dir() / "work" / "passages" / model.id / p["source_id"]
         work.mkdir(parents=True, exist_ok=True)
-        stamp = json.dumps({"corpus": p["corpus"], "max_passages": p["max_passages"], "seed": p["seed"],
-                            "n": len(passages), "first": passages[0].data_source})
+        stamp = json.dumps(
+            {
+                "corpus": p["corpus"],
+                "max_passages": p["max_passages"],
+                "seed": p["seed"],
+                "n": len(passages),
+                "first": passages[0].data_source,
+            }
+        )
         emb_file = work / "embeddings.pt"
         cached = torch.load(emb_file) if emb_file.exists() else None
         if cached is not None and cached.get("stamp") == stamp:
@@ -174,31 +233,46 @@ def memory_source_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
             emb_file.with_suffix(".tmp").rename(emb_file)
         sae_dir = var_dir() / "saes" / model.id / p["source_id"]
         sae_stamp = json.dumps({**json.loads(stamp), **{k: p[k] for k in ("width", "k", "steps", "batch_size", "lr")}})
-        if (sae_dir / "metrics.json").exists() and (sae_dir / "build.json").exists() \
-                and (sae_dir / "build.json").read_text() == sae_stamp:
+        if (
+            (sae_dir / "metrics.json").exists()
+            and (sae_dir / "build.json").exists()
+            and (sae_dir / "build.json").read_text() == sae_stamp
+        ):
             metrics = json.loads((sae_dir / "metrics.json").read_text())
         else:
             say(f"training SAE (width {p['width']}, k {p['k']}, {p['steps']} steps)")
             metrics = rt.passage_sae_train(
-                emb, sae_dir, rt.PassageSaeParams(width=p["width"], k=p["k"], steps=p["steps"],
-                                                  batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"]),
+                emb,
+                sae_dir,
+                rt.PassageSaeParams(
+                    width=p["width"], k=p["k"], steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"]
+                ),
                 dataset=p["corpus"],
             )
             (sae_dir / "build.json").write_text(sae_stamp)
-        source = _source_register(model=model, source_id=p["source_id"], sae_dir=sae_dir, metrics=metrics,
-                                  corpus=p["corpus"], n=len(passages))
+        source = _source_register(
+            model=model, source_id=p["source_id"], sae_dir=sae_dir, metrics=metrics, corpus=p["corpus"], n=len(passages)
+        )
         sae = rt.passage_sae_load(sae_dir)
         codes = rt.passage_codes_embedded(sae, emb)
         say("storing passages and codes")
         n_codes = passages_store(
-            source=source, codes=codes,
+            source=source,
+            codes=codes,
             passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
         )
         say("writing dashboards")
         feats, acts = rt.passage_dashboard_records(sae, passages, codes, model_id=model.id, source_id=source.name)
         _dashboards_write(source=source, features=feats, activations=acts)
-        result = {"source_id": source.name, "sae_path": str(sae_dir), "passages": len(passages), "codes": n_codes,
-                  "features": len(feats), "activations": len(acts), "metrics": metrics}
+        result = {
+            "source_id": source.name,
+            "sae_path": str(sae_dir),
+            "passages": len(passages),
+            "codes": n_codes,
+            "features": len(feats),
+            "activations": len(acts),
+            "metrics": metrics,
+        }
         job_finish(job_id=job_id, message=f"{len(passages)} passages, {len(feats)} features", result=result)
     except Exception as exc:
         job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
@@ -213,20 +287,38 @@ def _dashboards_write(*, source: Source, features: list[dict], activations: list
     with transaction.atomic():
         records_load(kind="features", model_id=source.model_id, source_id=source.name, records=features)
         for b in range(0, len(activations), ACTIVATION_BATCH):
-            records_load(kind="activations", model_id=source.model_id, source_id=source.name,
-                         records=activations[b : b + ACTIVATION_BATCH])
+            records_load(
+                kind="activations",
+                model_id=source.model_id,
+                source_id=source.name,
+                records=activations[b : b + ACTIVATION_BATCH],
+            )
 
 
 # ---- passage codes of a language-model SAE ----------------------------------------------------------------
 
 
-def lm_codes_job_create(*, model_id: str, source_id: str, corpus: str = "brown", max_passages: int | None = 2000,
-                        max_tokens: int = 128, seed: int = 0, created_by=None) -> Job:
+def lm_codes_job_create(
+    *,
+    model_id: str,
+    source_id: str,
+    corpus: str = "brown",
+    max_passages: int | None = 2000,
+    max_tokens: int = 128,
+    seed: int = 0,
+    created_by=None,
+) -> Job:
     source = Source.objects.get(model_id=model_id, name=source_id)
     if not source.sae_path:
         raise ValueError(f"Source {model_id}/{source_id} has no local SAE directory (sae_path)")
-    params = {"model_id": model_id, "source_id": source_id, "corpus": corpus, "max_passages": max_passages,
-              "max_tokens": max_tokens, "seed": seed}
+    params = {
+        "model_id": model_id,
+        "source_id": source_id,
+        "corpus": corpus,
+        "max_passages": max_passages,
+        "max_tokens": max_tokens,
+        "seed": seed,
+    }
     return _job(KIND_LM_CODES, f"{model_id}/{source_id}", params, created_by)
 
 
@@ -253,11 +345,15 @@ def lm_codes_job_run(*, job_id: int, echo: Callable | None = None, lm=None) -> J
 
         codes = rt.passage_codes_lm(lm, sae, [x.text for x in passages], max_tokens=p["max_tokens"], progress=progress)
         n = passages_store(
-            source=source, codes=codes,
+            source=source,
+            codes=codes,
             passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
         )
-        job_finish(job_id=job_id, message=f"{len(passages)} passages, {n} codes",
-                   result={"passages": len(passages), "codes": n})
+        job_finish(
+            job_id=job_id,
+            message=f"{len(passages)} passages, {n} codes",
+            result={"passages": len(passages), "codes": n},
+        )
     except Exception as exc:
         job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -269,16 +365,44 @@ def lm_codes_job_run(*, job_id: int, echo: Callable | None = None, lm=None) -> J
 KIND_TOY = "toy_model"
 
 
-def toy_job_create(*, model_id: str = "", symbols: int = 4, period: int = 4, hook: str = "blocks.0.hook_resid_post",
-                   n_layers: int = 1, d_model: int = 32, n_ctx: int = 24, steps: int = 300, seed: int = 0,
-                   sae_width: int = 16, sae_k: int = 2, sae_tokens: int = 100_000, sae_lr: float = 3e-3,
-                   source_id: str = "", dashboards: bool = True, created_by=None) -> Job:
+def toy_job_create(
+    *,
+    model_id: str = "",
+    symbols: int = 4,
+    period: int = 4,
+    hook: str = "blocks.0.hook_resid_post",
+    n_layers: int = 1,
+    d_model: int = 32,
+    n_ctx: int = 24,
+    steps: int = 300,
+    seed: int = 0,
+    sae_width: int = 16,
+    sae_k: int = 2,
+    sae_tokens: int = 100_000,
+    sae_lr: float = 3e-3,
+    source_id: str = "",
+    dashboards: bool = True,
+    created_by=None,
+) -> Job:
     model_id = model_id or f"toy-cyclic-{symbols}x{period}"
     source_id = source_id or _toy_source_id(hook)
-    params = {"model_id": model_id, "source_id": source_id, "symbols": symbols, "period": period, "hook": hook,
-              "n_layers": n_layers, "d_model": d_model, "n_ctx": n_ctx, "steps": steps, "seed": seed,
-              "sae_width": sae_width, "sae_k": sae_k, "sae_tokens": sae_tokens, "sae_lr": sae_lr,
-              "dashboards": dashboards}
+    params = {
+        "model_id": model_id,
+        "source_id": source_id,
+        "symbols": symbols,
+        "period": period,
+        "hook": hook,
+        "n_layers": n_layers,
+        "d_model": d_model,
+        "n_ctx": n_ctx,
+        "steps": steps,
+        "seed": seed,
+        "sae_width": sae_width,
+        "sae_k": sae_k,
+        "sae_tokens": sae_tokens,
+        "sae_lr": sae_lr,
+        "dashboards": dashboards,
+    }
     return _job(KIND_TOY, f"{model_id}/{source_id}", params, created_by)
 
 
@@ -311,8 +435,15 @@ def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
         from inference.runtime.saes import SaeRef, load_sae
         from inference.runtime.training import TrainParams, sae_train
 
-        toy_params = rt.ToyParams(symbols=p["symbols"], period=p["period"], n_layers=p["n_layers"],
-                                  d_model=p["d_model"], n_ctx=p["n_ctx"], steps=p["steps"], seed=p["seed"])
+        toy_params = rt.ToyParams(
+            symbols=p["symbols"],
+            period=p["period"],
+            n_layers=p["n_layers"],
+            d_model=p["d_model"],
+            n_ctx=p["n_ctx"],
+            steps=p["steps"],
+            seed=p["seed"],
+        )
         model_dir = var_dir() / "models" / "toy" / p["model_id"]
         stamp = json.dumps(toy_params.__dict__, sort_keys=True)
         if (model_dir / "build.json").exists() and (model_dir / "build.json").read_text() == stamp:
@@ -324,11 +455,18 @@ def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
             (model_dir / "build.json").write_text(stamp)
         say(f"toy trained: accuracy {toy_metrics['accuracy']}")
         loader = {"kind": "toy-cyclic", "name": str(model_dir.resolve())}
-        model, _ = Model.objects.update_or_create(id=p["model_id"], defaults={
-            "display_name": f"Toy cyclic model ({p['symbols']} symbols, period {p['period']})",
-            "display_name_short": p["model_id"], "loader": loader, "inference_enabled": True,
-            "layers": p["n_layers"], "dimension": p["d_model"], "owner": "memicos",
-        })
+        model, _ = Model.objects.update_or_create(
+            id=p["model_id"],
+            defaults={
+                "display_name": f"Toy cyclic model ({p['symbols']} symbols, period {p['period']})",
+                "display_name_short": p["model_id"],
+                "loader": loader,
+                "inference_enabled": True,
+                "layers": p["n_layers"],
+                "dimension": p["d_model"],
+                "owner": "memicos",
+            },
+        )
         lm = load_model(ModelSpec.from_loader(loader))
         toy = rt.Toy.read(model_dir)
         contexts = rt.toy_contexts(toy, n=512, context_size=p["n_ctx"], seed=p["seed"] + 100)
@@ -336,19 +474,41 @@ def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
         shutil.rmtree(sae_dir, ignore_errors=True)  # the toy may have changed: never reuse an SAE of another toy
         say("training the SAE")
         metrics = sae_train(
-            lm, contexts,
-            TrainParams(hook=p["hook"], arch="topk", width=p["sae_width"], k=p["sae_k"], tokens=p["sae_tokens"],
-                        context_size=p["n_ctx"], batch_size_tokens=32 * p["n_ctx"], lr=p["sae_lr"], eval_batches=1),
-            sae_dir, model_name=model.id, dataset_name="cyclic",
+            lm,
+            contexts,
+            TrainParams(
+                hook=p["hook"],
+                arch="topk",
+                width=p["sae_width"],
+                k=p["sae_k"],
+                tokens=p["sae_tokens"],
+                context_size=p["n_ctx"],
+                batch_size_tokens=32 * p["n_ctx"],
+                lr=p["sae_lr"],
+                eval_batches=1,
+            ),
+            sae_dir,
+            model_name=model.id,
+            dataset_name="cyclic",
         )
         sae = load_sae(SaeRef(path=str(sae_dir)))
         metrics["toy"] = toy_metrics
         metrics["position_features"] = rt.position_features(lm, sae, toy)
-        source = source_register(model=model, source_id=p["source_id"], sae_dir=sae_dir, metrics=metrics,
-                                 dataset="cyclic", description="SAEs on toy cyclic-sequence models")
-        result = {"model_id": model.id, "source_id": source.name, "toy": toy_metrics,
-                  "sae": {k: metrics.get(k) for k in ("l0", "explained_variance", "ce_loss_score")},
-                  "position_features": metrics["position_features"]}
+        source = source_register(
+            model=model,
+            source_id=p["source_id"],
+            sae_dir=sae_dir,
+            metrics=metrics,
+            dataset="cyclic",
+            description="SAEs on toy cyclic-sequence models",
+        )
+        result = {
+            "model_id": model.id,
+            "source_id": source.name,
+            "toy": toy_metrics,
+            "sae": {k: metrics.get(k) for k in ("l0", "explained_variance", "ce_loss_score")},
+            "position_features": metrics["position_features"],
+        }
         if p["dashboards"]:
             say("writing dashboards")
             work = var_dir() / "work" / "dashboards" / model.id / source.name
@@ -360,11 +520,22 @@ def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
                     records_write(kind="activations", model_id=model.id, source_id=source.name, records=activations)
 
             result["dashboards"] = dashboards_generate(
-                lm, sae, rt.toy_contexts(toy, n=128, context_size=p["n_ctx"], seed=p["seed"] + 200), work,
-                model_id=model.id, source_id=source.name, write=write,
-                params=DashboardParams(n_top=10, window_left=p["n_ctx"], window_right=2, batch_contexts=64,
-                                       n_logits=min(10, lm.model.cfg.d_vocab), n_cos=min(10, p["sae_width"] - 1),
-                                       n_alignment=min(3, p["d_model"])),
+                lm,
+                sae,
+                rt.toy_contexts(toy, n=128, context_size=p["n_ctx"], seed=p["seed"] + 200),
+                work,
+                model_id=model.id,
+                source_id=source.name,
+                write=write,
+                params=DashboardParams(
+                    n_top=10,
+                    window_left=p["n_ctx"],
+                    window_right=2,
+                    batch_contexts=64,
+                    n_logits=min(10, lm.model.cfg.d_vocab),
+                    n_cos=min(10, p["sae_width"] - 1),
+                    n_alignment=min(3, p["d_model"]),
+                ),
             )
         job_finish(job_id=job_id, message=f"{model.id}/{source.name}", result=result)
     except Exception as exc:
@@ -373,12 +544,29 @@ def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
     return Job.objects.get(pk=job_id)
 
 
-def intervene_call(*, source: Source, index: int, prompt: str, positions: list[int], mode: str, value: float,
-                   top_k: int = 5, hallucination: bool = True) -> dict:
+def intervene_call(
+    *,
+    source: Source,
+    index: int,
+    prompt: str,
+    positions: list[int],
+    mode: str,
+    value: float,
+    top_k: int = 5,
+    hallucination: bool = True,
+) -> dict:
     """Run an intervention on the model's inference worker (its queue); InferenceError on 4xx/5xx."""
     from inference.services import inference_call, sae_ref
     from retrieval.tasks import intervene
 
-    payload = {"sae": sae_ref(source), "index": index, "prompt": prompt, "positions": positions, "mode": mode,
-               "value": value, "top_k": top_k, "hallucination": hallucination}
+    payload = {
+        "sae": sae_ref(source),
+        "index": index,
+        "prompt": prompt,
+        "positions": positions,
+        "mode": mode,
+        "value": value,
+        "top_k": top_k,
+        "hallucination": hallucination,
+    }
     return inference_call(model=source.model, task=intervene, payload=payload)

@@ -9,6 +9,9 @@ app_name = "retrieval"
 urlpatterns = [
     path("retrieve", views.retrieve_page, name="retrieve"),
     path("intervene", views.intervene_page, name="intervene"),
-    re_path(r"^retrieve/genres/(?P<model_id>[-\w]+)/(?P<source_id>[^/\x00]+)/(?P<index>[0-9]+)/?$",
-            views.genre_spread_page, name="genre-spread"),
+    re_path(
+        r"^retrieve/genres/(?P<model_id>[-\w]+)/(?P<source_id>[^/\x00]+)/(?P<index>[0-9]+)/?$",
+        views.genre_spread_page,
+        name="genre-spread",
+    ),
 ]

@@ -40,8 +40,12 @@ def retrieve_page(request):
     if raw["source"] and raw["positive"]:
         model_id, _, source_id = raw["source"].partition("/")
         try:
-            body = {"modelId": model_id, "source": source_id, "positive": parse_terms(raw["positive"], "positive"),
-                    "negative": parse_terms(raw["negative"], "negative")}
+            body = {
+                "modelId": model_id,
+                "source": source_id,
+                "positive": parse_terms(raw["positive"], "positive"),
+                "negative": parse_terms(raw["negative"], "negative"),
+            }
             if raw["k"]:
                 body["k"] = raw["k"]
             serializer = RetrieveIn(data=body)
@@ -68,8 +72,11 @@ def retrieve_page(request):
 @require_GET
 def genre_spread_page(request, model_id: str, source_id: str, index: int):
     feature = feature_get(model_id=model_id, source_id=source_id, index=int(index), user=request.user)
-    return render(request, "retrieval/genre_spread_page.html",
-                  {"feature": feature, "spread": selectors.genre_spread(feature=feature)})
+    return render(
+        request,
+        "retrieval/genre_spread_page.html",
+        {"feature": feature, "spread": selectors.genre_spread(feature=feature)},
+    )
 
 
 @require_GET
@@ -82,15 +89,22 @@ def intervene_page(request):
     raw = {k: request.GET.get(k, "") for k in keys}
     context = {"sources": sources, "raw": raw, "result": None, "error": "", "selected": None}
     model_id, _, source_id = raw["source"].partition("/")
-    context["selected"] = next((s for s in sources if (s.model_id, s.name) == (model_id, source_id)),
-                               sources[0] if sources else None)
+    context["selected"] = next(
+        (s for s in sources if (s.model_id, s.name) == (model_id, source_id)), sources[0] if sources else None
+    )
     if raw["source"] and raw["prompt"]:
         try:
             positions = [int(x) for x in raw["positions"].replace(",", " ").split()]
         except ValueError:
             positions = None
-        body = {"modelId": model_id, "source": source_id, "index": raw["index"], "prompt": raw["prompt"],
-                "positions": positions, "mode": raw["mode"] or "clamp"}
+        body = {
+            "modelId": model_id,
+            "source": source_id,
+            "index": raw["index"],
+            "prompt": raw["prompt"],
+            "positions": positions,
+            "mode": raw["mode"] or "clamp",
+        }
         if raw["value"]:
             body["value"] = raw["value"]
         serializer = InterveneIn(data=body)

@@ -1,6 +1,6 @@
 """Wait until a URL answers 200 (used by the Procfile: the autointerp worker starts once the local LLM serves).
 
-    python scripts/wait_http.py URL [--timeout SECONDS]
+python scripts/wait_http.py URL [--timeout SECONDS]
 """
 
 import argparse

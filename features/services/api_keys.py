@@ -41,9 +41,7 @@ def api_key_authenticate(*, raw_key: str):
 
 
 def api_key_revoke(*, user, key_id: int) -> bool:
-    return bool(
-        ApiKey.objects.filter(pk=key_id, user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    )
+    return bool(ApiKey.objects.filter(pk=key_id, user=user, revoked_at__isnull=True).update(revoked_at=timezone.now()))
 
 
 def user_get_or_create(*, username: str, staff: bool = False):

@@ -7,10 +7,5 @@ from features.models import Activation, Feature
 
 def source_refresh_max_act(*, source_id: int) -> int:
     """Set each feature's maxActApprox to the max of its stored activations (after uploads/imports)."""
-    best = (
-        Activation.objects.filter(feature=OuterRef("pk"))
-        .values("feature")
-        .annotate(m=Max("max_value"))
-        .values("m")
-    )
+    best = Activation.objects.filter(feature=OuterRef("pk")).values("feature").annotate(m=Max("max_value")).values("m")
     return Feature.objects.filter(source_id=source_id).update(max_act_approx=Subquery(best[:1]))

@@ -25,9 +25,16 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from retrieval.services import memory_source_job_create, memory_source_job_run
 
-        job = memory_source_job_create(source_id=o["source_id"], corpus=o["corpus"], max_passages=o["max_passages"],
-                                       width=o["width"], k=o["k"], steps=o["steps"], batch_size=o["batch_size"],
-                                       lr=o["lr"])
+        job = memory_source_job_create(
+            source_id=o["source_id"],
+            corpus=o["corpus"],
+            max_passages=o["max_passages"],
+            width=o["width"],
+            k=o["k"],
+            steps=o["steps"],
+            batch_size=o["batch_size"],
+            lr=o["lr"],
+        )
         if o["queue"]:
             from retrieval.tasks import build_memory_source
 

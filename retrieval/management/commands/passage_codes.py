@@ -23,8 +23,13 @@ class Command(BaseCommand):
         from retrieval.services import lm_codes_job_create, lm_codes_job_run
 
         try:
-            job = lm_codes_job_create(model_id=o["model_id"], source_id=o["source_id"], corpus=o["corpus"],
-                                      max_passages=o["max_passages"], max_tokens=o["max_tokens"])
+            job = lm_codes_job_create(
+                model_id=o["model_id"],
+                source_id=o["source_id"],
+                corpus=o["corpus"],
+                max_passages=o["max_passages"],
+                max_tokens=o["max_tokens"],
+            )
         except (Source.DoesNotExist, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         if o["queue"]:
