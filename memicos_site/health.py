@@ -1,5 +1,6 @@
 """GET /healthz: database, Redis and Celery workers, as JSON. 200 when the database and Redis answer."""
 
+import math
 import time
 
 import redis
@@ -47,20 +48,34 @@ def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
+MAX_WAIT_S = 5.0  # anyone may call this page: a caller must not hold a web thread for as long as it likes
+
+
+def _wait_s(raw: str | None) -> float:
+    """?timeout= seconds to wait for workers' replies: a finite number in (0, MAX_WAIT_S], default 1."""
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_WAIT_S:  # NaN fails too
+        raise ValueError(f"timeout must be a number of seconds above 0 and at most {MAX_WAIT_S:g}, not {raw!r}")
+    return value
+
+
 @require_GET
 def healthz(request):
+    try:
+        wait_s = _wait_s(request.GET.get("timeout"))
+    except ValueError as exc:
+        return JsonResponse({"message": str(exc)}, status=400)
     database = _check_database()
     redis_status = _check_redis()
-    workers = (
-        _check_workers(timeout=float(request.GET.get("timeout", 1.0)))
-        if redis_status["ok"]
-        else {
-            "ok": False,
-            "count": 0,
-            "workers": {},
-            "error": "Redis is down",
-        }
-    )
+    if redis_status["ok"]:
+        workers = _check_workers(timeout=wait_s)
+    else:
+        workers = {"ok": False, "count": 0, "workers": {}, "error": "Redis is down"}
     ok = database["ok"] and redis_status["ok"]
     body = {"status": "ok" if ok else "error", "database": database, "redis": redis_status, "workers": workers}
     return JsonResponse(body, status=200 if ok else 503)

@@ -72,6 +72,14 @@ def test_healthz_reports_database_redis_and_workers(client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("raw", ["abc", "nan", "inf", "-1", "0", "600", "1e309", ""])
+def test_healthz_refuses_a_malformed_or_unbounded_timeout_with_400_naming_it(client, raw):
+    response = client.get("/healthz", {"timeout": raw})
+    assert response.status_code == 400, response.content
+    assert "timeout must be a number of seconds" in response.json()["message"]
+
+
+@pytest.mark.django_db
 def test_healthz_says_503_when_redis_is_unreachable(client, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get("/healthz?timeout=0.3")
