@@ -21,6 +21,7 @@ from features.models import Explanation, Feature, Source, SourceSet
 from features.selectors import listed_q
 
 PAGE_SIZE = 20  # Neuronpedia's page
+MAX_OFFSET = 10_000  # deepest page of a search (API and page alike): each page asks the index for offset + 21 hits
 PHRASE_CAP = 100  # phrase matches ranked first; a phrase this common is not a precise query any more
 VECTOR_FIELDS = ("embedding", "embedding_256")  # the HNSW-indexed Explanation columns
 

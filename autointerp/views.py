@@ -12,7 +12,9 @@ def search_page(request):
     from autointerp.api.views import ServiceUnavailable, query_vector
 
     query = (request.GET.get("q") or "").strip()
-    offset = max(0, int(request.GET.get("offset") or 0)) if (request.GET.get("offset") or "0").isdigit() else 0
+    raw = request.GET.get("offset") or "0"
+    # isdigit() alone admits "²" (which int() refuses) and other scripts' digits
+    offset = min(int(raw), sel.MAX_OFFSET) if raw.isascii() and raw.isdigit() else 0
     context = {"query": query, "hits": [], "error": "", "offset": offset}
     if len(query) >= 3:
         try:

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from autointerp.selectors import MAX_OFFSET
 from features.api.inputs import INT32_MAX
 
 EXPLAIN_TYPES = ["oai_token-act-pair", "np_max-act", "np_max-act-logits", "eleuther_acts_top20"]
@@ -46,7 +47,7 @@ class ScoreIn(serializers.Serializer):
 
 class SearchAllIn(serializers.Serializer):
     query = serializers.CharField(min_length=3, max_length=1000)
-    offset = serializers.IntegerField(min_value=0, max_value=10000, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 class SearchIn(SearchAllIn):

@@ -86,6 +86,22 @@ def test_search_page_shows_explanation_feature_link_and_snippet(client, user, dj
     assert "<mark> parrot</mark>" in html
 
 
+@pytest.mark.django_db
+def test_search_page_reads_a_malformed_or_huge_offset_as_a_page_it_can_serve(client, user, monkeypatch):
+    from autointerp import views
+    from tests.autointerp.planted import TOPICS, planted_source
+
+    source, features = planted_source()
+    explanation_create_human(user=user, feature=features["birds"], text=TOPICS["birds"][0])
+    asked, search = [], views.sel.explanation_search
+    monkeypatch.setattr(views.sel, "explanation_search", lambda **kw: asked.append(kw["offset"]) or search(**kw))
+    offsets = {"²": 0, "٣": 0, "-5": 0, "1e3": 0, "40": 40, "99999999999999999999999": views.sel.MAX_OFFSET}
+    for raw in offsets:
+        response = client.get("/explanations/search/", {"q": "birds that sing", "offset": raw})
+        assert response.status_code == 200, (raw, response.status_code)  # "²" was a 500, the huge one too
+    assert asked == list(offsets.values())
+
+
 @pytest.mark.slow
 def test_umap_scatter_hover_shows_the_explanation_and_click_opens_the_feature(
     live_server, page, transactional_db, django_capture_on_commit_callbacks
