@@ -1,6 +1,8 @@
-"""The steer, search-via-inference and top-k pages in a real browser (eager Celery, tiny model)."""
+"""The steer, search-via-inference and top-k pages in a real browser (eager Celery, tiny model; Stop with a real
+worker)."""
 
 import json
+import time
 
 import pytest
 from django.template.loader import render_to_string
@@ -31,6 +33,46 @@ def test_steer_page_streams_default_and_steered_and_its_share_url_reloads(page, 
     page.goto(page.url)  # the share URL reloads the saved result
     assert page.inner_text("#out-steered") == steered
     assert page.input_value("#steer-prompt") == "Once upon a time"
+
+
+def test_stop_aborts_the_steer_and_its_worker_stops_generating_then_the_next_steer_is_served_at_once(
+    page, live_server, tiny_db, start_worker
+):
+    from celery.result import AsyncResult
+    from playwright.sync_api import expect
+
+    from features.models import SteerOutput
+    from inference.selectors import heartbeat_key, redis_client, task_claim_key
+    from memicos_site.queues import inference_queue
+
+    start_worker([inference_queue(TINY_ID)], name="inf-stop")  # a real worker: eager mode would finish first
+    r = redis_client()
+    deadline = time.monotonic() + 60
+    while not r.zcard(heartbeat_key(TINY_ID)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = set(r.scan_iter(task_claim_key("*")))
+    page.goto(f"{live_server.url}/steer")
+    page.select_option("#steer-model", TINY_ID)
+    page.fill("#feature-search", "0-res-std/3")
+    page.click("#feature-hits li")
+    page.click("details summary")
+    page.fill("input[name=n_tokens]", "240")  # the tiny model's context is 256
+    assert page.is_hidden("#steer-stop")
+    page.click("#steer-go")
+    expect(page.locator("#out-steered")).not_to_be_empty(timeout=60000)  # the first tokens are streaming in
+    page.click("#steer-stop")
+    expect(page.locator("#steer-status")).to_have_text("Stopped.", timeout=10000)
+    assert page.is_hidden("#steer-stop")
+    (claim,) = set(r.scan_iter(task_claim_key("*"))) - before
+    value = AsyncResult(claim.decode().removeprefix(task_claim_key(""))).get(timeout=60, propagate=False)
+    assert value.get("cancelled") and value["tokens"] < 240, value  # the worker stopped, not just the page
+    assert SteerOutput.objects.count() == 0
+
+    page.fill("input[name=n_tokens]", "8")
+    page.click("#steer-go")
+    page.wait_for_selector("#share:not([hidden])", timeout=30000)
+    assert page.inner_text("#steer-status") == "Done." and page.inner_text("#out-steered")
+    assert SteerOutput.objects.count() == 2
 
 
 def test_search_page_ranks_features_and_clicking_a_token_re_sorts(page, live_server, tiny_db):

@@ -8,12 +8,13 @@
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
   }
-  function post(url, body) {
+  function post(url, body, signal) {
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
       body: JSON.stringify(body),
+      signal,
     });
   }
   async function postJson(url, body) {
@@ -124,9 +125,18 @@
         history.replaceState(null, "", "/steer/" + data.id);
       }
     }
+    // One generation at a time: Stop, or Steer again, aborts the running request, and the server then stops its
+    // worker at the next token (a hung-up stream is cancelled), so nobody waits behind output no one reads.
+    const stop = root.querySelector("#steer-stop");
+    let running = null;
+    stop.addEventListener("click", () => running && running.abort());
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       if (!chosen.length) return status(stat, "Add at least one feature.", true);
+      if (running) running.abort();
+      const ctrl = new AbortController();
+      running = ctrl;
+      stop.hidden = false;
       const fd = new FormData(form);
       const chat = mode() === "chat";
       const body = {
@@ -144,7 +154,7 @@
       status(stat, "Generating…");
       outDefault.textContent = ""; outSteered.textContent = "";
       try {
-        const r = await post(chat ? "/api/steer-chat" : "/api/steer", body);
+        const r = await post(chat ? "/api/steer-chat" : "/api/steer", body, ctrl.signal);
         if (!r.ok) {
           const data = await r.json().catch(() => ({}));
           throw new Error(data.message || "HTTP " + r.status);
@@ -167,7 +177,11 @@
         }
         status(stat, "Done.");
       } catch (err) {
-        status(stat, err.message, true);
+        if (running !== ctrl) return; // superseded by a newer Steer: that one owns the status now
+        if (err.name === "AbortError") status(stat, "Stopped.");
+        else status(stat, err.message, true);
+      } finally {
+        if (running === ctrl) { running = null; stop.hidden = true; }
       }
     });
     const initial = document.getElementById("steer-initial");
