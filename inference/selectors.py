@@ -35,9 +35,9 @@ def task_claim_key(task_id: str) -> str:
     return f"memicos:inference:claim:{task_id}"
 
 
-def steer_cancel_key(stream_key: str) -> str:
-    """Set by the web side when a streamed steer's client hangs up; the worker stops at its next token."""
-    return f"{stream_key}:cancel"
+def task_cancel_key(task_id: str) -> str:
+    """Set by the web side when the client of a request hangs up; a steer stops at its next token."""
+    return f"memicos:inference:cancel:{task_id}"
 
 
 def inference_task_worker_lost(*, model_id: str, task_id: str) -> bool:

@@ -27,10 +27,11 @@ from inference.selectors import (
     inference_task_worker_lost,
     inference_workers_alive,
     redis_client,
-    steer_cancel_key,
+    task_cancel_key,
 )
 from memicos_site.celery import app
 from memicos_site.cpu_gate import released
+from memicos_site.handler import client_gone
 from memicos_site.queues import inference_queue
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ def _wait(result, *, model: Model, timeout: int) -> dict:
             if time.monotonic() > deadline:
                 result.revoke()
                 raise InferenceError(f"Model {model.id} did not answer within {timeout}s", status=504) from None
+            if client_gone():  # nobody will read the answer: free the worker for those who will
+                _cancel(redis_client(), result)
+                raise InferenceError("The client closed the connection", status=499) from None
             if not _eager() and inference_task_worker_lost(model_id=model.id, task_id=result.id):
                 raise InferenceError(f"The inference worker for {model.id} stopped during the request; retry",
                                      retry_after=RETRY_AFTER_S) from None  # fmt: skip
@@ -366,15 +370,17 @@ def steer_run(*, req: SteerRequest, user) -> dict[str, SteerOutput]:
     return rows
 
 
-def _end_stream(r, stream_key: str, *, cancel: bool) -> None:
+def _cancel(r, result, *, stream_key: str = "") -> None:
+    """Tell the worker to stop (a queued request is discarded, a running steer stops at its next token)."""
     try:
         pipe = r.pipeline()
-        if cancel:
-            pipe.set(steer_cancel_key(stream_key), 1, ex=tasks.STREAM_TTL_S)
-        pipe.delete(stream_key)
+        pipe.set(task_cancel_key(result.id), 1, ex=tasks.STREAM_TTL_S)
+        if stream_key:
+            pipe.delete(stream_key)
         pipe.execute()
+        result.revoke()
     except Exception:  # Redis down: the worker runs to n_tokens and the list expires; the caller's error stands
-        log.exception("inference: could not end the steer stream %s", stream_key)
+        log.exception("inference: could not cancel %s", result.id)
 
 
 def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
@@ -421,7 +427,10 @@ def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
         finally:
             # Closed early (the client hung up: the server closes the response at its next failed write) or
             # failed: tell the worker to stop generating for nobody.
-            _end_stream(r, stream_key, cancel=not finished)
+            if finished:
+                r.delete(stream_key)
+            else:
+                _cancel(r, result, stream_key=stream_key)
         results.update(_collect(req, value))
     rows = {**cached, **_save_outputs(req, results, user)}
     _link(rows)

@@ -28,7 +28,7 @@ from inference.selectors import (
     heartbeat_key,
     heartbeat_ttl,
     redis_client,
-    steer_cancel_key,
+    task_cancel_key,
     task_claim_key,
     worker_member,
 )
@@ -104,34 +104,38 @@ def cossim(payload: dict) -> dict:
 
 @shared_task(name="inference.steer", **INTERACTIVE)
 def steer(payload: dict, stream_key: str = "") -> dict:
-    """Generate; with stream_key, push the cumulative texts to a Redis list after every token, and stop as soon
-    as the web side marks the stream cancelled (its client hung up): an orphan generation would hold the
-    model's only worker for the whole n_tokens while later requests wait."""
-    if not stream_key:
-        return _run("run_steer", payload)
-    r, cancel_key = redis_client(), steer_cancel_key(stream_key)
-    if r.exists(cancel_key):  # hung up while this waited in the queue
+    """Generate; with stream_key, push the cumulative texts to a Redis list after every token. Either way, stop at
+    the next token once the web side marks the request cancelled (its client hung up: selectors.task_cancel_key):
+    an orphan generation would hold the model's worker for the rest of n_tokens while later requests wait."""
+    r = redis_client()
+    task_id = getattr(current_task.request, "id", None) if current_task else None
+    cancel_key = task_cancel_key(task_id) if task_id else ""
+    if cancel_key and r.exists(cancel_key):  # hung up while this waited in the queue
         return _cancelled(0, payload)
     tokens = 0
 
     def on_token(partial: dict):
         nonlocal tokens
         tokens += 1
-        frame = {t: {"text": o["text"]} for t, o in partial.items()}
         pipe = r.pipeline()
-        pipe.rpush(stream_key, json.dumps({"partial": frame}))
-        pipe.expire(stream_key, STREAM_TTL_S)
-        pipe.exists(cancel_key)
-        if pipe.execute()[-1]:
+        if stream_key:
+            pipe.rpush(stream_key, json.dumps({"partial": {t: {"text": o["text"]} for t, o in partial.items()}}))
+            pipe.expire(stream_key, STREAM_TTL_S)
+        if cancel_key:
+            pipe.exists(cancel_key)
+        replies = pipe.execute()
+        if cancel_key and replies[-1]:
             raise _Cancelled
 
     try:
-        result = _run("run_steer", payload, on_token=on_token)
+        result = _run("run_steer", payload, on_token=on_token if stream_key or cancel_key else None)
     except _Cancelled:
-        r.delete(stream_key)
+        if stream_key:
+            r.delete(stream_key)
         return _cancelled(tokens, payload)
-    r.rpush(stream_key, json.dumps({"done": True}))
-    r.expire(stream_key, STREAM_TTL_S)
+    if stream_key:
+        r.rpush(stream_key, json.dumps({"done": True}))
+        r.expire(stream_key, STREAM_TTL_S)
     return result
 
 

@@ -1,6 +1,7 @@
 """The live-inference API in Celery eager mode (tasks run in-process on the tiny model)."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -253,13 +254,16 @@ def test_a_hung_up_stream_cancels_its_generation_and_the_worker_stops_at_the_nex
 ):
     import io
     import threading
+    import uuid
     from wsgiref.util import setup_testing_defaults
 
     from inference import tasks
-    from inference.selectors import redis_client, steer_cancel_key
+    from inference.selectors import redis_client, task_cancel_key
 
     sent, apply = [], tasks.steer.apply
-    monkeypatch.setattr(tasks.steer, "apply", lambda args, **kw: sent.append(args) or apply(args=args, **kw))
+    monkeypatch.setattr(
+        tasks.steer, "apply", lambda args, **kw: sent.append((args, apply(args=args, **kw))) or sent[-1][1]
+    )
     data = json.dumps({**STEER, "stream": True, "seed": 3, "n_tokens": 200}).encode()
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/steer", "CONTENT_TYPE": "application/json",
                "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data)}  # fmt: skip
@@ -268,25 +272,30 @@ def test_a_hung_up_stream_cancels_its_generation_and_the_worker_stops_at_the_nex
     body = wsgi_handler(environ, lambda s, headers, exc_info=None: status.append(s))  # as gunicorn calls it
     assert status == ["200 OK"] and next(iter(body)).startswith(b"data: ")
     body.close()  # what gunicorn does once a write to the gone client fails
-    ((payload, stream_key),) = sent
+    (((payload, stream_key), result),) = sent
     rc = redis_client()
-    assert rc.exists(steer_cancel_key(stream_key)) and not rc.exists(stream_key)
+    assert rc.exists(task_cancel_key(result.id)) and not rc.exists(stream_key)
     assert SteerOutput.objects.count() == 0  # nothing saved for a caller who left
 
-    # The worker's side: it stops at the token after the cancel, and at once when cancelled while queued.
-    key = f"{stream_key}-again"
+    # The worker's side, streamed or not: it stops at the token after the cancel, and at once when cancelled while
+    # it waited in the queue.
+    for key in (f"{stream_key}-again", ""):
+        task_id = uuid.uuid4().hex
 
-    def cancel_after_first_frame():
-        rc.blpop([key], timeout=60)
-        rc.set(steer_cancel_key(key), 1, ex=60)
+        def cancel_soon(key=key, task_id=task_id):
+            if key:
+                rc.blpop([key], timeout=60)  # the first frame
+            else:
+                time.sleep(0.3)
+            rc.set(task_cancel_key(task_id), 1, ex=60)
 
-    thread = threading.Thread(target=cancel_after_first_frame)
-    thread.start()
-    value = tasks.steer.run(payload, key)
-    thread.join(5)
-    assert value["cancelled"] and value["status"] == 499 and 1 <= value["tokens"] < 200, value
-    assert not rc.exists(key)  # its partial frames are dropped with it
-    assert tasks.steer.run(payload, key)["tokens"] == 0  # the cancel key still stands: never starts
+        thread = threading.Thread(target=cancel_soon)
+        thread.start()
+        value = apply(args=[payload, key], task_id=task_id).get()
+        thread.join(5)
+        assert value["cancelled"] and value["status"] == 499 and value["tokens"] < 200, value
+        assert not key or not rc.exists(key)  # its partial frames are dropped with it
+        assert apply(args=[payload, key], task_id=task_id).get()["tokens"] == 0  # cancelled before it started
 
 
 def test_no_worker_is_503_fast_and_a_full_queue_is_503_with_retry_after(client, tiny_db, real_celery, monkeypatch):

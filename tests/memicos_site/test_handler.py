@@ -1,9 +1,11 @@
 """memicos_site/handler.py: the WSGI handler gunicorn runs leaves no reference cycles behind a request, so its
-objects (an API response's activations) are freed when the server closes the response, not by the cyclic collector.
+objects (an API response's activations) are freed when the server closes the response, not by the cyclic collector;
+and it tells a request that waits on a worker whether its client is still connected.
 """
 
 import gc
 import io
+import socket
 import sys
 import types
 
@@ -88,3 +90,22 @@ def test_djangos_own_handler_leaves_the_response_data_in_cycles(feature, wsgi_ha
     kinds = {type(o).__qualname__ for o in garbage}
     assert {"WSGIRequest", "FeatureDetailView", "Response"} <= kinds
     assert any(isinstance(o, dict) and o.get("tokens") for o in garbage)  # an activation of the response's data
+
+
+def test_client_gone_is_true_once_the_client_closed_and_false_while_open_or_unknown():
+    from memicos_site import handler
+
+    assert not handler.client_gone()  # no gunicorn socket (runserver, the test client): cannot tell
+    server, client = socket.socketpair()
+    handler._local.sock = server
+    try:
+        assert not handler.client_gone()  # open, nothing sent
+        client.sendall(b"GET /next HTTP/1.1\r\n")
+        assert not handler.client_gone()  # a pipelined next request is not a hang-up
+        server.recv(100)
+        client.close()
+        assert handler.client_gone()
+        server.close()
+        assert not handler.client_gone()  # our own socket closed (fileno -1): unknown, not gone
+    finally:
+        handler._local.sock = None
