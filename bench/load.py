@@ -28,6 +28,9 @@
    server's and Postgres's processes used per request (/proc), and for the closed loop the latency that CPU alone
    implies: with every core busy, 16 back-to-back clients wait at least 16 × (CPU per request) / cores each.
 
+Before the timed runs, /sitemap.xml and its first feature file (50,000 URLs) are timed in-process, best of 3: what a
+crawler's visit costs on this database (no target).
+
 Targets (issue 7): p50 ≤ 30 ms and p99 ≤ 150 ms for both routes at 16 concurrent clients.
 
 `--steer` only measures admission control: 20 concurrent POST /api/steer to a running demo, reporting how
@@ -646,6 +649,23 @@ def server_profile(url: str, *, n_sources: int, width: int, n: int = 40) -> dict
     return out
 
 
+def sitemap_profile(*, repeats: int = 3) -> dict:
+    """/sitemap.xml and its first feature file (SITEMAP_PAGE_SIZE URLs: the largest a source's can be), in-process,
+    best of `repeats`: what a crawler's visit costs on this database."""
+    from django.test import Client
+
+    client, out = Client(), {}
+    for name, path in (("index", "/sitemap.xml"), ("features", f"/sitemap/{MODEL_ID}/0-{SET_NAME}.xml")):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            r = client.get(path)
+            times.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, (path, r.status_code)
+        out[name] = {"ms": min(times), "urls": r.content.count(b"<loc>"), "mib": len(r.content) / 2**20}
+    return out
+
+
 # ------------------------------------------------------------------ steer admission (measurement only)
 
 
@@ -742,6 +762,7 @@ def main():
         return
     warmed = warm_page_cache(TABLES)
     profile = server_profile("", n_sources=args.sources, width=args.width)
+    sitemap = sitemap_profile()
     port = free_port()
     server_log = tempfile.NamedTemporaryFile("w+", prefix="bench-load-gunicorn-", suffix=".log", delete=False)
     server = start_server(
@@ -794,6 +815,11 @@ def main():
         "one request at a time, in-process (Django test client, no HTTP): "
         + "; ".join(f"{k} p50 {v['ms_p50']:.1f} ms, {v['queries']} SQL queries" for k, v in profile.items())
     )
+    print(
+        f"sitemaps, in-process: /sitemap.xml {sitemap['index']['ms']:.0f} ms ({sitemap['index']['urls']} files); "
+        f"one feature file {sitemap['features']['ms']:.0f} ms ({sitemap['features']['urls']:,} URLs, "
+        f"{sitemap['features']['mib']:.1f} MiB)"
+    )
     verdicts = {}
     for think in args.think_ms:
         label = "closed loop, no think time" if think == 0 else f"think time: exponential pauses, mean {think} ms"
@@ -835,6 +861,7 @@ def main():
                 {
                     "sizes": s,
                     "profile": profile,
+                    "sitemap": sitemap,
                     "runs": [{"think_ms": t, "route": k, **v} for (t, k), v in results.items()],
                     "targets": {"p50_ms": TARGET_P50_MS, "p99_ms": TARGET_P99_MS},
                 }

@@ -137,6 +137,43 @@ def source_list(*, user, source_set: SourceSet | None = None, model: Model | Non
     return qs.select_related("source_set", "model")
 
 
+# A sitemap is a public document: it lists what an anonymous visitor finds by browsing (PUBLIC, under PUBLIC parents),
+# whoever asks for it, so it never depends on the session and never names an UNLISTED or PRIVATE object.
+SITEMAP_PAGE_SIZE = 50_000  # sitemaps.org's limit of URLs in one file
+
+
+def sitemap_sources() -> list[tuple[Source, int]]:
+    """The sources a sitemap lists, each with how many of its features have dashboards (one grouped count, over
+    feature_browse_idx), in (model, name) order."""
+    sources = list(source_list(user=None).order_by("model_id", "name"))
+    counts = dict(
+        Feature.objects.filter(source__in=[s.pk for s in sources], max_act_approx__gt=0)
+        .values_list("source_id")
+        .annotate(n=Count("*"))  # COUNT(*): nothing but the index is read
+        .values_list("source_id", "n")
+    )
+    return [(s, counts.get(s.pk, 0)) for s in sources]
+
+
+def sitemap_source(*, model_id: str, source_id: str) -> Source:
+    source = source_list(user=None).filter(model_id=model_id, name=source_id).first()
+    if source is None:
+        raise Http404(f"No sitemap for {model_id}/{source_id}.")
+    return source
+
+
+def sitemap_feature_indexes(*, source: Source, page: int) -> list[int]:
+    """Page `page` (from 1) of the source's features with dashboards, by index: the source pager's features, read
+    from feature_browse_idx alone (an index-only scan, not 50,000 rows of arrays)."""
+    start = (page - 1) * SITEMAP_PAGE_SIZE
+    qs = Feature.objects.filter(source=source, max_act_approx__gt=0).order_by("index")
+    return list(qs.values_list("index", flat=True)[start : start + SITEMAP_PAGE_SIZE])
+
+
+def sitemap_lists() -> QuerySet[List]:
+    return List.objects.filter(list_listed_q(None)).order_by("created_at", "id").only("id")
+
+
 def sources_sorted(sources) -> list[Source]:
     """Sources by layer number, then name (Neuronpedia's ordering: `2-res` before `10-res`)."""
     return sorted(sources, key=lambda s: (s.layer_number is None, s.layer_number or 0, s.name))

@@ -27,6 +27,10 @@ FEATURE = rf"^(?P<model_id>[-\w]+)/(?P<source_id>{SegmentConverter.regex})/(?P<i
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("robots.txt", views.robots_txt, name="robots"),
+    path("sitemap.xml", views.sitemap_index, name="sitemap"),
+    path("sitemap-pages.xml", views.sitemap_pages, name="sitemap-pages"),
+    path("sitemap/<slug:model_id>/<segment:source_id>.xml", views.sitemap_features, name="sitemap-features"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),

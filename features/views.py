@@ -10,11 +10,12 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Prefetch, prefetch_related_objects
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.html import escape
+from django.views.decorators.http import require_POST, require_safe
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from features import selectors
@@ -76,6 +77,73 @@ def _with_top_explanation(features: list[Feature]) -> list[Feature]:
     for f in features:
         f.top_explanation = f.explanations_sorted[0] if f.explanations_sorted else None
     return features
+
+
+# ---------------------------------------------------------------- sitemaps (sitemaps.org), robots.txt
+
+_XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+
+
+def _origin(request) -> str:
+    return f"{request.scheme}://{request.get_host()}"  # sitemaps need absolute URLs; the host is ALLOWED_HOSTS-checked
+
+
+def _xml(tag: str, item: str, locs) -> HttpResponse:
+    """A <urlset> or <sitemapindex> of escaped absolute URLs."""
+    body = "".join(f"<{item}><loc>{loc}</loc></{item}>\n" for loc in locs)
+    return HttpResponse(f"{_XML_HEAD}<{tag} {_NS}>\n{body}</{tag}>\n", content_type="application/xml; charset=utf-8")
+
+
+@require_safe
+def sitemap_index(request):
+    """/sitemap.xml: the browsing pages' sitemap, then each listed source's features in files of 50,000."""
+    origin = escape(_origin(request))
+    locs = [f"{origin}{escape(reverse('sitemap-pages'))}"]
+    for source, n in selectors.sitemap_sources():
+        if n:
+            url = f"{origin}{escape(reverse('sitemap-features', args=[source.model_id, source.name]))}"
+            pages = -(-n // selectors.SITEMAP_PAGE_SIZE)
+            locs += [url] + [f"{url}?p={k}" for k in range(2, pages + 1)]
+    return _xml("sitemapindex", "sitemap", locs)
+
+
+@require_safe
+def sitemap_pages(request):
+    """Home, every listed model, source set and source (and its UMAP), and every PUBLIC list."""
+    urls = [reverse("home")]
+    urls += [reverse("model", args=[m.id]) for m in selectors.model_list(user=None)]
+    urls += [reverse("set-or-source", args=[s.model_id, s.name]) for s in selectors.source_set_list(user=None)]
+    for source in selectors.source_list(user=None).order_by("model_id", "name"):
+        urls.append(reverse("set-or-source", args=[source.model_id, source.name]))
+        if source.has_umap:
+            urls.append(reverse("autointerp:umap", args=[source.model_id, source.name]))
+    urls += [reverse("list", args=[lst.id]) for lst in selectors.sitemap_lists()]
+    origin = _origin(request)
+    # dict.fromkeys: a source named like a set of its model shares the set's URL (set_or_source_page)
+    return _xml("urlset", "url", (escape(origin + u) for u in dict.fromkeys(urls)))
+
+
+@require_safe
+def sitemap_features(request, model_id, source_id):
+    """One file of a listed source's feature pages (`?p=` from 1, as Django's sitemaps page); 404 beyond the last."""
+    raw = request.GET.get("p", "1")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) >= 1):
+        raise Http404("p is a page number from 1.")
+    source = selectors.sitemap_source(model_id=model_id, source_id=source_id)
+    page = int(raw)
+    indexes = selectors.sitemap_feature_indexes(source=source, page=page)
+    if not indexes and page > 1:
+        raise Http404(f"Page {page} of this sitemap is empty.")
+    prefix = escape(_origin(request) + reverse("feature", args=[source.model_id, source.name, 0]).removesuffix("0/"))
+    return _xml("urlset", "url", (f"{prefix}{i}/" for i in indexes))
+
+
+@require_safe
+def robots_txt(request):
+    lines = ["User-agent: *", "Disallow: /admin/", "Disallow: /api/", "Disallow: /accounts/", "Disallow: /account/",
+             f"Sitemap: {_origin(request)}{reverse('sitemap')}"]  # fmt: skip
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; charset=utf-8")
 
 
 # ---------------------------------------------------------------- browsing

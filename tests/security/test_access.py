@@ -88,6 +88,9 @@ OPEN = {
     "api-explanation-search-release": "search in a PUBLIC release",
     "api-umap": "points of the listed sources among those named; others are left out",
     "user": "a user's public page: lists only their PUBLIC lists",
+    "robots": "robots.txt, the same for everyone",
+    "sitemap": "listing: PUBLIC sources under PUBLIC parents only, whoever asks",
+    "sitemap-pages": "listing: PUBLIC models, sets, sources and lists only, whoever asks",
 }
 # Routes whose request names only the model (or source set): denied only when that level is private.
 NAMES = {
