@@ -44,8 +44,8 @@ def test_running_the_import_again_loads_nothing_and_duplicates_nothing(s3_endpoi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cli_loads_files_in_parallel_threads_with_the_same_result(s3_endpoint, small_dataset):
-    """import_source --jobs 3 (committed data, so its threads' connections see the run): every file DONE
+def test_cli_loads_files_in_parallel_processes_with_the_same_result(s3_endpoint, small_dataset):
+    """import_source --jobs 3 (committed data, so its processes' connections see the run): every file DONE
     once, counts match the files, the run's Job finished with a complete check."""
     from django.core.management import call_command
 
