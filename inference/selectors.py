@@ -56,6 +56,42 @@ def inference_queue_length(*, model_id: str) -> int:
     return int(redis_client().llen(inference_queue(model_id)))
 
 
+# --- service times: what admission expects the requests in flight to cost ---------------------------------
+
+SERVICE_EWMA = 0.3  # weight of the newest request: a few requests follow a change of load (another job started)
+
+
+def service_key(model_id: str) -> str:
+    return f"memicos:inference:service:{model_id}"
+
+
+def request_units(kind: str, payload: dict) -> int:
+    """A request's size in the unit its service time is kept per: tokens to generate for a steer (its time grows
+    with n_tokens), one for every other kind."""
+    if kind == "steer":
+        return max(1, int((payload.get("settings") or {}).get("n_tokens") or 1))
+    return 1
+
+
+def service_record(*, model_id: str, kind: str, units: int, seconds: float) -> None:
+    """A worker's time for one request of `kind` into the model's moving average of seconds per unit. Workers of a
+    model may race on it; one lost update only slows the average's next step."""
+    r, key = redis_client(), service_key(model_id)
+    old = r.hget(key, kind)
+    rate = seconds / max(1, units)
+    if old is not None:
+        rate = (1 - SERVICE_EWMA) * float(old) + SERVICE_EWMA * rate
+    r.hset(key, kind, f"{rate:.6g}")
+    r.expire(key, 7 * 86400)
+
+
+def service_estimate(*, model_id: str, requests: list[tuple[str, int]]) -> list[float | None]:
+    """Expected seconds of each (kind, units) request on one worker at the recent pace; None for a kind no worker
+    has timed yet."""
+    rates = {k.decode(): float(v) for k, v in redis_client().hgetall(service_key(model_id)).items()}
+    return [rates[kind] * units if kind in rates else None for kind, units in requests]
+
+
 def inference_models(*, user):
     """Models a user may run live inference on (listed and inference-enabled)."""
     from features.selectors import model_list

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 import uuid
@@ -27,7 +28,10 @@ from inference.selectors import (
     inference_task_worker_lost,
     inference_workers_alive,
     redis_client,
+    request_units,
+    service_estimate,
     task_cancel_key,
+    task_claim_key,
 )
 from memicos_site.celery import app
 from memicos_site.cpu_gate import released
@@ -118,8 +122,9 @@ def _enqueue(task, *, model: Model, args: list, timeout: int):
     return task.apply_async(args=args, queue=inference_queue(model.id), expires=timeout)
 
 
-def _wait(result, *, model: Model, timeout: int) -> dict:
-    """Wait for a task, noticing a dead worker (heartbeat gone) long before the timeout."""
+def _wait(result, *, model: Model, timeout: int, slot: Slot | None = None) -> dict:
+    """Wait for a task, noticing a dead worker (heartbeat gone) long before the timeout, and giving up at once on a
+    queued request that the workers' pace says cannot be answered in time (`slot`)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -132,6 +137,7 @@ def _wait(result, *, model: Model, timeout: int) -> dict:
             if client_gone():  # nobody will read the answer: free the worker for those who will
                 _cancel(redis_client(), result)
                 raise InferenceError("The client closed the connection", status=499) from None
+            _give_up_if_too_late(slot, result, deadline)
             if not _eager() and inference_task_worker_lost(model_id=model.id, task_id=result.id):
                 raise InferenceError(f"The inference worker for {model.id} stopped during the request; retry",
                                      retry_after=RETRY_AFTER_S) from None  # fmt: skip
@@ -141,39 +147,99 @@ def _wait(result, *, model: Model, timeout: int) -> dict:
         return _checked(value)
 
 
+def _give_up_if_too_late(slot: Slot | None, result, deadline: float, *, stream_key: str = "") -> None:
+    """While no worker has taken the request, refuse it (and take it off the queue) once it cannot be answered
+    before `deadline`: the pace may have slowed since it was admitted, or no request was timed then."""
+    if slot is None or redis_client().exists(task_claim_key(result.id)):
+        return
+    refusal = slot.too_late(deadline - time.monotonic())
+    if refusal is not None:
+        _cancel(redis_client(), result, stream_key=stream_key)
+        raise refusal
+
+
 def _checked(value: dict) -> dict:
     if isinstance(value, dict) and "error" in value:
         raise InferenceError(value["error"], status=int(value.get("status", 400)))
     return value
 
 
+@dataclass
+class Slot:
+    """A request's place among those of its model in flight (inference_slot)."""
+
+    model: Model
+    token: str  # `kind:units:admitted:uuid`, a member of the model's in-flight set
+    timeout: int
+
+    def too_late(self, remaining: float) -> InferenceError | None:
+        """The 503 to answer now when, at the pace the workers recorded (selectors.service_record), the work admitted
+        before this request and its own would not be done within `remaining` seconds; None while it would be, when
+        its kind was never timed, or when nothing is ahead of it (alone, refusing it would not make it sooner)."""
+        r = redis_client()
+        in_flight = [m.decode() for m in r.zrange(_inflight_key(self.model), 0, -1)]
+        me = _request_of(self.token)
+        ahead = [q for m in in_flight if m != self.token and (q := _request_of(m)) and q[2] <= me[2]]
+        *others, mine = service_estimate(model_id=self.model.id, requests=[q[:2] for q in [*ahead, me]])
+        if mine is None or not ahead:
+            return None
+        workers = max(1, inference_workers_alive(model_id=self.model.id))
+        wait = sum(e for e in others if e is not None) / workers + mine
+        if wait <= remaining:
+            return None
+        return InferenceError(
+            f"Model {self.model.id} is busy: this request would be answered in about {wait:.0f}s, past its "
+            f"{self.timeout}s deadline; retry shortly",
+            retry_after=max(RETRY_AFTER_S, math.ceil(wait - self.timeout)),
+        )
+
+
+def _inflight_key(model: Model) -> str:
+    return f"memicos:inference:inflight:{model.id}"
+
+
+def _request_of(member: str) -> tuple[str, int, float] | None:
+    """(kind, units, admitted at) of an in-flight member; None for a bare token (those of an older version)."""
+    parts = member.split(":")
+    return (parts[0], int(parts[1]), float(parts[2])) if len(parts) == 4 else None
+
+
 @contextlib.contextmanager
-def inference_slot(*, model: Model, timeout: int):
+def inference_slot(*, model: Model, timeout: int, kind: str = "", units: int = 1):
     """Admission across web processes: at most (live workers + max_queued()) requests of a model in flight,
-    counted in a Redis sorted set (token → deadline). Reading the queue length first and enqueueing after
-    would let a burst of concurrent requests all pass the check; adding, then counting, in one MULTI does
-    not. A web process killed mid-request leaks its token only until the deadline."""
+    counted in a Redis sorted set (member → deadline). Reading the queue length first and enqueueing after would
+    let a burst of concurrent requests all pass the check; adding, then counting, in one MULTI does not. A web
+    process killed mid-request leaks its member only until the deadline.
+
+    Nor is a request admitted behind more work than it could wait for (Slot.too_late): it is refused now, with a
+    Retry-After of when it would fit, rather than answered 504 at its deadline. In a demo whose CPU the autointerp
+    jobs shared, 2 of 20 concurrent 32-token steers waited out the 180 s deadline behind the 8 admitted before
+    them. Yields the Slot, which a waiting caller asks again while its request is queued: the pace may change."""
     if _eager():
-        yield
+        yield None
         return
-    r, key, token = redis_client(), f"memicos:inference:inflight:{model.id}", uuid.uuid4().hex
-    now = time.time()
+    r, key, now = redis_client(), _inflight_key(model), time.time()
+    slot = Slot(model=model, token=f"{kind}:{units}:{now:.6f}:{uuid.uuid4().hex}", timeout=timeout)
     pipe = r.pipeline()  # MULTI/EXEC
     pipe.zremrangebyscore(key, "-inf", now)
-    pipe.zadd(key, {token: now + timeout + 5})
+    pipe.zadd(key, {slot.token: now + timeout + 5})
     pipe.zcard(key)
     pipe.expire(key, timeout + 60)
     in_flight = pipe.execute()[2]
     limit = inference_workers_alive(model_id=model.id) + max_queued()
     if in_flight > limit:
-        r.zrem(key, token)
-        raise InferenceError(f"Model {model.id} is busy ({limit} requests in flight); retry shortly",
-                             retry_after=RETRY_AFTER_S)  # fmt: skip
+        refusal = InferenceError(f"Model {model.id} is busy ({limit} requests in flight); retry shortly",
+                                 retry_after=RETRY_AFTER_S)  # fmt: skip
+    else:
+        refusal = slot.too_late(timeout)
+    if refusal is not None:
+        r.zrem(key, slot.token)
+        raise refusal
     try:
-        yield
+        yield slot
     finally:
         with contextlib.suppress(redis.RedisError):  # it lapses at its deadline anyway
-            r.zrem(key, token)
+            r.zrem(key, slot.token)
 
 
 def inference_call(*, model: Model, task, payload: dict, timeout: int | None = None) -> dict:
@@ -182,8 +248,10 @@ def inference_call(*, model: Model, task, payload: dict, timeout: int | None = N
     payload = {**model_payload(model), **payload}
     if _eager():
         return _checked(task.apply(args=[payload]).get())
-    with inference_slot(model=model, timeout=timeout):
-        return _wait(_enqueue(task, model=model, args=[payload], timeout=timeout), model=model, timeout=timeout)
+    kind = task.name.rsplit(".", 1)[-1]
+    with inference_slot(model=model, timeout=timeout, kind=kind, units=request_units(kind, payload)) as slot:
+        result = _enqueue(task, model=model, args=[payload], timeout=timeout)
+        return _wait(result, model=model, timeout=timeout, slot=slot)
 
 
 # --- search-all cache ---------------------------------------------------------------------------------
@@ -383,7 +451,7 @@ def _cancel(r, result, *, stream_key: str = "") -> None:
         log.exception("inference: could not cancel %s", result.id)
 
 
-def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
+def steer_stream(*, req: SteerRequest, user, slot: Slot | None = None) -> Iterator[dict]:
     """Yield {"partial": {type: text}} while generating, then {"rows": {type: SteerOutput}}.
 
     The worker pushes cumulative texts to a Redis list; this relays them. Admission is checked by the
@@ -414,6 +482,7 @@ def steer_stream(*, req: SteerRequest, user) -> Iterator[dict]:
                     if not _eager() and inference_task_worker_lost(model_id=req.model.id, task_id=result.id):
                         raise InferenceError("The inference worker stopped during the request; retry",
                                              retry_after=RETRY_AFTER_S)  # fmt: skip
+                    _give_up_if_too_late(slot, result, deadline, stream_key=stream_key)
                     continue
                 frame = json.loads(item[1])
                 if frame.get("done"):

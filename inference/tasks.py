@@ -28,6 +28,8 @@ from inference.selectors import (
     heartbeat_key,
     heartbeat_ttl,
     redis_client,
+    request_units,
+    service_record,
     task_cancel_key,
     task_claim_key,
     worker_member,
@@ -63,10 +65,25 @@ def _run(name: str, payload: dict, **kwargs) -> dict:
     from inference.runtime import worker  # torch: only in worker processes
 
     _claim()
+    t0 = time.monotonic()
     try:
-        return worker.call(name, payload, **kwargs)
+        result = worker.call(name, payload, **kwargs)
     except worker.UserError as exc:
         return _error(exc)
+    _timed(name.removeprefix("run_"), payload, time.monotonic() - t0)
+    return result
+
+
+def _timed(kind: str, payload: dict, seconds: float) -> None:
+    """This request's service time, which web processes read to refuse at once what could not be served before its
+    deadline (services.inference_slot). Only served requests count: a cancelled steer stopped early."""
+    model_id = payload.get("model_id")
+    if not _served or not model_id or (current_task and current_task.request.is_eager):
+        return
+    try:
+        service_record(model_id=model_id, kind=kind, units=request_units(kind, payload), seconds=seconds)
+    except Exception:  # admission then goes on the last average, or on the count of requests alone
+        log.exception("inference: could not record the service time of a %s", kind)
 
 
 INTERACTIVE = {"acks_late": False, "ignore_result": False}

@@ -323,18 +323,20 @@ class _SteerBase(InferenceView):
             rows = services.steer_run(req=req, user=self.request.user)
             return Response(pres.steer_wire(self.request, rows, chat=self.chat))
         services.inference_admit(model=req.model)  # 503 as a status, before the stream starts
-        slot = services.inference_slot(model=req.model, timeout=services.steer_timeout())
-        slot.__enter__()  # held until the stream ends (frames() exits it), refused here with 503 when full
-        response = StreamingHttpResponse(self.frames(req, slot), content_type="text/event-stream")
+        slot = services.inference_slot(
+            model=req.model, timeout=services.steer_timeout(), kind="steer", units=int(req.settings["n_tokens"])
+        )
+        held = slot.__enter__()  # held until the stream ends (frames() exits it), refused here with 503 when full
+        response = StreamingHttpResponse(self.frames(req, slot, held), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
 
-    def frames(self, req: SteerRequest, slot):
+    def frames(self, req: SteerRequest, slot, held):
         try:
             # closing(): a client that hangs up closes this generator, and that must reach steer_stream now
             # (it stops the worker), not whenever the suspended generator is collected
-            with contextlib.closing(services.steer_stream(req=req, user=self.request.user)) as events:
+            with contextlib.closing(services.steer_stream(req=req, user=self.request.user, slot=held)) as events:
                 for event in events:
                     if "rows" in event:
                         yield _sse(pres.steer_wire(self.request, event["rows"], chat=self.chat))

@@ -14,7 +14,7 @@ from django.db import connection
 
 from features.models import SteerOutput
 from inference import services
-from inference.selectors import heartbeat_key, redis_client, task_claim_key
+from inference.selectors import heartbeat_key, redis_client, service_key, task_claim_key
 from memicos_site.queues import inference_queue
 from tests.faults.conftest import http_status, post, wait_until, web_start
 from tests.inference.conftest import TINY_ID
@@ -204,6 +204,7 @@ def test_twenty_concurrent_steer_requests_are_served_or_refused_with_retry_after
     assert refused_t[-1] < served_t[-1] / 2, (refused_t, served_t)
     assert SteerOutput.objects.count() == 2 * len(served)
     assert redis_client().zcard(f"memicos:inference:inflight:{TINY_ID}") == 0  # every slot given back
+    assert float(redis_client().hget(service_key(TINY_ID), "steer")) > 0  # the worker timed what it served
     after = post(client, "/api/steer", {**STEER, "n_tokens": 8, "seed": 99})
     assert after.status_code == 200
     print(

@@ -323,6 +323,85 @@ def test_no_worker_is_503_fast_and_a_full_queue_is_503_with_retry_after(client, 
     assert SteerOutput.objects.count() == 0
 
 
+def _in_flight(kind: str, units: int, n: int) -> dict:
+    """`n` requests admitted a second ago, as inference_slot writes them (`kind:units:admitted:uuid` → deadline)."""
+    import time
+
+    return {f"{kind}:{units}:{time.time() - 1:.6f}:{k}": time.time() + 100 for k in range(n)}
+
+
+def test_a_request_that_would_wait_past_its_deadline_is_refused_at_once_with_when_to_retry(
+    client, tiny_db, real_celery, monkeypatch
+):
+    import time
+
+    from features.models import Model
+    from inference import services
+    from inference.selectors import heartbeat_key, redis_client, service_key, service_record
+
+    r, key = redis_client(), f"memicos:inference:inflight:{TINY_ID}"
+    monkeypatch.setenv("MEMICOS_STEER_TIMEOUT", "60")
+    r.zadd(heartbeat_key(TINY_ID), {"fake-worker": time.time() + 60})
+    service_record(model_id=TINY_ID, kind="steer", units=100, seconds=30)  # 0.3 s a token, as a worker records it
+    ahead = _in_flight("steer", 100, 3)  # 90 s of work admitted before
+    r.zadd(key, ahead)
+    try:
+        for body in (STEER, {**STEER, "stream": True}):
+            t0 = time.monotonic()
+            resp = post(client, "/api/steer", body)
+            assert resp.status_code == 503, resp.content
+            assert time.monotonic() - t0 < 2
+            # 90 s ahead + its own 10 tokens: it would fit 33 s from now
+            assert "answered in about 93s, past its 60s deadline" in resp.json()["message"]
+            assert resp["Retry-After"] == "33"
+        assert sorted(m.decode() for m in r.zrange(key, 0, -1)) == sorted(ahead)  # the refused left no member
+        model = Model.objects.get(id=TINY_ID)
+        r.delete(key)
+        r.zadd(key, _in_flight("steer", 100, 1))
+        with services.inference_slot(model=model, timeout=60, kind="steer", units=10):
+            assert r.zcard(key) == 2  # 30 s ahead + 3 s: admitted
+        r.zadd(key, ahead)
+        with services.inference_slot(model=model, timeout=60, kind="cossim", units=1):
+            pass  # a kind no worker has timed yet: only the count of requests in flight limits it
+        r.delete(key)
+        with services.inference_slot(model=model, timeout=60, kind="steer", units=1000):
+            pass  # 300 s with nothing ahead: refusing would not make it sooner
+    finally:
+        r.delete(heartbeat_key(TINY_ID), key, service_key(TINY_ID))
+    assert SteerOutput.objects.count() == 0
+
+
+def test_a_queued_request_gives_up_with_503_once_the_recorded_pace_says_it_cannot_be_answered_in_time(
+    client, tiny_db, real_celery, monkeypatch
+):
+    """Admitted while no steer had been timed (a worker's first requests), it waits in the queue; when a worker
+    records a pace at which the requests ahead of it outlast its deadline, it is refused then, not at the deadline."""
+    import threading
+    import time
+
+    from inference.selectors import heartbeat_key, redis_client, service_key, service_record
+    from memicos_site.queues import inference_queue
+
+    r, key = redis_client(), f"memicos:inference:inflight:{TINY_ID}"
+    monkeypatch.setenv("MEMICOS_STEER_TIMEOUT", "60")
+    r.zadd(heartbeat_key(TINY_ID), {"silent-worker": time.time() + 60})  # "alive", never takes the request
+    r.zadd(key, _in_flight("steer", 100, 3))
+    timer = threading.Timer(2, lambda: service_record(model_id=TINY_ID, kind="steer", units=100, seconds=30))
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        resp = post(client, "/api/steer", STEER)
+        elapsed = time.monotonic() - t0
+        assert resp.status_code == 503, resp.content
+        assert "past its 60s deadline" in resp.json()["message"] and int(resp["Retry-After"]) > 0
+        assert 2 <= elapsed < 6  # refused once the pace was known, 54 s before the deadline's 504
+        assert r.zcard(key) == 3  # its own member is gone
+    finally:
+        timer.cancel()
+        r.delete(heartbeat_key(TINY_ID), key, service_key(TINY_ID), inference_queue(TINY_ID))
+    assert SteerOutput.objects.count() == 0
+
+
 def test_the_schema_documents_the_inference_routes(client):
     r = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert r.status_code == 200
