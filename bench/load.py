@@ -711,6 +711,9 @@ def steer_burst(*, url: str, clients: int, feature: str) -> None:
     print(f"{clients} concurrent POST /api/steer to {url} ({feature}, 32 tokens):")
     print("  answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=str)))
     print(f"  slowest answer {max(r[1] for r in results):.1f} s; fastest {min(r[1] for r in results):.1f} s")
+    for status in sorted({r[0] for r in results}, key=str):
+        times = sorted(t for s, t, _ in results if s == status)
+        print(f"  {status}: {len(times)} answered in {times[0]:.1f}–{times[-1]:.1f} s")
     for status, _, text in results:
         if status not in (200, 503):
             print(f"  e.g. {status}: {text.decode(errors='replace')}")
