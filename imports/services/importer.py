@@ -362,8 +362,9 @@ def _run_finish(run: ImportRun, *, failed: int):
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
     """The whole run in this process (CLI default): prepare, features, then activations and explanations.
 
-    `jobs` files load at once, each in its own forked process, connection and transaction, as `jobs` Celery workers
-    would: parsing is Python, so threads shared one GIL and parsed one file at a time (see _files_parallel).
+    `jobs` files load at once, each in its own thread, connection and transaction — as `jobs` Celery workers
+    would: while one file's upsert runs in its Postgres backend, the next file is downloaded, unzipped and
+    parsed here, so parsing and Postgres use different cores (one at a time, this loaded at ~0.4× a raw COPY).
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows
@@ -373,7 +374,7 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
     files = ImportFile.objects.in_bulk(todo)
     for kinds in PHASE_KINDS.values():  # in phase order
         ids = sorted(pk for pk in todo if files[pk].kind in kinds)
-        if jobs <= 1 or len(ids) <= 1:
+        if jobs <= 1:
             for file_id in ids:
                 import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
                 import_run_advance(run_id=run_id)
@@ -383,33 +384,19 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
     return ImportRun.objects.select_related("job").get(pk=run_id)
 
 
-def _file_job(file_id: int, run_id: int) -> None:
-    """One file in a worker process of _files_parallel."""
-    try:
-        import_file_load(file_id=file_id, run_id=run_id)
-        import_run_advance(run_id=run_id)
-    finally:
-        connection.close()  # this process's own connection
-
-
 def _files_parallel(ids: list[int], *, run_id: int, jobs: int, on_progress) -> None:
-    """Load files in `jobs` forked processes; this one reports progress (live counts come from Redis).
+    """Load files in `jobs` threads; this thread reports progress (live counts come from Redis)."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    Measured with bench/import.py (16 activation files of 30k rows, 2 cores): a file's parse holds the GIL 0.76 s and
-    its upsert runs 0.45 s in Postgres. Two threads shared the GIL, so the machine was 71 % busy and the import ran at
-    0.45-0.48x a raw COPY over six runs; two processes parse on both cores: 0.54-0.55x over three (a fourth, 0.47x,
-    spent 5 s in the completeness count)."""
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    def one(file_id: int):
+        try:
+            import_file_load(file_id=file_id, run_id=run_id)
+            import_run_advance(run_id=run_id)
+        finally:
+            connection.close()  # this thread's own connection
 
-    from django.db import connections
-
-    # A forked child must not share the parent's Postgres sockets: closed here, each side opens its own. With
-    # "fork", the pool starts all its processes at the first submit, before this process queries again.
-    connections.close_all()
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(ids)), mp_context=multiprocessing.get_context("fork"))
-    with pool:
-        pending = {pool.submit(_file_job, pk, run_id) for pk in ids}
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="import") as pool:
+        pending = {pool.submit(one, pk) for pk in ids}
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             for fut in finished:

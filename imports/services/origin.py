@@ -88,17 +88,6 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
 
-def _forget_clients() -> None:
-    """In a forked child (import_source --jobs, Celery's prefork pool): a client's kept-alive connections are the
-    parent's sockets, and two processes reading one socket take each other's responses (both hung in recv)."""
-    global _clients_lock
-    _clients.clear()
-    _clients_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_clients)
-
-
 def _s3_client(endpoint_url: str | None, region: str | None):
     """One client per endpoint/region/credentials per process: making one parses botocore's JSON service
     models (~0.1 s of CPU), which per file was a tenth of an import's Python time. Clients are thread-safe;

@@ -44,8 +44,8 @@ def test_running_the_import_again_loads_nothing_and_duplicates_nothing(s3_endpoi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cli_loads_files_in_parallel_processes_with_the_same_result(s3_endpoint, small_dataset):
-    """import_source --jobs 3 (committed data, so its processes' connections see the run): every file DONE
+def test_cli_loads_files_in_parallel_threads_with_the_same_result(s3_endpoint, small_dataset):
+    """import_source --jobs 3 (committed data, so its threads' connections see the run): every file DONE
     once, counts match the files, the run's Job finished with a complete check."""
     from django.core.management import call_command
 
@@ -63,25 +63,3 @@ def test_cli_loads_files_in_parallel_processes_with_the_same_result(s3_endpoint,
     run = ImportRun.objects.select_related("job").get(source_id="0-res-tt")
     assert run.phase == ImportRun.Phase.DONE and run.job.status == Job.Status.SUCCEEDED
     assert run.job.result["complete"]
-
-
-def test_a_forked_process_makes_its_own_s3_client_instead_of_sharing_the_parents_connections():
-    """import_source --jobs forks: two children reading the parent's kept-alive S3 socket took each other's
-    responses and both hung (seen in the full suite)."""
-    import os
-
-    from imports.services import origin
-
-    parent = origin._s3_client("http://127.0.0.1:9", None)
-    assert origin._s3_client("http://127.0.0.1:9", None) is parent  # one per process
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child answers through the pipe and leaves without pytest's teardown
-        try:
-            os.write(w, b"own" if origin._s3_client("http://127.0.0.1:9", None) is not parent else b"shared")
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.waitpid(pid, 0)
-    assert os.read(r, 16) == b"own"
-    os.close(r)

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--resync", action="store_true", help="also update metadata rows from upstream")
         parser.add_argument("--no-explanations", action="store_true")
         parser.add_argument(
-            "--jobs", type=int, default=2, help="files loaded at once, each in a process of its own (default 2)"
+            "--jobs", type=int, default=2, help="files loaded at once by this process (default 2; 1 = one by one)"
         )
         parser.add_argument(
             "--workers", action="store_true", help="enqueue one task per file on the imports queue and follow it"
