@@ -50,11 +50,16 @@ def _error(exc) -> dict:
     return {"error": str(exc), "status": 400}
 
 
+def _queued_task_id() -> str | None:
+    """The id of the request this worker took from a model's queue; None when run eagerly or outside a worker."""
+    task_id = getattr(current_task.request, "id", None) if current_task else None
+    return task_id if task_id and _served and not current_task.request.is_eager else None
+
+
 def _claim() -> None:
     """Name this worker as the one running the current request: the waiting web process watches that worker's
     heartbeat, so it notices this worker dying even while other workers of the model live on."""
-    task_id = getattr(current_task.request, "id", None) if current_task else None
-    if task_id and _served and not current_task.request.is_eager:
+    if task_id := _queued_task_id():
         try:
             redis_client().set(task_claim_key(task_id), _member(), ex=STREAM_TTL_S)
         except Exception:  # the web side falls back to "no worker alive" and its timeout
@@ -78,7 +83,7 @@ def _timed(kind: str, payload: dict, seconds: float) -> None:
     """This request's service time, which web processes read to refuse at once what could not be served before its
     deadline (services.inference_slot). Only served requests count: a cancelled steer stopped early."""
     model_id = payload.get("model_id")
-    if not _served or not model_id or (current_task and current_task.request.is_eager):
+    if not model_id or _queued_task_id() is None:
         return
     try:
         service_record(model_id=model_id, kind=kind, units=request_units(kind, payload), seconds=seconds)
