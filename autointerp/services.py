@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef
 from autointerp import conf
 from autointerp.examples import Example, split_quantiles, window
 from autointerp.explainers import ExplainInput, ExplainResult, explain, explainer_get
+from autointerp.jobs import AUTOINTERP_JOB
 from autointerp.llm import LLMConfig
 from autointerp.models import ProviderKey
 from features.models import (
@@ -30,7 +31,7 @@ from features.models import (
     Source,
     Vote,
 )
-from features.services.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from features.services.jobs import JOB_CONTINUES, JobContext, job_enqueue, job_fail, job_finish, job_progress
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ SCORE_ALIASES = {
 }  # fmt: skip
 LLM_SCORE_TYPES = {"eleuther_recall", "eleuther_fuzz", "oai_simulation"}
 
-AUTOINTERP_JOB = "autointerp"
 # One chunk = one task. SmolLM2 takes ~2 s per np_max-act explanation on 2 cores, so 10 features ≈ 20 s:
 # short enough that a killed worker loses little, long enough that task overhead is noise.
 CHUNK_SIZE = 10
@@ -348,16 +348,18 @@ def explanation_score(
 
 def autointerp_job_create(
     *, source: Source, type_name: str, model_name: str | None = None, indexes: list[int] | None = None,
-    user=None, limit: int | None = None,
+    user=None, limit: int | None = None, chunk_size: int = CHUNK_SIZE, send: bool = True,
 ) -> Job:  # fmt: skip
     explainer_get(type_name)  # unknown type → ValueError before a job exists
     params = {
         "source_pk": source.pk, "type_name": type_name,
         "model_name": model_name or conf.model_for(type_name, role="explainer"),
         "indexes": sorted(set(indexes)) if indexes else None, "limit": limit,
-        "user_id": getattr(user, "pk", None),
+        "user_id": getattr(user, "pk", None), "chunk_size": chunk_size,
     }  # fmt: skip
-    return job_create(kind=AUTOINTERP_JOB, subject=f"{source.model_id}/{source.name}", params=params, created_by=user)
+    return job_enqueue(
+        kind=AUTOINTERP_JOB, model_id=source.model_id, source=source.name, params=params, created_by=user, send=send
+    )
 
 
 def _targets_qs(params: dict):
@@ -387,9 +389,22 @@ def _explained_count(params: dict) -> int:
     return Feature.objects.filter(id__in=_targets_qs(params)).filter(_explained_q(params)).count()
 
 
+def autointerp_plan_run(job: JobContext, **inline):
+    """The `autointerp` job: plan the chunks and send one task per chunk; the last chunk finishes the job."""
+    from autointerp.tasks import autointerp_chunk_task
+
+    chunks = autointerp_job_plan(job_id=job.job_id, chunk_size=job.params.get("chunk_size") or CHUNK_SIZE)
+    if not chunks:
+        job.message = _summary(Job.objects.get(pk=job.job_id).result)
+        return Job.objects.get(pk=job.job_id).result
+    for chunk in chunks:
+        transaction.on_commit(lambda c=chunk: autointerp_chunk_task.delay(job_id=job.job_id, feature_ids=c))
+    return JOB_CONTINUES
+
+
 def autointerp_job_plan(*, job_id: int, chunk_size: int = CHUNK_SIZE) -> list[list[int]]:
-    """Claim the job and split the features still lacking this type+model into chunks. Re-running it
-    (a resume) plans only what is still missing: explained features are skipped, never redone."""
+    """Split the features still lacking this type+model into chunks. Re-running it (a resume) plans only what is
+    still missing: explained features are skipped, never redone."""
     job = Job.objects.get(pk=job_id)
     targets = _targets(job.params)
     pending = list(
@@ -399,16 +414,13 @@ def autointerp_job_plan(*, job_id: int, chunk_size: int = CHUNK_SIZE) -> list[li
         .values_list("id", flat=True)
     )
     chunks = [pending[i : i + chunk_size] for i in range(0, len(pending), chunk_size)]
-    if not job_start(job_id=job_id, total=len(targets), message=f"{len(pending)} features to explain"):
-        return []
+    job_progress(job_id=job_id, total=len(targets), message=f"{len(pending)} features to explain")
     result = dict(job.result or {})
     for key in ("prompt_tokens", "completion_tokens"):
         result.setdefault(key, 0)  # tokens spent add up over resumes
     # counts restart with the plan: what was explained before it is `skipped`, what failed is retried
     result.update(explained=0, failed=0, skipped=len(targets) - len(pending), chunks_total=len(chunks), chunks_done=0)
     Job.objects.filter(pk=job_id).update(result=result, done=len(targets) - len(pending), error="")
-    if not chunks:
-        job_finish(job_id=job_id, message=_summary(result), result=result)
     return chunks
 
 
@@ -479,11 +491,3 @@ def _job_add(job_id: int, counts: dict, errors: list[str], *, chunk_done: bool) 
         job.save(update_fields=["result", "done", "message", "updated_at"])
         if chunk_done and job.status == Job.Status.RUNNING and result["chunks_done"] >= result.get("chunks_total", 0):
             job_finish(job_id=job_id, message=_summary(result), result=result)
-
-
-def autointerp_job_resume(*, job_id: int) -> Job:
-    """Make a failed/cancelled/interrupted job runnable again; the plan skips what is already explained."""
-    Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
-        status=Job.Status.PENDING, finished_at=None
-    )
-    return Job.objects.get(pk=job_id)

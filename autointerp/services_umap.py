@@ -13,13 +13,12 @@ import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from autointerp.jobs import UMAP_JOB
 from features.models import Explanation, Feature, Job, Source
-from features.services.jobs import job_create, job_fail, job_finish, job_start
-
-UMAP_JOB = "umap"
+from features.services.jobs import JobContext, job_enqueue
 
 
-def umap_job_create(*, source: Source, input_kind: str = "auto", user=None) -> Job:
+def umap_job_create(*, source: Source, input_kind: str = "auto", user=None, send: bool = True) -> Job:
     if input_kind not in ("auto", "decoder", "explanations"):
         raise ValueError("input must be auto, decoder or explanations")
     if input_kind == "decoder" and not source.sae_path:
@@ -27,9 +26,9 @@ def umap_job_create(*, source: Source, input_kind: str = "auto", user=None) -> J
         raise ValidationError(
             {"input": f"{source} has no local SAE directory (sae_path) to read decoder directions from."}
         )
-    return job_create(
-        kind=UMAP_JOB, subject=f"{source.model_id}/{source.name}",
-        params={"source_pk": source.pk, "input": input_kind}, created_by=user,
+    return job_enqueue(
+        kind=UMAP_JOB, model_id=source.model_id, source=source.name,
+        params={"source_pk": source.pk, "input": input_kind}, created_by=user, send=send,
     )  # fmt: skip
 
 
@@ -94,15 +93,11 @@ def umap_source(*, source: Source, input_kind: str = "auto") -> dict:
     return {"points": len(ids), "input": used, "clusters": int(labels.max()) + 1}
 
 
-def umap_job_run(*, job_id: int) -> None:
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, total=1, message="computing UMAP"):
-        return
-    try:
-        source = Source.objects.get(pk=job.params["source_pk"])
-        result = umap_source(source=source, input_kind=job.params.get("input", "auto"))
-    except Exception as exc:  # the reason goes on the Job row for the UI/CLI
-        job_fail(job_id=job_id, error=f"{exc.__class__.__name__}: {exc}")
-        raise
-    Job.objects.filter(pk=job_id).update(done=1)
-    job_finish(job_id=job_id, message=f"{result['points']} points from {result['input']}", result=result)
+def umap_run(job: JobContext, **inline) -> dict:
+    """The `umap` job: params {"source_pk", "input"}."""
+    job.progress(done=0, total=1, message="computing UMAP")
+    source = Source.objects.get(pk=job.params["source_pk"])
+    result = umap_source(source=source, input_kind=job.params.get("input", "auto"))
+    job.progress(done=1, total=1)
+    job.message = f"{result['points']} points from {result['input']}"
+    return result

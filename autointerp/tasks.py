@@ -92,14 +92,6 @@ def query_embed_task(*, text: str, embedder: str = "local") -> list[float]:
     return embed_texts([text], embedder=OPENAI_256 if embedder == "openai" else LOCAL)[0]
 
 
-@shared_task(queue=Queue.AUTOINTERP)
-def autointerp_job_task(*, job_id: int, chunk_size: int | None = None):
-    from autointerp.services import CHUNK_SIZE, autointerp_job_plan
-
-    for chunk in autointerp_job_plan(job_id=job_id, chunk_size=chunk_size or CHUNK_SIZE):
-        autointerp_chunk_task.delay(job_id=job_id, feature_ids=chunk)
-
-
 @shared_task(queue=Queue.AUTOINTERP, rate_limit=AUTOINTERP_RATE_LIMIT)
 def autointerp_chunk_task(*, job_id: int, feature_ids: list[int]):
     from autointerp.llm import LLMError, LLMUnavailable
@@ -110,10 +102,3 @@ def autointerp_chunk_task(*, job_id: int, feature_ids: list[int]):
     except (LLMUnavailable, LLMError):
         return {"ok": False}  # the job row is FAILED with the reason; nothing to retry until resumed
     return {"ok": True}
-
-
-@shared_task(queue=Queue.EMBEDDINGS)
-def umap_source_task(*, job_id: int):
-    from autointerp.services_umap import umap_job_run
-
-    umap_job_run(job_id=job_id)

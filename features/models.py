@@ -563,8 +563,12 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
-    # optional subject of the job, e.g. "gpt2-small/6-res-jb"
-    subject = models.CharField(max_length=512, blank=True)
+    # What the job is about, by key: visibility joins these to the model and source, with the pages' rules. The
+    # source (and, for an import or a training that creates it, the model) may not exist yet, so no constraint.
+    model = models.ForeignKey(
+        "Model", null=True, blank=True, on_delete=models.CASCADE, db_constraint=False, related_name="jobs"
+    )
+    source_name = models.CharField(max_length=256, blank=True)
     created_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -573,10 +577,18 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["kind", "status"], name="job_kind_status_idx")]
+        indexes = [
+            models.Index(fields=["kind", "status"], name="job_kind_status_idx"),
+            models.Index(fields=["model", "source_name"], name="job_subject_idx"),
+        ]
 
     def __str__(self):
         return f"{self.kind} {self.subject} [{self.status}]"
+
+    @property
+    def subject(self) -> str:
+        """`model/source` for people to read (never for deciding anything)."""
+        return "/".join(x for x in (self.model_id, self.source_name) if x)
 
     @property
     def fraction(self) -> float:

@@ -13,10 +13,10 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper
-from django.db.models import Count, Prefetch, Q, QuerySet, Value, prefetch_related_objects, signals
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Value, prefetch_related_objects, signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
-from django.db.models.functions import Concat
+from django.db.models.functions import StrIndex, Substr
 from django.db.models.query_utils import DeferredAttribute
 from django.http import Http404
 from psycopg import pq
@@ -517,27 +517,40 @@ def releases_with_set_counts(*, user) -> QuerySet[SourceRelease]:
     return release_list(user=user).annotate(n_sets=Count("source_sets", filter=listed or None, distinct=True))
 
 
+def job_visible_q(user, *, listed: bool = False) -> Q:
+    """Jobs this user may see: their own, and those about a model (and source) the pages would show them, joined by
+    key. `listed` applies the listing rule (PUBLIC or own) instead of the direct-link one (PUBLIC, UNLISTED or own).
+    A source that does not exist yet (an import or a training starting) leaves the model and its set to decide."""
+    if _owner_or_staff(user):
+        return Q()
+    rule = listed_q if listed else readable_q
+    model_shown = Exists(Model.objects.filter(rule(user), pk=OuterRef("model_id")))
+    source_hidden = Exists(
+        Source.objects.filter(model_id=OuterRef("model_id"), name=OuterRef("source_name")).exclude(
+            rule(user) & rule(user, "source_set__") & rule(user, "model__")
+        )
+    )
+    # before its source exists, the set its name ends with decides (Neuronpedia's `<layer>-<set>`)
+    set_name = Substr(OuterRef("source_name"), StrIndex(OuterRef("source_name"), Value("-")) + 1)
+    set_hidden = Exists(
+        SourceSet.objects.filter(model_id=OuterRef("model_id"), name=set_name).exclude(
+            rule(user) & rule(user, "model__")
+        )
+    )
+    q = model_shown & ~source_hidden & ~set_hidden
+    if user is not None and user.is_authenticated:
+        q |= Q(created_by=user)
+    return q
+
+
+def job_get(*, job_id: int, user) -> Job | None:
+    """The job, or None when it does not exist or this user may not see it."""
+    return Job.objects.filter(job_visible_q(user), pk=job_id).first()
+
+
 def jobs_recent(*, user, limit: int = 10, kinds: list[str] | None = None) -> QuerySet[Job]:
-    """Recent jobs, without those about something this user may not read. A job names a source as `model/source`,
-    and may name one that does not exist yet (an import or a training starting): then the model, or the set the
-    source name ends with (Neuronpedia's `<layer>-<set>`), decides."""
-    qs = Job.objects.all()
+    """Recent jobs this user may see in a listing."""
+    qs = Job.objects.filter(job_visible_q(user, listed=True))
     if kinds:
         qs = qs.filter(kind__in=kinds)
-    if not _owner_or_staff(user):
-        readable = Source.objects.filter(
-            readable_q(user), readable_q(user, "source_set__"), readable_q(user, "model__")
-        )
-        hidden = (
-            Source.objects.exclude(pk__in=readable.values("pk"))
-            .annotate(subject=Concat("model_id", Value("/"), "name"))
-            .values("subject")
-        )
-        qs = qs.exclude(subject__in=hidden)
-        # few models and sets are unreadable to anyone, so one condition each is cheap
-        for model_id in Model.objects.exclude(readable_q(user)).values_list("id", flat=True):
-            qs = qs.exclude(Q(subject=model_id) | Q(subject__startswith=f"{model_id}/"))
-        hidden_sets = SourceSet.objects.exclude(readable_q(user)).values_list("model_id", "name")
-        for model_id, name in hidden_sets:
-            qs = qs.exclude(subject__startswith=f"{model_id}/", subject__endswith=f"-{name}")
     return qs.order_by("-created_at")[:limit]

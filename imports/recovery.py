@@ -3,9 +3,10 @@
 File tasks are acks_late, so a worker killed mid-file gets its message back after the broker's visibility timeout
 (an hour). A Redis crash can lose a message outright: one that BRPOP had taken off the queue but that the worker
 had not yet recorded as unacknowledged, or had not yet received. Its file then stays PENDING and the run never
-finishes. Every `imports` worker therefore sweeps at start and every MEMICOS_JOB_SWEEP_S seconds: a run that is not
-DONE and whose Job has not moved for MEMICOS_IMPORT_STALL_S seconds gets its phase's pending files (or its plan)
-sent again, at most once per REQUEUE_QUIET_S. Duplicates are harmless: a file task skips a file another
+finishes. This is the recovery of the `import` kind in the one sweep (features.services.jobs.jobs_sweep), which every
+`imports` worker runs at start and every MEMICOS_JOB_SWEEP_S seconds: a run that is not DONE and whose Job has not
+moved for MEMICOS_IMPORT_STALL_S seconds gets its phase's pending files (or its plan) sent again, at most once per
+REQUEUE_QUIET_S. Duplicates are harmless: a file task skips a file another
 transaction is loading, or has loaded (imports.services.importer.import_file_load).
 """
 
@@ -16,7 +17,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from features.models import Job
-from features.services.jobs import job_requeue_claim
+from features.services.jobs import JobKind, job_requeue_claim, job_send
 from imports.models import ImportRun
 from imports.services.importer import PHASE_KINDS, run_files
 
@@ -29,9 +30,9 @@ def import_stall_s() -> float:
     return float(os.environ.get("MEMICOS_IMPORT_STALL_S", "300"))
 
 
-def import_runs_recover() -> list[int]:
+def import_runs_recover(kind: JobKind | None = None) -> list[int]:
     """Send again the tasks of every stalled import run. Returns the run ids."""
-    from imports.tasks import import_file_task, import_run_advance_task, import_run_task
+    from imports.tasks import import_file_task, import_run_advance_task
 
     cutoff = timezone.now() - timedelta(seconds=import_stall_s())
     stalled = ImportRun.objects.exclude(phase=ImportRun.Phase.DONE).filter(
@@ -42,7 +43,9 @@ def import_runs_recover() -> list[int]:
         if not job_requeue_claim(job_id=job_id, quiet_s=REQUEUE_QUIET_S):
             continue
         if phase == ImportRun.Phase.PLANNED:
-            import_run_task.delay(run_id)
+            # the plan is claimed PENDING → RUNNING only: a plan whose worker died goes back to PENDING first
+            Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(status=Job.Status.PENDING)
+            job_send(job_id=job_id)
         elif files := run_files(run_id, PHASE_KINDS[phase]):
             for file_id in files:
                 import_file_task.delay(file_id, run_id)

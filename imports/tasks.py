@@ -1,24 +1,16 @@
-"""Import tasks on the `imports` queue: one task plans a run, then one task per file.
+"""Import tasks on the `imports` queue: one per file. The run's plan is the `import` job (imports/jobs.py).
 
 Tasks take ids and are idempotent: a file task re-checks its ImportFile under a row lock and returns at
 once when that version is already loaded, so a redelivery (acks_late after a lost worker) is harmless.
 A database outage (restart, failover) rolls the file's transaction back; the task retries with backoff
 instead of failing, which would leave the file PENDING and the run stalled. A message the broker lost (a Redis
-crash) is sent again by the `imports` workers' sweep (imports/recovery.py).
+crash) is sent again by the recovery sweep of the `import` kind (imports/recovery.py).
 """
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from features.services.jobs import job_sweeper_in_workers_of
-from imports.models import ImportRun
-from imports.services.importer import (
-    PHASE_KINDS,
-    import_file_load,
-    import_run_advance,
-    import_run_prepare,
-    run_files,
-)
+from imports.services.importer import import_file_load, import_run_advance
 from memicos_site.queues import Queue
 
 RETRY_ON_OUTAGE = {
@@ -27,18 +19,6 @@ RETRY_ON_OUTAGE = {
     "retry_backoff_max": 30,
     "max_retries": 12,  # ~5 minutes of outage
 }
-
-
-@shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
-def import_run_task(run_id: int) -> int:
-    if import_run_prepare(run_id=run_id) is None:
-        return 0  # planned, and its files sent, by an earlier copy of this task
-    feature_files = run_files(run_id, PHASE_KINDS[ImportRun.Phase.FEATURES])
-    for file_id in feature_files:
-        import_file_task.delay(file_id, run_id)
-    if not feature_files:
-        _dispatch(import_run_advance(run_id=run_id), run_id)
-    return len(feature_files)
 
 
 @shared_task(queue=Queue.IMPORTS, acks_late=True, **RETRY_ON_OUTAGE)
@@ -59,6 +39,3 @@ def import_run_advance_task(run_id: int) -> int:
 def _dispatch(file_ids: list[int], run_id: int):
     for file_id in file_ids:
         import_file_task.delay(file_id, run_id)
-
-
-job_sweeper_in_workers_of(Queue.IMPORTS.value, "import-recovery", "imports.recovery.import_runs_recover")

@@ -50,7 +50,6 @@ def import_panel(request):
 @require_POST
 @_staff_json
 def import_start(request):
-    from imports.tasks import import_run_task
 
     params = _params(request.POST)
     model_id = request.POST.get("model_id", "")
@@ -61,7 +60,7 @@ def import_start(request):
         sources = [s["source_id"] for s in group["sources"] if s["status"] != COMPLETE] if group else []
     if not model_id or not sources:
         return JsonResponse({"message": "model_id and source_id (or set) are required."}, status=400)
-    runs = []
+    runs = []  # each run's plan is sent when its transaction commits (import_run_create)
     for source_id in sources:
         run = import_run_create(
             params=params,
@@ -71,9 +70,8 @@ def import_start(request):
             explanations=request.POST.get("explanations", "1") == "1",
             created_by=request.user,
         )
-        import_run_task.delay(run.pk)
-        runs.append(run.pk)
-    return JsonResponse({"runs": runs})
+        runs.append(run)
+    return JsonResponse({"runs": [run.pk for run in runs], "jobs": [run.job_id for run in runs]})
 
 
 @_staff_json

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from features.models import Job, Model
+from inference.jobs import KIND_DASHBOARDS, KIND_TRAIN
 from inference.models import PipelineJob
-from inference.pipeline.services import KIND_DASHBOARDS, KIND_TRAIN
 
 
 class PipelineForm(forms.Form):
@@ -40,11 +40,12 @@ class PipelineForm(forms.Form):
 
 @admin.register(PipelineJob)
 class PipelineJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "subject", "status", "progress", "message", "created_at")
+    list_display = ("id", "kind", "model", "source_name", "status", "progress", "message", "created_at")
     list_filter = ("kind", "status")
     readonly_fields = (
         "kind",
-        "subject",
+        "model",
+        "source_name",
         "status",
         "progress",
         "message",
@@ -73,7 +74,7 @@ class PipelineJobAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         from django.template.response import TemplateResponse
 
-        from inference.pipeline import services, tasks
+        from inference.pipeline import services
 
         form = PipelineForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -93,7 +94,6 @@ class PipelineJobAdmin(admin.ModelAdmin):
                         dashboard_tokens=d["dashboard_tokens"],
                         created_by=request.user,
                     )
-                    tasks.train_sae.delay(job.pk)
                 else:
                     job = services.add_source_job_create(
                         model_id=d["model"].id,
@@ -103,7 +103,6 @@ class PipelineJobAdmin(admin.ModelAdmin):
                         tokens=d["dashboard_tokens"],
                         created_by=request.user,
                     )
-                    tasks.dashboards.delay(job.pk)
             except (FileNotFoundError, ValueError) as exc:
                 form.add_error(None, str(exc))
             else:

@@ -24,7 +24,7 @@ _ROUTES = {
     "logout": "logout",
     "signup": "signup",
 }
-_FILES = {"favicon": "favicon.svg", "css": "css/memicos.css", "js": "js/memicos.js"}
+_FILES = {"favicon": "favicon.svg", "css": "css/memicos.css", "js": "js/memicos.js", "jobs_js": "js/jobs.js"}
 
 
 @functools.lru_cache(maxsize=4096)  # names × (model, source) arguments: thousands at most, a few MB

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "imports",
     "autointerp",
     "retrieval",
+    "memicos_site",  # the site's own commands (demo_prepare) and job kind (the demo's orchestration)
 ]
 
 MIDDLEWARE = [
@@ -182,8 +183,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 # Unit tests run tasks inline; tests that need a real worker switch this off for themselves.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_EAGER_PROPAGATES = True
-# Task modules outside an app's tasks.py (autodiscovery only finds <app>.tasks).
-CELERY_IMPORTS = ["inference.pipeline.tasks"]
 
 # https://docs.djangoproject.com/en/5.2/topics/cache/
 # Rate-limit counters must be shared by every web process, so they live in Redis. Tests keep a per-process

@@ -19,11 +19,10 @@ from pathlib import Path
 from django.db import connection, transaction
 
 from features.models import Job, Model, Source, SourceSet
-from features.services.jobs import job_fail, job_finish, job_progress, job_start
+from features.services.jobs import JobContext, job_enqueue
+from retrieval.jobs import KIND_BUILD, KIND_LM_CODES, KIND_TOY
 from retrieval.models import Passage, PassageCode
 
-KIND_BUILD = "memory_source"
-KIND_LM_CODES = "passage_codes"
 EMBEDDER_MODEL_ID = "all-minilm-l6-v2"
 DEFAULT_SOURCE_ID = "0-passage-sae"
 ACTIVATION_BATCH = 2000  # dashboard rows per loader call
@@ -35,10 +34,11 @@ def var_dir() -> Path:
     return pipeline_var_dir()
 
 
-def _job(kind: str, subject: str, params: dict, created_by=None) -> Job:
-    from inference.pipeline.services import job_find_or_create
-
-    return job_find_or_create(kind=kind, subject=subject, params=params, created_by=created_by)
+def _job(kind: str, params: dict, created_by, send: bool) -> Job:
+    return job_enqueue(
+        kind=kind, model_id=params["model_id"], source=params["source_id"], params=params, created_by=created_by,
+        reuse_unfinished=True, send=send,
+    )  # fmt: skip
 
 
 # ---- passages and codes -----------------------------------------------------------------------------------
@@ -141,6 +141,7 @@ def memory_source_job_create(
     lr: float = 1e-3,
     seed: int = 42,
     created_by=None,
+    send: bool = True,
 ) -> Job:
     params = {
         "model_id": EMBEDDER_MODEL_ID,
@@ -154,7 +155,7 @@ def memory_source_job_create(
         "lr": lr,
         "seed": seed,
     }
-    return _job(KIND_BUILD, f"{EMBEDDER_MODEL_ID}/{source_id}", params, created_by)
+    return _job(KIND_BUILD, params, created_by, send)
 
 
 def _source_register(*, model: Model, source_id: str, sae_dir: Path, metrics: dict, corpus: str, n: int) -> Source:
@@ -190,94 +191,88 @@ def _source_register(*, model: Model, source_id: str, sae_dir: Path, metrics: di
     return source
 
 
-def memory_source_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
+def memory_source_run(job: JobContext, *, echo: Callable | None = None) -> dict:
     """Passages → embeddings (cached) → SAE (reused when built) → passages + codes → v1 dashboards."""
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, message="reading passages"):
-        return job
     p = job.params
+    job.progress(message="reading passages")
 
     def say(message: str, done: int | None = None, total: int | None = None):
-        job_progress(job_id=job_id, message=message, done=done, total=total)
+        job.progress(message=message, done=done, total=total)
         if echo:
             echo(message)
 
-    try:
-        import torch
+    import torch
 
-        from inference.runtime import passage_sae as rt
+    from inference.runtime import passage_sae as rt
 
-        model = embedder_model_ensure()
-        passages = rt.corpus_passages(p["corpus"], max_passages=p["max_passages"], seed=p["seed"])
-        if not passages:
-            raise ValueError(f"Corpus {p['corpus']!r} has no passages of at least {rt.MIN_WORDS} words")
-        work = var_dir() / "work" / "passages" / model.id / p["source_id"]
-        work.mkdir(parents=True, exist_ok=True)
-        stamp = json.dumps(
-            {
-                "corpus": p["corpus"],
-                "max_passages": p["max_passages"],
-                "seed": p["seed"],
-                "n": len(passages),
-                "first": passages[0].data_source,
-            }
-        )
-        emb_file = work / "embeddings.pt"
-        cached = torch.load(emb_file) if emb_file.exists() else None
-        if cached is not None and cached.get("stamp") == stamp:
-            emb = cached["embeddings"]
-        else:
-            say(f"embedding {len(passages)} passages", 0, len(passages))
-            emb = rt.passages_embed([x.text for x in passages])
-            torch.save({"stamp": stamp, "embeddings": emb}, emb_file.with_suffix(".tmp"))
-            emb_file.with_suffix(".tmp").rename(emb_file)
-        sae_dir = var_dir() / "saes" / model.id / p["source_id"]
-        sae_stamp = json.dumps({**json.loads(stamp), **{k: p[k] for k in ("width", "k", "steps", "batch_size", "lr")}})
-        if (
-            (sae_dir / "metrics.json").exists()
-            and (sae_dir / "build.json").exists()
-            and (sae_dir / "build.json").read_text() == sae_stamp
-        ):
-            metrics = json.loads((sae_dir / "metrics.json").read_text())
-        else:
-            say(f"training SAE (width {p['width']}, k {p['k']}, {p['steps']} steps)")
-            metrics = rt.passage_sae_train(
-                emb,
-                sae_dir,
-                rt.PassageSaeParams(
-                    width=p["width"], k=p["k"], steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"]
-                ),
-                dataset=p["corpus"],
-            )
-            (sae_dir / "build.json").write_text(sae_stamp)
-        source = _source_register(
-            model=model, source_id=p["source_id"], sae_dir=sae_dir, metrics=metrics, corpus=p["corpus"], n=len(passages)
-        )
-        sae = rt.passage_sae_load(sae_dir)
-        codes = rt.passage_codes_embedded(sae, emb)
-        say("storing passages and codes")
-        n_codes = passages_store(
-            source=source,
-            codes=codes,
-            passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
-        )
-        say("writing dashboards")
-        feats, acts = rt.passage_dashboard_records(sae, passages, codes, model_id=model.id, source_id=source.name)
-        _dashboards_write(source=source, features=feats, activations=acts)
-        result = {
-            "source_id": source.name,
-            "sae_path": str(sae_dir),
-            "passages": len(passages),
-            "codes": n_codes,
-            "features": len(feats),
-            "activations": len(acts),
-            "metrics": metrics,
+    model = embedder_model_ensure()
+    passages = rt.corpus_passages(p["corpus"], max_passages=p["max_passages"], seed=p["seed"])
+    if not passages:
+        raise ValueError(f"Corpus {p['corpus']!r} has no passages of at least {rt.MIN_WORDS} words")
+    work = var_dir() / "work" / "passages" / model.id / p["source_id"]
+    work.mkdir(parents=True, exist_ok=True)
+    stamp = json.dumps(
+        {
+            "corpus": p["corpus"],
+            "max_passages": p["max_passages"],
+            "seed": p["seed"],
+            "n": len(passages),
+            "first": passages[0].data_source,
         }
-        job_finish(job_id=job_id, message=f"{len(passages)} passages, {len(feats)} features", result=result)
-    except Exception as exc:
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return Job.objects.get(pk=job_id)
+    )
+    emb_file = work / "embeddings.pt"
+    cached = torch.load(emb_file) if emb_file.exists() else None
+    if cached is not None and cached.get("stamp") == stamp:
+        emb = cached["embeddings"]
+    else:
+        say(f"embedding {len(passages)} passages", 0, len(passages))
+        emb = rt.passages_embed([x.text for x in passages])
+        torch.save({"stamp": stamp, "embeddings": emb}, emb_file.with_suffix(".tmp"))
+        emb_file.with_suffix(".tmp").rename(emb_file)
+    sae_dir = var_dir() / "saes" / model.id / p["source_id"]
+    sae_stamp = json.dumps({**json.loads(stamp), **{k: p[k] for k in ("width", "k", "steps", "batch_size", "lr")}})
+    if (
+        (sae_dir / "metrics.json").exists()
+        and (sae_dir / "build.json").exists()
+        and (sae_dir / "build.json").read_text() == sae_stamp
+    ):
+        metrics = json.loads((sae_dir / "metrics.json").read_text())
+    else:
+        say(f"training SAE (width {p['width']}, k {p['k']}, {p['steps']} steps)")
+        metrics = rt.passage_sae_train(
+            emb,
+            sae_dir,
+            rt.PassageSaeParams(
+                width=p["width"], k=p["k"], steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"]
+            ),
+            dataset=p["corpus"],
+        )
+        (sae_dir / "build.json").write_text(sae_stamp)
+    source = _source_register(
+        model=model, source_id=p["source_id"], sae_dir=sae_dir, metrics=metrics, corpus=p["corpus"], n=len(passages)
+    )
+    sae = rt.passage_sae_load(sae_dir)
+    codes = rt.passage_codes_embedded(sae, emb)
+    say("storing passages and codes")
+    n_codes = passages_store(
+        source=source,
+        codes=codes,
+        passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
+    )
+    say("writing dashboards")
+    feats, acts = rt.passage_dashboard_records(sae, passages, codes, model_id=model.id, source_id=source.name)
+    _dashboards_write(source=source, features=feats, activations=acts)
+    result = {
+        "source_id": source.name,
+        "sae_path": str(sae_dir),
+        "passages": len(passages),
+        "codes": n_codes,
+        "features": len(feats),
+        "activations": len(acts),
+        "metrics": metrics,
+    }
+    job.message = f"{len(passages)} passages, {len(feats)} features"
+    return result
 
 
 def _dashboards_write(*, source: Source, features: list[dict], activations: list[dict]) -> None:
@@ -307,6 +302,7 @@ def lm_codes_job_create(
     max_tokens: int = 128,
     seed: int = 0,
     created_by=None,
+    send: bool = True,
 ) -> Job:
     source = Source.objects.get(model_id=model_id, name=source_id)
     if not source.sae_path:
@@ -319,50 +315,38 @@ def lm_codes_job_create(
         "max_tokens": max_tokens,
         "seed": seed,
     }
-    return _job(KIND_LM_CODES, f"{model_id}/{source_id}", params, created_by)
+    return _job(KIND_LM_CODES, params, created_by, send)
 
 
-def lm_codes_job_run(*, job_id: int, echo: Callable | None = None, lm=None) -> Job:
+def lm_codes_run(job: JobContext, *, echo: Callable | None = None, lm=None) -> dict:
     """Per-passage max activation of every feature of a language-model SAE over corpus paragraphs → PassageCode."""
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, message="loading model and SAE"):
-        return job
     p = job.params
-    try:
-        from inference.runtime import passage_sae as rt
-        from inference.runtime.models import ModelSpec, load_model
-        from inference.runtime.saes import SaeRef, load_sae
+    job.progress(message="loading model and SAE")
+    from inference.runtime import passage_sae as rt
+    from inference.runtime.models import ModelSpec, load_model
+    from inference.runtime.saes import SaeRef, load_sae
 
-        source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
-        lm = lm or load_model(ModelSpec.from_loader(source.model.loader))
-        sae = load_sae(SaeRef(path=source.sae_path))
-        passages = rt.corpus_passages(p["corpus"], max_passages=p["max_passages"], seed=p["seed"])
+    source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
+    lm = lm or load_model(ModelSpec.from_loader(source.model.loader))
+    sae = load_sae(SaeRef(path=source.sae_path))
+    passages = rt.corpus_passages(p["corpus"], max_passages=p["max_passages"], seed=p["seed"])
 
-        def progress(done, total):
-            job_progress(job_id=job_id, done=done, total=total, message=f"passages: {done}/{total}")
-            if echo:
-                echo(f"passages: {done}/{total}")
+    def progress(done, total):
+        job.progress(done=done, total=total, message=f"passages: {done}/{total}")
+        if echo:
+            echo(f"passages: {done}/{total}")
 
-        codes = rt.passage_codes_lm(lm, sae, [x.text for x in passages], max_tokens=p["max_tokens"], progress=progress)
-        n = passages_store(
-            source=source,
-            codes=codes,
-            passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
-        )
-        job_finish(
-            job_id=job_id,
-            message=f"{len(passages)} passages, {n} codes",
-            result={"passages": len(passages), "codes": n},
-        )
-    except Exception as exc:
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return Job.objects.get(pk=job_id)
+    codes = rt.passage_codes_lm(lm, sae, [x.text for x in passages], max_tokens=p["max_tokens"], progress=progress)
+    n = passages_store(
+        source=source,
+        codes=codes,
+        passages=[{"data_source": x.data_source, "genre": x.genre, "text": x.text} for x in passages],
+    )
+    job.message = f"{len(passages)} passages, {n} codes"
+    return {"passages": len(passages), "codes": n}
 
 
 # ---- toy models and interventions (seed 003) ----------------------------------------------------------------
-
-KIND_TOY = "toy_model"
 
 
 def toy_job_create(
@@ -383,6 +367,7 @@ def toy_job_create(
     source_id: str = "",
     dashboards: bool = True,
     created_by=None,
+    send: bool = True,
 ) -> Job:
     model_id = model_id or f"toy-cyclic-{symbols}x{period}"
     source_id = source_id or _toy_source_id(hook)
@@ -403,7 +388,7 @@ def toy_job_create(
         "sae_lr": sae_lr,
         "dashboards": dashboards,
     }
-    return _job(KIND_TOY, f"{model_id}/{source_id}", params, created_by)
+    return _job(KIND_TOY, params, created_by, send)
 
 
 def _toy_source_id(hook: str) -> str:
@@ -412,136 +397,130 @@ def _toy_source_id(hook: str) -> str:
     return default_source_id(hook=hook, corpus="cyclic")
 
 
-def toy_job_run(*, job_id: int, echo: Callable | None = None) -> Job:
+def toy_run(job: JobContext, *, echo: Callable | None = None) -> dict:
     """Train the toy (reused when its parameters did not change), register it, train an SAE on the hook with the
     pipeline's SAELens trainer, find the features that track each cycle position, and write dashboards."""
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, message="training the toy model"):
-        return job
     p = job.params
+    job.progress(message="training the toy model")
 
     def say(message: str):
-        job_progress(job_id=job_id, message=message)
+        job.progress(message=message)
         if echo:
             echo(message)
 
-    try:
-        import shutil
+    import shutil
 
-        from inference.pipeline.services import records_write, source_register
-        from inference.runtime import toy_cyclic as rt
-        from inference.runtime.dashboards import DashboardParams, dashboards_generate
-        from inference.runtime.models import ModelSpec, load_model
-        from inference.runtime.saes import SaeRef, load_sae
-        from inference.runtime.training import TrainParams, sae_train
+    from inference.pipeline.services import records_write, source_register
+    from inference.runtime import toy_cyclic as rt
+    from inference.runtime.dashboards import DashboardParams, dashboards_generate
+    from inference.runtime.models import ModelSpec, load_model
+    from inference.runtime.saes import SaeRef, load_sae
+    from inference.runtime.training import TrainParams, sae_train
 
-        toy_params = rt.ToyParams(
-            symbols=p["symbols"],
-            period=p["period"],
-            n_layers=p["n_layers"],
-            d_model=p["d_model"],
-            n_ctx=p["n_ctx"],
-            steps=p["steps"],
-            seed=p["seed"],
-        )
-        model_dir = var_dir() / "models" / "toy" / p["model_id"]
-        stamp = json.dumps(toy_params.__dict__, sort_keys=True)
-        if (model_dir / "build.json").exists() and (model_dir / "build.json").read_text() == stamp:
-            toy_metrics = json.loads((model_dir / "metrics.json").read_text())
-        else:
-            shutil.rmtree(model_dir, ignore_errors=True)
-            toy_metrics = rt.toy_train(model_dir, toy_params)
-            (model_dir / "metrics.json").write_text(json.dumps(toy_metrics))
-            (model_dir / "build.json").write_text(stamp)
-        say(f"toy trained: accuracy {toy_metrics['accuracy']}")
-        loader = {"kind": "toy-cyclic", "name": str(model_dir.resolve())}
-        model, _ = Model.objects.update_or_create(
-            id=p["model_id"],
-            defaults={
-                "display_name": f"Toy cyclic model ({p['symbols']} symbols, period {p['period']})",
-                "display_name_short": p["model_id"],
-                "loader": loader,
-                "inference_enabled": True,
-                "layers": p["n_layers"],
-                "dimension": p["d_model"],
-                "owner": "memicos",
-            },
-        )
-        lm = load_model(ModelSpec.from_loader(loader))
-        toy = rt.Toy.read(model_dir)
-        contexts = rt.toy_contexts(toy, n=512, context_size=p["n_ctx"], seed=p["seed"] + 100)
-        sae_dir = var_dir() / "saes" / model.id / p["source_id"]
-        shutil.rmtree(sae_dir, ignore_errors=True)  # the toy may have changed: never reuse an SAE of another toy
-        say("training the SAE")
-        metrics = sae_train(
+    toy_params = rt.ToyParams(
+        symbols=p["symbols"],
+        period=p["period"],
+        n_layers=p["n_layers"],
+        d_model=p["d_model"],
+        n_ctx=p["n_ctx"],
+        steps=p["steps"],
+        seed=p["seed"],
+    )
+    model_dir = var_dir() / "models" / "toy" / p["model_id"]
+    stamp = json.dumps(toy_params.__dict__, sort_keys=True)
+    if (model_dir / "build.json").exists() and (model_dir / "build.json").read_text() == stamp:
+        toy_metrics = json.loads((model_dir / "metrics.json").read_text())
+    else:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        toy_metrics = rt.toy_train(model_dir, toy_params)
+        (model_dir / "metrics.json").write_text(json.dumps(toy_metrics))
+        (model_dir / "build.json").write_text(stamp)
+    say(f"toy trained: accuracy {toy_metrics['accuracy']}")
+    loader = {"kind": "toy-cyclic", "name": str(model_dir.resolve())}
+    model, _ = Model.objects.update_or_create(
+        id=p["model_id"],
+        defaults={
+            "display_name": f"Toy cyclic model ({p['symbols']} symbols, period {p['period']})",
+            "display_name_short": p["model_id"],
+            "loader": loader,
+            "inference_enabled": True,
+            "layers": p["n_layers"],
+            "dimension": p["d_model"],
+            "owner": "memicos",
+        },
+    )
+    lm = load_model(ModelSpec.from_loader(loader))
+    toy = rt.Toy.read(model_dir)
+    contexts = rt.toy_contexts(toy, n=512, context_size=p["n_ctx"], seed=p["seed"] + 100)
+    sae_dir = var_dir() / "saes" / model.id / p["source_id"]
+    shutil.rmtree(sae_dir, ignore_errors=True)  # the toy may have changed: never reuse an SAE of another toy
+    say("training the SAE")
+    metrics = sae_train(
+        lm,
+        contexts,
+        TrainParams(
+            hook=p["hook"],
+            arch="topk",
+            width=p["sae_width"],
+            k=p["sae_k"],
+            tokens=p["sae_tokens"],
+            context_size=p["n_ctx"],
+            batch_size_tokens=32 * p["n_ctx"],
+            lr=p["sae_lr"],
+            eval_batches=1,
+        ),
+        sae_dir,
+        model_name=model.id,
+        dataset_name="cyclic",
+    )
+    sae = load_sae(SaeRef(path=str(sae_dir)))
+    metrics["toy"] = toy_metrics
+    metrics["position_features"] = rt.position_features(lm, sae, toy)
+    source = source_register(
+        model=model,
+        source_id=p["source_id"],
+        sae_dir=sae_dir,
+        metrics=metrics,
+        dataset="cyclic",
+        description="SAEs on toy cyclic-sequence models",
+    )
+    result = {
+        "model_id": model.id,
+        "source_id": source.name,
+        "toy": toy_metrics,
+        "sae": {k: metrics.get(k) for k in ("l0", "explained_variance", "ce_loss_score")},
+        "position_features": metrics["position_features"],
+    }
+    if p["dashboards"]:
+        say("writing dashboards")
+        work = var_dir() / "work" / "dashboards" / model.id / source.name
+        shutil.rmtree(work, ignore_errors=True)  # a new SAE: old chunks are not ours
+
+        def write(features, activations):
+            with transaction.atomic():
+                records_write(kind="features", model_id=model.id, source_id=source.name, records=features)
+                records_write(kind="activations", model_id=model.id, source_id=source.name, records=activations)
+
+        result["dashboards"] = dashboards_generate(
             lm,
-            contexts,
-            TrainParams(
-                hook=p["hook"],
-                arch="topk",
-                width=p["sae_width"],
-                k=p["sae_k"],
-                tokens=p["sae_tokens"],
-                context_size=p["n_ctx"],
-                batch_size_tokens=32 * p["n_ctx"],
-                lr=p["sae_lr"],
-                eval_batches=1,
+            sae,
+            rt.toy_contexts(toy, n=128, context_size=p["n_ctx"], seed=p["seed"] + 200),
+            work,
+            model_id=model.id,
+            source_id=source.name,
+            write=write,
+            params=DashboardParams(
+                n_top=10,
+                window_left=p["n_ctx"],
+                window_right=2,
+                batch_contexts=64,
+                n_logits=min(10, lm.model.cfg.d_vocab),
+                n_cos=min(10, p["sae_width"] - 1),
+                n_alignment=min(3, p["d_model"]),
             ),
-            sae_dir,
-            model_name=model.id,
-            dataset_name="cyclic",
         )
-        sae = load_sae(SaeRef(path=str(sae_dir)))
-        metrics["toy"] = toy_metrics
-        metrics["position_features"] = rt.position_features(lm, sae, toy)
-        source = source_register(
-            model=model,
-            source_id=p["source_id"],
-            sae_dir=sae_dir,
-            metrics=metrics,
-            dataset="cyclic",
-            description="SAEs on toy cyclic-sequence models",
-        )
-        result = {
-            "model_id": model.id,
-            "source_id": source.name,
-            "toy": toy_metrics,
-            "sae": {k: metrics.get(k) for k in ("l0", "explained_variance", "ce_loss_score")},
-            "position_features": metrics["position_features"],
-        }
-        if p["dashboards"]:
-            say("writing dashboards")
-            work = var_dir() / "work" / "dashboards" / model.id / source.name
-            shutil.rmtree(work, ignore_errors=True)  # a new SAE: old chunks are not ours
-
-            def write(features, activations):
-                with transaction.atomic():
-                    records_write(kind="features", model_id=model.id, source_id=source.name, records=features)
-                    records_write(kind="activations", model_id=model.id, source_id=source.name, records=activations)
-
-            result["dashboards"] = dashboards_generate(
-                lm,
-                sae,
-                rt.toy_contexts(toy, n=128, context_size=p["n_ctx"], seed=p["seed"] + 200),
-                work,
-                model_id=model.id,
-                source_id=source.name,
-                write=write,
-                params=DashboardParams(
-                    n_top=10,
-                    window_left=p["n_ctx"],
-                    window_right=2,
-                    batch_contexts=64,
-                    n_logits=min(10, lm.model.cfg.d_vocab),
-                    n_cos=min(10, p["sae_width"] - 1),
-                    n_alignment=min(3, p["d_model"]),
-                ),
-            )
-        job_finish(job_id=job_id, message=f"{model.id}/{source.name}", result=result)
-    except Exception as exc:
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return Job.objects.get(pk=job_id)
+    job.message = f"{model.id}/{source.name}"
+    return result
 
 
 def intervene_call(

@@ -55,6 +55,13 @@ def api_key_for():
 
 
 @pytest.fixture
+def run_on_commit(django_capture_on_commit_callbacks):
+    """`with run_on_commit(): ...` runs what the block sends on commit (job tasks, eagerly in unit tests) when it
+    ends, as a commit would; the test's own transaction never commits, so they would never run otherwise."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
 def wsgi_handler():
     """The WSGI handler gunicorn serves (memicos_site/handler.py), called directly, minus closing the DB connection
     around requests (as Django's test client does): the requests run inside the test's transaction."""
@@ -68,6 +75,16 @@ def wsgi_handler():
     yield Handler()
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_database_url() -> str:

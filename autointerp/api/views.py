@@ -121,8 +121,6 @@ class ExplanationGenerateBatchView(AuthedApiView):
         request=s.GenerateBatchIn, responses={200: s.JobOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request):
-        from autointerp.tasks import autointerp_job_task
-
         data = validated(s.GenerateBatchIn, request.data)
         source = source_or_404(model_id=data["modelId"], source_id=data["layer"], user=request.user)
         if not (request.user.is_staff or source.creator_id == request.user.pk):
@@ -133,7 +131,6 @@ class ExplanationGenerateBatchView(AuthedApiView):
             source=source, type_name=data["explanationType"], model_name=data.get("explanationModelName"),
             indexes=data.get("indexes"), user=request.user,
         )  # fmt: skip
-        autointerp_job_task.delay(job_id=job.pk)
         job.refresh_from_db()
         return Response({"jobId": job.pk, "status": job.status})
 
@@ -348,7 +345,6 @@ class UmapGenerateView(AuthedApiView):
     )  # fmt: skip
     def post(self, request):
         from autointerp.services_umap import umap_job_create
-        from autointerp.tasks import umap_source_task
 
         data = validated(s.UmapGenerateIn, request.data)
         source = source_or_404(model_id=data["modelId"], source_id=data["layer"], user=request.user)
@@ -357,6 +353,5 @@ class UmapGenerateView(AuthedApiView):
 
             raise PermissionDenied("Only staff or the source's creator can compute its UMAP.")
         job = umap_job_create(source=source, input_kind=data["input"], user=request.user)
-        umap_source_task.delay(job_id=job.pk)
         job.refresh_from_db()
         return Response({"jobId": job.pk, "status": job.status})

@@ -9,6 +9,7 @@ from django.urls import re_path
 from features.api import schema as _schema_extensions  # noqa: F401  (registers the auth schemes)
 from features.api import views_catalog as catalog
 from features.api import views_features as features
+from features.api import views_jobs as jobs
 from features.api import views_lists as lists
 from features.api import views_social as social
 
@@ -26,6 +27,7 @@ urlpatterns = [
         "api-feature",
     ),
     route(r"features", features.FeaturesBatchView, "api-features"),
+    route(rf"job/(?P<job_id>{SEGMENT})", jobs.JobDetailView, "api-job"),
     route(r"features-offset", features.FeaturesOffsetView, "api-features-offset"),
     route(r"activation/get", features.ActivationGetView, "api-activation-get"),
     route(r"list/new", lists.ListNewView, "api-list-new"),

@@ -40,7 +40,8 @@ from features.models import (
     SourceRelease,
     SourceSet,
 )
-from features.services.jobs import job_create, job_fail, job_finish, job_progress, job_start
+from features.services.jobs import JOB_CONTINUES, JobContext, job_claim, job_enqueue, job_fail, job_finish, job_progress
+from imports.jobs import JOB_KIND
 from imports.models import ImportFile, ImportRun
 from imports.services import live
 from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load
@@ -48,7 +49,6 @@ from imports.services.origin import Origin, OriginParams, origin_from_params
 
 log = logging.getLogger(__name__)
 
-JOB_KIND = "import"
 KIND_ORDER = ("features", "activations", "explanations")
 _BATCH_RE = re.compile(r"/(features|activations|explanations)/.*\.jsonl\.gz$")
 
@@ -232,14 +232,19 @@ def import_run_create(
     resync: bool = False,
     explanations: bool = True,
     created_by=None,
+    send: bool = True,
 ) -> ImportRun:
+    """A run of the `import` job; `send` queues its plan on the imports workers, else import_run_inline runs it."""
     origin = origin_from_params(params)
-    job = job_create(
-        kind=JOB_KIND,
-        subject=f"{model_id}/{source_id}",
+    with transaction.atomic():  # the job is sent on commit: its worker finds the run row
+        return _import_run_create(origin, params, model_id, source_id, resync, explanations, created_by, send)
+
+
+def _import_run_create(origin, params, model_id, source_id, resync, explanations, created_by, send) -> ImportRun:
+    job = job_enqueue(
+        kind=JOB_KIND, model_id=model_id, source=source_id, created_by=created_by, send=send,
         params={"origin": origin.label, "resync": resync, "explanations": explanations},
-        created_by=created_by,
-    )
+    )  # fmt: skip
     # an unfinished older run of the same source is superseded: its files are re-planned by this one
     older = ImportRun.objects.filter(model_id=model_id, source_id=source_id).exclude(phase=ImportRun.Phase.DONE)
     for run in older:
@@ -267,7 +272,7 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     if run.phase != ImportRun.Phase.PLANNED:
         return None
     origin = origin_from_params(run.origin_params)
-    job_start(job_id=run.job_id, message="config and metadata")
+    job_progress(job_id=run.job_id, message="config and metadata")
     try:
         config_import(origin=origin)
         metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
@@ -359,6 +364,20 @@ def _run_finish(run: ImportRun, *, failed: int):
     transaction.on_commit(lambda: live.clear(run.pk))
 
 
+def import_plan_run(job: JobContext, **inline):
+    """The `import` job: plan the run, then send its feature files (one task each); the file tasks advance the
+    run through its phases and finish the job."""
+    from imports.tasks import import_file_task
+
+    run_id = ImportRun.objects.values_list("pk", flat=True).get(job_id=job.job_id)
+    if import_run_prepare(run_id=run_id) is None:
+        return JOB_CONTINUES  # planned, and its files sent, by an earlier delivery
+    files = run_files(run_id, PHASE_KINDS[ImportRun.Phase.FEATURES]) or import_run_advance(run_id=run_id)
+    for file_id in files:
+        transaction.on_commit(lambda f=file_id: import_file_task.delay(f, run_id))
+    return JOB_CONTINUES
+
+
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
     """The whole run in this process (CLI default): prepare, features, then activations and explanations.
 
@@ -368,6 +387,14 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows
+    job_id = ImportRun.objects.values_list("job_id", flat=True).get(pk=run_id)
+    with job_claim(job_id=job_id, lease=False) as claimed:
+        if claimed is None:
+            raise LoadError(f"import job {job_id} is already running or finished")
+        return _import_run_inline(run_id=run_id, on_progress=on_progress, jobs=jobs)
+
+
+def _import_run_inline(*, run_id: int, on_progress, jobs: int) -> ImportRun:
     todo = import_run_prepare(run_id=run_id) or []
     if on_progress:
         on_progress(import_run_progress(run_id=run_id))

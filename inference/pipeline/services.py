@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 
 from features.models import Job, Model, Source, SourceSet
-from features.services.jobs import job_create, job_fail, job_finish, job_lease, job_progress, job_start
+from features.services.jobs import JobContext, JobInterrupted, job_enqueue, job_run
+from inference.jobs import KIND_DASHBOARDS, KIND_TRAIN
 
-KIND_TRAIN = "train_sae"
-KIND_DASHBOARDS = "dashboards"
 HOOK_KINDS = {"hook_resid_post": "res", "hook_resid_pre": "res-pre", "hook_mlp_out": "mlp", "hook_attn_out": "att"}
 
 
@@ -98,15 +97,6 @@ def source_register(
     return source
 
 
-def job_find_or_create(*, kind: str, subject: str, params: dict, created_by=None) -> Job:
-    """The unfinished job of this kind and subject, or a new one. A rerun resumes the unfinished job with
-    the parameters it started with (its checkpoints belong to them)."""
-    job = Job.objects.filter(kind=kind, subject=subject, status__in=[Job.Status.PENDING, Job.Status.RUNNING]).first()
-    if job is not None:
-        return job
-    return job_create(kind=kind, subject=subject, params=params, created_by=created_by)
-
-
 def records_write(*, kind: str, model_id: str, source_id: str, records: list[dict]) -> None:
     """Dashboard rows go through the importer's loader, so generated and imported data are the same rows."""
     from imports.services import loader
@@ -114,29 +104,6 @@ def records_write(*, kind: str, model_id: str, source_id: str, records: list[dic
     result = loader.records_load(kind=kind, model_id=model_id, source_id=source_id, records=records)
     if result.rows_skipped:
         raise RuntimeError(f"The loader skipped {result.rows_skipped} generated {kind} rows: {result.errors[:3]}")
-
-
-class _Throttle:
-    """Job progress at most every `every` seconds (training reports every batch)."""
-
-    def __init__(self, job_id: int, every: float = 2.0, echo=None):
-        self.job_id, self.every, self.echo, self.last = job_id, every, echo, 0.0
-        self.pending = None  # the latest (done, total, message) not yet written
-
-    def __call__(self, done: int, total: int, message: str | None = None):
-        if self.echo:
-            self.echo(done, total, message)
-        self.pending = (done, total, message)
-        now = time.monotonic()
-        if now - self.last >= self.every or done >= total:
-            self.flush()
-
-    def flush(self):
-        """Write the latest progress now (before the job stops, so its row shows where it stopped)."""
-        if self.pending:
-            done, total, message = self.pending
-            self.last, self.pending = time.monotonic(), None
-            job_progress(job_id=self.job_id, done=done, total=total, message=message)
 
 
 def _load_model(model: Model):
@@ -171,7 +138,10 @@ def train_job_create(
     dashboards: bool = True,
     dashboard_tokens: int = 262_144,
     created_by=None,
+    send: bool = True,
 ) -> Job:
+    """Queue (or, send=False, prepare for an inline run) the training job of this source; an unfinished one is
+    resumed instead, with the parameters it started with."""
     Model.objects.get(pk=model_id)  # raises DoesNotExist for an unknown model
     source_id = source_id or default_source_id(hook=hook, corpus=corpus)
     params = {
@@ -190,71 +160,71 @@ def train_job_create(
         "dashboards": dashboards,
         "dashboard_tokens": dashboard_tokens,
     }
-    return job_find_or_create(kind=KIND_TRAIN, subject=f"{model_id}/{source_id}", params=params, created_by=created_by)
+    return job_enqueue(
+        kind=KIND_TRAIN, model_id=model_id, source=source_id, params=params, created_by=created_by,
+        reuse_unfinished=True, send=send,
+    )  # fmt: skip
 
 
-def train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
-    """Train (resuming), register the Source with its metrics, then run the dashboards job for it."""
-    with job_lease(job_id=job_id) as held:
-        if not held:
-            return Job.objects.get(pk=job_id)  # a live worker runs it already
-        return _train_job_run(job_id=job_id, echo=echo, lm=lm)
+def _reporter(job: JobContext, echo):
+    def report(done: int, total: int, message: str | None = None):
+        if echo:
+            echo(done, total, message)
+        job.progress(done=done, total=total, message=message)
+
+    return report
 
 
-def _train_job_run(*, job_id: int, echo=None, lm=None) -> Job:
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, message="loading model"):
-        return job
+def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
+    """The `train_sae` job: train (resuming), register the Source with its metrics, then run its dashboards job."""
+    from inference.runtime.training import TrainParams, sae_train
+
     p = job.params
-    try:
-        from inference.runtime.training import TrainParams, sae_train
-
-        model = Model.objects.get(pk=p["model_id"])
-        lm = lm or _load_model(model)
-        job_progress(job_id=job_id, message="tokenising corpus")
-        contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=None)
-        out = saes_dir() / model.id / p["source_id"]
-        params = TrainParams(
-            hook=p["hook"],
-            arch=p["arch"],
-            width=p["width"],
-            k=p["k"],
-            l1_coefficient=p["l1_coefficient"],
-            tokens=p["tokens"],
+    job.progress(message="loading model")
+    model = Model.objects.get(pk=p["model_id"])
+    lm = lm or _load_model(model)
+    job.progress(message="tokenising corpus")
+    contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=None)
+    out = saes_dir() / model.id / p["source_id"]
+    params = TrainParams(
+        hook=p["hook"],
+        arch=p["arch"],
+        width=p["width"],
+        k=p["k"],
+        l1_coefficient=p["l1_coefficient"],
+        tokens=p["tokens"],
+        context_size=p["context_size"],
+        batch_size_tokens=p["batch_size_tokens"],
+        lr=p.get("lr", 3e-4),
+    )
+    progress = _reporter(job, echo)
+    metrics = sae_train(
+        lm,
+        contexts,
+        params,
+        out,
+        model_name=model.id,
+        dataset_name=p["corpus"],
+        progress=lambda d, t: progress(d, t, f"training: {d:,}/{t:,} tokens"),
+    )
+    source_register(model=model, source_id=p["source_id"], sae_dir=out, metrics=metrics, dataset=p["corpus"])
+    result = {"source_id": p["source_id"], "sae_path": str(out), "metrics": metrics}
+    if p.get("dashboards", True):
+        dash = dashboards_job_create(
+            model_id=model.id,
+            source_id=p["source_id"],
+            corpus=p["corpus"],
+            tokens=p["dashboard_tokens"],
             context_size=p["context_size"],
-            batch_size_tokens=p["batch_size_tokens"],
-            lr=p.get("lr", 3e-4),
+            send=False,
         )
-        progress = _Throttle(job_id, echo=echo)
-        metrics = sae_train(
-            lm,
-            contexts,
-            params,
-            out,
-            model_name=model.id,
-            dataset_name=p["corpus"],
-            progress=lambda d, t: progress(d, t, f"training: {d:,}/{t:,} tokens"),
-        )
-        source_register(model=model, source_id=p["source_id"], sae_dir=out, metrics=metrics, dataset=p["corpus"])
-        result = {"source_id": p["source_id"], "sae_path": str(out), "metrics": metrics}
-        if p.get("dashboards", True):
-            dash = dashboards_job_create(
-                model_id=model.id,
-                source_id=p["source_id"],
-                corpus=p["corpus"],
-                tokens=p["dashboard_tokens"],
-                context_size=p["context_size"],
-            )
-            job_progress(job_id=job_id, message=f"dashboards (job {dash.pk})")
-            dashboards_job_run(job_id=dash.pk, echo=echo, lm=lm)
-            result["dashboards_job"] = dash.pk
-        job_finish(job_id=job_id, message=f"trained {p['source_id']}", result=result)
-    except (OperationalError, InterfaceError):
-        raise  # the database went away: left RUNNING, a batch worker re-queues it (recovery.py)
-    except Exception as exc:
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return Job.objects.get(pk=job_id)
+        job.progress(message=f"dashboards (job {dash.pk})")
+        dash = job_run(job_id=dash.pk, echo=echo, lm=lm)
+        if dash.status != Job.Status.SUCCEEDED:
+            raise RuntimeError(f"its dashboards job {dash.pk} ended {dash.status}: {dash.error or dash.message}")
+        result["dashboards_job"] = dash.pk
+    job.message = f"trained {p['source_id']}"
+    return result
 
 
 # ---- dashboards ----------------------------------------------------------------------------------------
@@ -269,6 +239,7 @@ def dashboards_job_create(
     context_size: int = 128,
     feature_batch: int = 256,
     created_by=None,
+    send: bool = True,
 ) -> Job:
     Source.objects.get(model_id=model_id, name=source_id)
     params = {
@@ -279,95 +250,74 @@ def dashboards_job_create(
         "context_size": context_size,
         "feature_batch": feature_batch,
     }
-    return job_find_or_create(
-        kind=KIND_DASHBOARDS, subject=f"{model_id}/{source_id}", params=params, created_by=created_by
-    )
+    return job_enqueue(
+        kind=KIND_DASHBOARDS, model_id=model_id, source=source_id, params=params, created_by=created_by,
+        reuse_unfinished=True, send=send,
+    )  # fmt: skip
 
 
-def dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | None = None) -> Job:
-    """Generate every feature's dashboard into the DB. `stop_after` (tests) interrupts after N work units."""
-    with job_lease(job_id=job_id) as held:
-        if not held:
-            return Job.objects.get(pk=job_id)  # a live worker runs it already
-        return _dashboards_job_run(job_id=job_id, echo=echo, lm=lm, stop_after=stop_after)
-
-
-def _dashboards_job_run(*, job_id: int, echo=None, lm=None, stop_after: int | None = None) -> Job:
-    job = Job.objects.get(pk=job_id)
-    if not job_start(job_id=job_id, message="loading model and SAE"):
-        return job
+def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | None = None) -> dict:
+    """The `dashboards` job: every feature's dashboard into the DB. `stop_after` (tests) interrupts after N units."""
     p = job.params
-    try:
-        from inference.runtime.dashboards import DashboardParams, dashboards_generate
-        from inference.runtime.saes import SaeRef, load_sae
+    job.progress(message="loading model and SAE")
+    from inference.runtime.dashboards import DashboardParams, dashboards_generate
+    from inference.runtime.saes import SaeRef, load_sae
 
-        source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
-        lm = lm or _load_model(source.model)
-        sae = load_sae(SaeRef(path=source.sae_path))
-        contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
-        work = work_dir(model_id=source.model_id, source_id=source.name, what="dashboards")
-        stamp = {
-            "sae_path": source.sae_path,
-            "corpus": p["corpus"],
-            "tokens": p["tokens"],
-            "context_size": p["context_size"],
-            "feature_batch": p["feature_batch"],
-            "sae_mtime": (Path(source.sae_path) / "sae_weights.safetensors").stat().st_mtime,
-        }
-        stamp_file = work / "params.json"
-        if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
-            shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
-        work.mkdir(parents=True, exist_ok=True)
-        stamp_file.write_text(json.dumps(stamp))
-        progress = _Throttle(job_id, every=1.0, echo=echo)
-        units = {"n": 0}
+    source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
+    lm = lm or _load_model(source.model)
+    sae = load_sae(SaeRef(path=source.sae_path))
+    contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
+    work = work_dir(model_id=source.model_id, source_id=source.name, what="dashboards")
+    stamp = {
+        "sae_path": source.sae_path,
+        "corpus": p["corpus"],
+        "tokens": p["tokens"],
+        "context_size": p["context_size"],
+        "feature_batch": p["feature_batch"],
+        "sae_mtime": (Path(source.sae_path) / "sae_weights.safetensors").stat().st_mtime,
+    }
+    stamp_file = work / "params.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
+        shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
+    work.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(json.dumps(stamp))
+    progress = _reporter(job, echo)
+    units = {"n": 0}
 
-        def on_progress(done, total, message):
-            progress(done, total, message)
-            units["n"] += 1
-            if stop_after is not None and units["n"] >= stop_after:
-                raise _Interrupted(f"stopped after {stop_after} units")
+    def on_progress(done, total, message):
+        progress(done, total, message)
+        units["n"] += 1
+        if stop_after is not None and units["n"] >= stop_after:
+            raise JobInterrupted(f"stopped after {stop_after} units")
 
-        batches_written = {"n": 0}
+    batches_written = {"n": 0}
 
-        def write(features, activations):
-            batches_written["n"] += 1
-            with transaction.atomic():
-                records_write(kind="features", model_id=source.model_id, source_id=source.name, records=features)
-                _test_pause(work, batches_written["n"])
-                records_write(kind="activations", model_id=source.model_id, source_id=source.name, records=activations)
+    def write(features, activations):
+        batches_written["n"] += 1
+        with transaction.atomic():
+            records_write(kind="features", model_id=source.model_id, source_id=source.name, records=features)
+            _test_pause(work, batches_written["n"])
+            records_write(kind="activations", model_id=source.model_id, source_id=source.name, records=activations)
 
-        result = dashboards_generate(
-            lm,
-            sae,
-            contexts,
-            work,
-            model_id=source.model_id,
-            source_id=source.name,
-            write=write,
-            params=DashboardParams(feature_batch=p["feature_batch"]),
-            progress=on_progress,
-        )
-        Source.objects.filter(pk=source.pk).update(
-            has_dashboards=True,
-            num_prompts=result["n_contexts"],
-            num_tokens_in_prompt=result["context_size"],
-            dataset=p["corpus"],
-        )
-        job_finish(job_id=job_id, message=f"{sae.cfg.d_sae} dashboards", result=result)
-    except _Interrupted:
-        progress.flush()
-        return Job.objects.get(pk=job_id)  # left RUNNING: a rerun resumes from the checkpoints
-    except (OperationalError, InterfaceError):
-        raise  # the database went away: left RUNNING, a batch worker re-queues it (recovery.py)
-    except Exception as exc:
-        job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-        raise
-    return Job.objects.get(pk=job_id)
-
-
-class _Interrupted(Exception):
-    pass
+    result = dashboards_generate(
+        lm,
+        sae,
+        contexts,
+        work,
+        model_id=source.model_id,
+        source_id=source.name,
+        write=write,
+        params=DashboardParams(feature_batch=p["feature_batch"]),
+        progress=on_progress,
+    )
+    Source.objects.filter(pk=source.pk).update(
+        has_dashboards=True,
+        num_prompts=result["n_contexts"],
+        num_tokens_in_prompt=result["context_size"],
+        dataset=p["corpus"],
+    )
+    job.message = f"{sae.cfg.d_sae} dashboards"
+    return result
 
 
 def _test_pause(work: Path, batch: int) -> None:
@@ -388,6 +338,7 @@ def add_source_job_create(
     tokens: int = 262_144,
     context_size: int = 128,
     created_by=None,
+    send: bool = True,
 ) -> Job:
     """Register an existing SAELens directory as a Source and queue its dashboards."""
     model = Model.objects.get(pk=model_id)
@@ -404,4 +355,5 @@ def add_source_job_create(
         tokens=tokens,
         context_size=context_size,
         created_by=created_by,
+        send=send,
     )

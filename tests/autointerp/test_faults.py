@@ -10,8 +10,9 @@ from autointerp import explainers, scorers
 from autointerp import services as svc
 from autointerp.llm import ChatResult, LLMError
 from autointerp.services import autointerp_job_create, autointerp_job_plan, explanation_create_human
-from autointerp.tasks import autointerp_chunk_task, autointerp_job_task
+from autointerp.tasks import autointerp_chunk_task
 from features.models import Explanation, Job
+from features.services.jobs import job_claim, job_resume
 from tests.autointerp.planted import planted_source
 
 
@@ -30,13 +31,13 @@ def fake_chat(*fail_on: int, exc=RuntimeError("worker killed")):
 
 
 @pytest.mark.django_db
-def test_an_endpoint_error_fails_the_batch_job_with_the_endpoint_message(monkeypatch, user):
+def test_an_endpoint_error_fails_the_batch_job_with_the_endpoint_message(monkeypatch, user, run_on_commit):
     error = LLMError("LLM endpoint http://llm/v1 answered HTTP 404: The model `nope` does not exist")
     chat = fake_chat(1, 2, 3, exc=error)
     monkeypatch.setattr(explainers, "llm_chat", chat)
     source, _ = planted_source()
-    job = autointerp_job_create(source=source, type_name="np_max-act", model_name="nope", user=user)
-    autointerp_job_task.delay(job_id=job.pk)
+    with run_on_commit():
+        job = autointerp_job_create(source=source, type_name="np_max-act", model_name="nope", user=user)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.finished_at is not None
     assert "HTTP 404" in job.error and "nope" in job.error
@@ -48,7 +49,9 @@ def test_an_endpoint_error_fails_the_batch_job_with_the_endpoint_message(monkeyp
 def test_a_redelivered_chunk_counts_each_feature_once_as_explained(monkeypatch, user):
     monkeypatch.setattr(explainers, "llm_chat", fake_chat(2))  # the 2nd call dies, like a SIGKILLed worker
     source, _ = planted_source()
-    job = autointerp_job_create(source=source, type_name="np_max-act", model_name="m", user=user)
+    job = autointerp_job_create(source=source, type_name="np_max-act", model_name="m", user=user, send=False)
+    with job_claim(job_id=job.pk, lease=False):  # as the job's task claims it before planning
+        pass
     [chunk] = autointerp_job_plan(job_id=job.pk, chunk_size=10)
     with pytest.raises(RuntimeError):
         autointerp_chunk_task(job_id=job.pk, feature_ids=chunk)
@@ -63,18 +66,18 @@ def test_a_redelivered_chunk_counts_each_feature_once_as_explained(monkeypatch, 
 
 
 @pytest.mark.django_db
-def test_a_resumed_job_counts_earlier_work_as_skipped_and_failures_once(monkeypatch, user):
+def test_a_resumed_job_counts_earlier_work_as_skipped_and_failures_once(monkeypatch, user, run_on_commit):
     from autointerp.explainers import ExplanationParseError
 
     monkeypatch.setattr(explainers, "llm_chat", fake_chat(2, exc=ExplanationParseError("could not be parsed")))
     source, _ = planted_source()
-    job = autointerp_job_create(source=source, type_name="np_max-act", model_name="m", user=user)
-    autointerp_job_task.delay(job_id=job.pk)
+    with run_on_commit():
+        job = autointerp_job_create(source=source, type_name="np_max-act", model_name="m", user=user)
     job.refresh_from_db()
     assert (job.done, job.result["explained"], job.result["failed"]) == (3, 2, 1)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED)  # resume takes failed jobs
-    svc.autointerp_job_resume(job_id=job.pk)
-    autointerp_job_task.delay(job_id=job.pk)  # the failed feature is retried and now explained
+    with run_on_commit():
+        job_resume(job_id=job.pk)  # the failed feature is retried and now explained
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert (job.done, job.total) == (3, 3)

@@ -6,19 +6,19 @@ import time
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from autointerp.services import autointerp_job_create, autointerp_job_resume, explanation_create_human
-from autointerp.tasks import autointerp_job_task
+from autointerp.services import autointerp_job_create, explanation_create_human
 from features.models import Explanation, ExplanationScore, Job
+from features.services.jobs import job_resume
 from tests.autointerp.planted import TOPICS, planted_source
 from tests.factories import ActivationFactory, FeatureFactory
 
 
 @pytest.mark.django_db
-def test_batch_job_explains_each_feature_once_with_progress_and_token_counts(llm_env, user):
+def test_batch_job_explains_each_feature_once_with_progress_and_token_counts(llm_env, user, run_on_commit):
     source, features = planted_source()
     FeatureFactory(source=source, model=source.model, index=9)  # no activations: not a target
-    job = autointerp_job_create(source=source, type_name="np_max-act", user=user)
-    autointerp_job_task.delay(job_id=job.pk, chunk_size=2)
+    with run_on_commit():
+        job = autointerp_job_create(source=source, type_name="np_max-act", user=user, chunk_size=2)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert (job.done, job.total) == (3, 3)
@@ -28,8 +28,8 @@ def test_batch_job_explains_each_feature_once_with_progress_and_token_counts(llm
     assert sorted(rows.values_list("feature__index", flat=True)) == [0, 1, 2]
     assert set(rows.values_list("prompt_version", flat=True)) == {"np_max-act@1"}
     # a second job over the same source skips everything
-    again = autointerp_job_create(source=source, type_name="np_max-act", user=user)
-    autointerp_job_task.delay(job_id=again.pk)
+    with run_on_commit():
+        again = autointerp_job_create(source=source, type_name="np_max-act", user=user)
     again.refresh_from_db()
     assert again.status == Job.Status.SUCCEEDED and again.result["skipped"] == 3 and again.result["explained"] == 0
     assert rows.count() == 3
@@ -37,11 +37,11 @@ def test_batch_job_explains_each_feature_once_with_progress_and_token_counts(llm
 
 @pytest.mark.django_db
 def test_endpoint_down_fails_the_job_with_the_reason_and_the_api_answers_503(
-    dead_endpoint, user, api_client, api_key_for
+    dead_endpoint, user, api_client, api_key_for, run_on_commit
 ):
     source, _ = planted_source()
-    job = autointerp_job_create(source=source, type_name="np_max-act", user=user)
-    autointerp_job_task.delay(job_id=job.pk)
+    with run_on_commit():
+        job = autointerp_job_create(source=source, type_name="np_max-act", user=user)
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert dead_endpoint in job.error and "serve_llm" in job.error
@@ -71,8 +71,7 @@ def test_a_killed_batch_job_resumes_without_explaining_a_feature_twice(start_wor
         ActivationFactory(feature=f)
     env = {"OPENAI_BASE_URL": llm_server, "AUTOINTERP_LLM_RETRIES": "0"}
     worker = start_worker(["autointerp"], name="ai-kill", **env)
-    job = autointerp_job_create(source=source, type_name="np_max-act", user=user)
-    autointerp_job_task.delay(job_id=job.pk, chunk_size=1)
+    job = autointerp_job_create(source=source, type_name="np_max-act", user=user, chunk_size=1)
     rows = Explanation.objects.filter(source=source, type_id="np_max-act")
     deadline = time.monotonic() + 90
     while rows.count() < 2 and time.monotonic() < deadline:
@@ -86,9 +85,8 @@ def test_a_killed_batch_job_resumes_without_explaining_a_feature_twice(start_wor
     from memicos_site.celery import app
 
     app.control.purge()  # the dead worker's queue is gone with it; resume re-plans from the database
-    autointerp_job_resume(job_id=job.pk)
     start_worker(["autointerp"], name="ai-resume", **env)
-    autointerp_job_task.delay(job_id=job.pk, chunk_size=2)
+    job_resume(job_id=job.pk)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job.refresh_from_db()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.conftest import wait_until  # noqa: F401 (the fault tests import it from here)
 from tests.imports.conftest import new_bucket, no_aws_credentials, s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.inference.conftest import sae_dirs, tiny_db  # noqa: F401 (fixtures)
 
@@ -26,16 +27,6 @@ def free_port() -> int:
 
 def post(client, path, body):
     return client.post(path, json.dumps(body), content_type="application/json")
-
-
-def wait_until(check, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def web_start(**env) -> tuple[subprocess.Popen, str]:

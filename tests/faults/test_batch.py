@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from features.models import Activation, Feature, Job
-from inference.pipeline.services import dashboards_job_create, dashboards_job_run, source_register, work_dir
+from features.services.jobs import job_run
+from inference.pipeline.services import dashboards_job_create, source_register, work_dir
 from memicos_site.queues import Queue
 from tests.conftest import ROOT, WorkerProcess, subprocess_env
 from tests.faults.conftest import wait_until
@@ -35,16 +36,15 @@ def test_a_dashboard_worker_killed_mid_batch_is_requeued_and_resumes_to_the_rows
                         d_sae=D_SAE, seed=3)  # fmt: skip
     source = source_register(model=model, source_id="0-res-faults", sae_dir=sae_dir, dataset="brown")
     job = dashboards_job_create(model_id=model.id, source_id=source.name, tokens=4096, context_size=64,
-                                feature_batch=BATCH)  # fmt: skip
-    from features.services.jobs import job_lease_key
-    from inference.pipeline.tasks import dashboards
+                                feature_batch=BATCH, send=False)  # fmt: skip
+    from features.services.jobs import job_lease_key, job_send
     from inference.selectors import redis_client
 
     redis_client().delete(job_lease_key(job.pk), f"{job_lease_key(job.pk)}:requeued")  # an earlier test DB's ids
 
     worker = start_worker([Queue.GPU_BATCH.value], name="batch-kill", MEMICOS_DASHBOARDS_PAUSE_AT_BATCH=4,
                           **subprocess_env)  # fmt: skip
-    dashboards.delay(job.pk)
+    job_send(job_id=job.pk)  # transactional_db: sent at once
     work = work_dir(model_id=model.id, source_id=source.name, what="dashboards")
     wait_until(lambda: (work / "paused").exists(), 120, "the worker to pause inside batch 4's transaction")
     worker.kill()  # SIGKILL with batch 4's features written but not committed
@@ -69,8 +69,8 @@ def test_a_dashboard_worker_killed_mid_batch_is_requeued_and_resumes_to_the_rows
     Feature.objects.filter(source=source).delete()
     shutil.rmtree(work)
     clean = dashboards_job_create(model_id=model.id, source_id=source.name, tokens=4096, context_size=64,
-                                  feature_batch=BATCH)  # fmt: skip
-    assert dashboards_job_run(job_id=clean.pk).status == Job.Status.SUCCEEDED
+                                  feature_batch=BATCH, send=False)  # fmt: skip
+    assert job_run(job_id=clean.pk).status == Job.Status.SUCCEEDED
     assert _rows(source) == resumed
 
 
@@ -90,9 +90,9 @@ def test_an_import_survives_a_redis_crash_mid_run_and_the_site_answers_again_wit
     """Queued file tasks outlive a Redis crash because Redis keeps an append-only file (the guarantee is the
     broker's: docker-compose runs Redis with --appendonly yes, as scripts/ensure_redis.sh does for the demo); one
     the crash lost in flight is sent again by the imports worker's sweep."""
+    from features.tasks import job_run_task
     from imports.models import ImportFile
     from imports.services.importer import completeness_check, import_run_create
-    from imports.tasks import import_run_task
     from memicos_site.celery import app
     from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
     from tests.imports.helpers import db_counts, params
@@ -109,9 +109,9 @@ def test_an_import_survives_a_redis_crash_mid_run_and_the_site_answers_again_wit
                           MEMICOS_IMPORT_STALL_S=6, MEMICOS_JOB_SWEEP_S=1)  # fmt: skip
     request.addfinalizer(worker.stop)
     worker.start()
-    run = import_run_create(params=params(s3_endpoint, bucket), model_id="redis-gpt", source_id="0-res-rr")
+    run = import_run_create(params=params(s3_endpoint, bucket), model_id="redis-gpt", source_id="0-res-rr", send=False)
     with app.connection_for_write(private_redis.url) as conn:
-        import_run_task.apply_async((run.pk,), connection=conn)
+        job_run_task.apply_async(kwargs={"job_id": run.job_id}, queue="imports", connection=conn)
     import redis
 
     broker = redis.Redis.from_url(private_redis.url)

@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from imports.tasks import import_run_task
+from features.tasks import job_run_task
 from tests.conftest import ROOT, WorkerProcess, subprocess_env
 from tests.faults.conftest import Readers, http_status, wait_until, web_start
 from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
@@ -40,8 +40,9 @@ from imports.services.importer import import_run_create, import_run_inline
 from imports.services.origin import OriginParams
 
 p = OriginParams.from_options(bucket={bucket!r}, prefix="v1/", endpoint_url={endpoint!r})
-import_run_inline(run_id=import_run_create(params=p, model_id={model!r}, source_id={served!r}).pk, jobs=1)
-print(import_run_create(params=p, model_id={model!r}, source_id={loaded!r}).pk)
+import_run_inline(run_id=import_run_create(params=p, model_id={model!r}, source_id={served!r}, send=False).pk, jobs=1)
+r = import_run_create(params=p, model_id={model!r}, source_id={loaded!r}, send=False)
+print(r.pk, r.job_id)
 """
 
 
@@ -64,13 +65,14 @@ def test_an_import_rides_out_a_real_postgres_restart_and_the_same_web_process_an
     queued = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=subprocess_env(**db),
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert queued.returncode == 0, queued.stderr
-    run_id = int(queued.stdout.split()[-1])
+    run_id, job_id = map(int, queued.stdout.split()[-2:])
 
     url = f"{base}/api/feature/{MODEL}/{SERVED}/3"
     readers = Readers(url).start()  # a steady stream of readers while the server goes away and comes back
     try:
         wait_until(lambda: 200 in readers.codes, 10, "the readers")
-        import_run_task.delay(run_id)  # only now: the outage must find the file's COPY just begun
+        # only now: the outage must find the file's COPY just begun (the job lives in the private server's database)
+        job_run_task.apply_async(kwargs={"job_id": job_id}, queue="imports")
         # the worker's COPY is open and its file transaction uncommitted when the server goes down
         wait_until(lambda: _sql(private_postgres, _COPYING), 60, "a file mid-load", 0.05)
         outage_at = time.monotonic()

@@ -50,16 +50,18 @@ def test_home_lists_public_models_not_private_ones(client, feature, other_user):
     assert "1 source · 1 feature" in html  # per-model counts on its tile
 
 
-def test_home_shows_job_progress(client):
-    from features.services.jobs import job_create, job_progress, job_start
+def test_home_shows_job_progress_and_follows_live_jobs(client):
+    from features.services.jobs import job_claim, job_create, job_progress
 
-    job = job_create(kind="import", subject="gpt2-small/6-res-jb", total=200)
-    job_start(job_id=job.pk)
+    ModelFactory(id="gpt2-small")  # a job about a model nobody may read is not listed
+    job = job_create(kind="import", model_id="gpt2-small", source="6-res-jb", total=200)
+    with job_claim(job_id=job.pk, lease=False):
+        pass
     job_progress(job_id=job.pk, done=50)
     html = client.get("/").content.decode()
     assert "gpt2-small/6-res-jb" in html
     assert 'aria-valuenow="50"' in html and "width: 25%" in html
-    assert 'http-equiv="refresh"' in html  # the page follows a live job
+    assert f'data-job-id="{job.pk}"' in html  # the page's poller follows a live job (static/js/jobs.js)
 
 
 def test_model_set_and_source_pages(client, feature):
@@ -440,9 +442,9 @@ def test_home_hides_jobs_about_private_models_and_sets_even_before_their_source_
     secret_model = ModelFactory(id="aud-secret-model", visibility=Visibility.PRIVATE, creator=other_user)
     open_model = ModelFactory(id="aud-open-model")
     SourceSetFactory(model=open_model, name="res-hidden", visibility=Visibility.PRIVATE, creator=other_user)
-    job_create(kind="import", subject=f"{secret_model.id}/3-res-secret", params={})
-    job_create(kind="import", subject=f"{open_model.id}/3-res-hidden", params={})
-    job_create(kind="import", subject=f"{open_model.id}/3-res-open", params={})
+    job_create(kind="import", model_id=secret_model.id, source="3-res-secret")
+    job_create(kind="import", model_id=open_model.id, source="3-res-hidden")
+    job_create(kind="import", model_id=open_model.id, source="3-res-open")
     for viewer in (None, user):
         if viewer:
             client.force_login(viewer)

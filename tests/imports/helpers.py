@@ -8,7 +8,7 @@ def params(endpoint: str, bucket: str, prefix: str = "v1/") -> OriginParams:
 
 
 def run_import(p: OriginParams, model_id: str, source_id: str, **kw):
-    run = import_run_create(params=p, model_id=model_id, source_id=source_id, **kw)
+    run = import_run_create(params=p, model_id=model_id, source_id=source_id, send=False, **kw)
     return import_run_inline(run_id=run.pk)
 
 

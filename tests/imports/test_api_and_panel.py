@@ -80,7 +80,9 @@ def test_vectors_new_get_list_and_delete_by_owner_only(api_client, user, other_u
     assert api_client.post("/api/vector/get", k, format="json", HTTP_X_API_KEY=key).status_code == 404
 
 
-def test_import_panel_is_staff_only_and_lists_sources_with_status(client, user, staff_user, s3_endpoint, small_dataset):
+def test_import_panel_is_staff_only_and_lists_sources_with_status(
+    client, user, staff_user, s3_endpoint, small_dataset, run_on_commit
+):
     q = f"/imports/?bucket={small_dataset['bucket']}&prefix=v1/&endpoint_url={s3_endpoint}&model=tiny-gpt"
     assert client.get(q).status_code == 302  # anonymous → login
     client.force_login(user)
@@ -91,7 +93,8 @@ def test_import_panel_is_staff_only_and_lists_sources_with_status(client, user, 
     assert page.status_code == 200
     html = page.content.decode()
     assert "0-res-tt" in html and "0-att-tt" in html and "0 of 2 downloaded" in html and "absent" in html
-    r = client.post(
+    with run_on_commit():  # the run's job is sent on commit, then runs eagerly here
+        r = client.post(
         "/imports/start",
         {
             "model_id": "tiny-gpt",
@@ -100,9 +103,10 @@ def test_import_panel_is_staff_only_and_lists_sources_with_status(client, user, 
             "prefix": "v1/",
             "endpoint_url": s3_endpoint,
         },
-    )  # fmt: skip  (eager Celery in tests: the import runs inline)
+    )  # fmt: skip
     assert r.status_code == 200
     run = ImportRun.objects.get(pk=r.json()["runs"][0])
+    assert r.json()["jobs"] == [run.job_id]
     progress = client.get(f"/imports/progress/{run.pk}.json").json()
     assert progress["status"] == "SUCCEEDED" and progress["files_done"] == progress["files_total"] == 6
     assert progress["rows"] == 10 + 20 and progress["bytes"] == progress["bytes_total"] > 0

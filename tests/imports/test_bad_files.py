@@ -93,16 +93,14 @@ BAD_METADATA = [
 
 @pytest.mark.parametrize(("key", "body", "reason"), BAD_METADATA, ids=[m[2] for m in BAD_METADATA])
 def test_bad_metadata_fails_the_run_naming_the_file_and_it_is_not_sent_again(
-    s3_endpoint, dataset, monkeypatch, key, body, reason
+    s3_endpoint, dataset, monkeypatch, key, body, reason, run_on_commit
 ):
-    from imports.tasks import import_run_task
-
     if body is None:
         dataset["client"].delete_object(Bucket=dataset["bucket"], Key="v1/" + key)
     else:
         dataset["put"](key, body)
-    run = import_run_create(params=params(s3_endpoint, dataset["bucket"]), model_id="tiny-gpt", source_id="3-res-x")
-    import_run_task.delay(run.pk).get()  # the task ends, and with it the run
+    with run_on_commit():  # its task runs eagerly: the plan fails, and with it the run
+        run = import_run_create(params=params(s3_endpoint, dataset["bucket"]), model_id="tiny-gpt", source_id="3-res-x")
     run.refresh_from_db()
     assert run.phase == ImportRun.Phase.DONE and run.job.status == Job.Status.FAILED
     assert run.job.error.startswith("planning failed: ") and reason in run.job.error, run.job.error

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, connections
 
 from features.models import Job
+from features.services.jobs import job_claim, job_run
 from imports.models import ImportFile, ImportRun
 from imports.recovery import import_runs_recover
 from imports.services import importer
@@ -17,9 +18,10 @@ from tests.imports.helpers import db_counts, params
 def _planned_run(s3_endpoint, small_dataset) -> ImportRun:
     """A run planned (phase FEATURES, files PENDING) whose file tasks never reached a worker."""
     run = importer.import_run_create(
-        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
+        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt", send=False
     )
-    importer.import_run_prepare(run_id=run.pk)
+    with job_claim(job_id=run.job_id, lease=False):  # as the job's task claims it before planning
+        importer.import_run_prepare(run_id=run.pk)
     run.refresh_from_db()
     assert run.phase == ImportRun.Phase.FEATURES and run.job.status == Job.Status.RUNNING
     return run
@@ -55,13 +57,11 @@ def test_a_stalled_run_is_sent_again_at_most_once_per_quiet_period(s3_endpoint, 
 
 
 def test_a_duplicate_plan_task_leaves_a_planned_run_as_it_is(s3_endpoint, small_dataset, db):
-    from imports.tasks import import_run_task
-
     run = _planned_run(s3_endpoint, small_dataset)
     f = ImportFile.objects.filter(run=run, kind="features").order_by("id").first()
     importer.import_file_load(file_id=f.pk, run_id=run.pk)
     importer.import_run_advance(run_id=run.pk)  # one file done: the Job says 1 of 6
-    assert import_run_task.delay(run.pk).get() == 0  # a redelivered or re-sent copy of the plan
+    job_run(job_id=run.job_id)  # a redelivered or re-sent copy of the plan: the job is claimed already
     run.refresh_from_db()
     assert (run.phase, run.files_total, run.job.done, run.job.total) == (ImportRun.Phase.FEATURES, 6, 1, 6)
 

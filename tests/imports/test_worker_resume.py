@@ -3,18 +3,18 @@ import time
 import pytest
 
 from features.models import Activation, Feature, Job
+from features.services.jobs import job_send
 from imports.models import ImportFile
 from imports.services.importer import completeness_check, import_run_create, import_run_progress
-from imports.tasks import import_run_task
 from tests.imports.dataset import DatasetSpec, SourceSpec, s3_put, write_dataset
 from tests.imports.helpers import db_counts, params, run_import
 
 
-def test_an_import_through_tasks_finishes_its_job(s3_endpoint, small_dataset, db):
-    run = import_run_create(
-        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
-    )
-    import_run_task.delay(run.pk)  # eager in unit tests: the per-file tasks run inline, phase by phase
+def test_an_import_through_tasks_finishes_its_job(s3_endpoint, small_dataset, db, run_on_commit):
+    with run_on_commit():  # eager in unit tests: the plan, then the per-file tasks, run inline phase by phase
+        run = import_run_create(
+            params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
+        )
     run.refresh_from_db()
     assert run.job.status == Job.Status.SUCCEEDED and run.phase == "DONE"
     assert run.job.done == run.files_total == 6  # 3 feature files, 3 activation files
@@ -22,14 +22,14 @@ def test_an_import_through_tasks_finishes_its_job(s3_endpoint, small_dataset, db
 
 
 def test_a_worker_dying_as_it_finishes_the_run_leaves_it_for_the_next_advance(
-    s3_endpoint, small_dataset, db, monkeypatch
+    s3_endpoint, small_dataset, db, monkeypatch, run_on_commit
 ):
     """The run's DONE phase and its Job's SUCCEEDED commit together: a reader never sees a DONE run with a RUNNING
     Job, and a crash between the two leaves the run in ROWS, which the redelivered file task's advance finishes."""
     from imports.services import importer
 
     run = import_run_create(
-        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt"
+        params=params(s3_endpoint, small_dataset["bucket"]), model_id="tiny-gpt", source_id="0-att-tt", send=False
     )
     real_finish = importer._run_finish
 
@@ -38,8 +38,8 @@ def test_a_worker_dying_as_it_finishes_the_run_leaves_it_for_the_next_advance(
         raise RuntimeError("worker lost")  # ... and the process dies before the transaction commits
 
     monkeypatch.setattr(importer, "_run_finish", crash)
-    with pytest.raises(RuntimeError, match="worker lost"):
-        import_run_task.delay(run.pk)
+    with pytest.raises(RuntimeError, match="worker lost"), run_on_commit():
+        job_send(job_id=run.job_id)
     run.refresh_from_db()
     assert run.phase == "ROWS" and run.job.status == Job.Status.RUNNING  # neither half committed
     assert not ImportFile.objects.filter(run=run).exclude(status="DONE").exists()
@@ -62,8 +62,7 @@ def test_a_worker_killed_mid_file_leaves_nothing_and_the_next_run_resumes_withou
         ["imports"], name="importkill", MEMICOS_IMPORT_PAUSE_AFTER_ROWS=3000, MEMICOS_IMPORT_PAUSE_SECONDS=300
     )
     p = params(s3_endpoint, bucket)
-    run = import_run_create(params=p, model_id="kill-gpt", source_id="2-res-kill")
-    import_run_task.delay(run.pk)
+    run = import_run_create(params=p, model_id="kill-gpt", source_id="2-res-kill")  # sent: transactional_db
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         progress = import_run_progress(run_id=run.pk)

@@ -6,9 +6,8 @@ import pytest
 from django.db import connection
 
 from features.models import Feature, Job
-from features.services.jobs import job_create
-from features.tasks import source_refresh_max_act_task
-from tests.conftest import ROOT, subprocess_env
+from features.services.jobs import job_enqueue
+from tests.conftest import ROOT, subprocess_env, wait_until
 from tests.factories import ActivationFactory, FeatureFactory
 
 
@@ -93,9 +92,8 @@ def test_a_task_runs_in_a_real_celery_worker_and_records_its_job(start_worker):
     ActivationFactory(feature=feature, max_value=2.0)
     ActivationFactory(feature=feature, max_value=7.25)
     start_worker(["default"], name="platform")
-    job = job_create(kind="refresh", subject=str(feature.source))
-    result = source_refresh_max_act_task.apply_async(args=[feature.source_id, job.pk])
-    assert result.get(timeout=60) == 1
+    job = job_enqueue(kind="refresh_max_act", model_id=feature.model_id, params={"source_id": feature.source_id})
+    wait_until(lambda: Job.objects.get(pk=job.pk).finished, 60, "the worker to run the job")
     feature.refresh_from_db()
     job.refresh_from_db()
     assert feature.max_act_approx == 7.25

@@ -46,7 +46,7 @@ def test_admin_form_trains_and_shows_progress(client, staff_user, brown, tiny_mo
             "dashboard_tokens": 4096,
         },
     )
-    job = Job.objects.get(kind="train_sae", subject=f"{tiny_model.id}/0-res-admin")
+    job = Job.objects.get(kind="train_sae", model_id=tiny_model.id, source_name="0-res-admin")
     assert resp.status_code == 302 and resp["Location"].endswith(f"/admin/inference/pipelinejob/{job.pk}/change/")
     assert job.status == "SUCCEEDED" and job.created_by == staff_user
     source = Source.objects.get(model=tiny_model, name="0-res-admin")

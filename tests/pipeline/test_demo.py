@@ -2,15 +2,12 @@
 of the demo source's top features, a UMAP and the seed systems' jobs, each queued once (the jobs themselves are
 tested in tests/pipeline, tests/autointerp and tests/retrieval)."""
 
-from datetime import timedelta
-
 import pytest
 from django.core.management import call_command
-from django.utils import timezone
 
 from features.models import Job, Model, Source
 from features.services.jobs import job_finish
-from inference.pipeline.demo import DEMO, DEMO_MODEL_ID, demo_followups_start, demo_pipeline_start
+from memicos_site.demo import DEMO, DEMO_MODEL_ID, demo_followups_start, demo_pipeline_start
 from tests.factories import FeatureFactory, SourceSetFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +19,19 @@ def test_the_pipeline_job_is_created_once_with_the_demo_parameters(brown):
     assert job.params["hook"] == DEMO["hook"] and job.params["tokens"] == DEMO["tokens"]
     assert demo_pipeline_start(enqueue=False).pk == job.pk
     assert Job.objects.filter(kind="train_sae").count() == 1
+
+
+def test_the_demo_job_that_runs_the_pipeline_is_queued_once_and_sent_on_commit(
+    brown, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as sent:
+        demo_pipeline_start()
+    assert len(sent) == 1  # the `demo` job's task; the train job runs inside it
+    (demo,) = Job.objects.filter(kind="demo")
+    assert demo.status == "PENDING" and demo.subject == f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
+    with django_capture_on_commit_callbacks() as sent:
+        demo_pipeline_start()  # queued already: the sweep re-sends it if its worker dies
+    assert sent == [] and Job.objects.filter(kind="demo").count() == 1
 
 
 def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brown):
@@ -48,9 +58,9 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert toy.kind == "toy_model" and toy.params["model_id"] == "toy-cyclic-4x4"
     assert demo_followups_start(enqueue=False) == []  # queued ones are not queued twice
 
-    # an interrupted follow-up (no progress for a while) is picked up again at the next start
-    Job.objects.filter(pk=explain.pk).update(status="RUNNING", updated_at=timezone.now() - timedelta(hours=1))
-    (again,) = demo_followups_start(enqueue=False)
+    # a failed follow-up is picked up again at the next start (a lost worker's job is the sweep's: tests/features)
+    Job.objects.filter(pk=explain.pk).update(status="FAILED")
+    (again,) = demo_followups_start()
     assert again.pk == explain.pk and again.status == "PENDING"
 
 

@@ -79,7 +79,7 @@ def test_train_sae_command_to_dashboard_rows(brown, tiny_model, pipeline_var):
     assert source.metrics["l0"] == pytest.approx(8.0)
     for key in ("explained_variance", "ce_loss_score", "num_dead_features", "train_tokens_per_second"):
         assert key in source.metrics
-    jobs = Job.objects.filter(subject=f"{tiny_model.id}/0-res-brown")
+    jobs = Job.objects.filter(model_id=tiny_model.id, source_name="0-res-brown")
     assert {j.kind: j.status for j in jobs} == {"train_sae": "SUCCEEDED", "dashboards": "SUCCEEDED"}
     assert all(j.done == j.total > 0 for j in jobs)
 
@@ -129,7 +129,8 @@ def tiny_model_tokenizer():
 def test_add_source_dashboards_interrupt_and_resume(brown, tiny_model, pipeline_var):
     import shutil
 
-    from inference.pipeline.services import dashboards_job_create, dashboards_job_run, work_dir
+    from features.services.jobs import job_run
+    from inference.pipeline.services import dashboards_job_create, work_dir
     from inference.runtime.corpus import corpus_contexts
     from inference.runtime.models import ModelSpec, load_model
     from inference.runtime.training import TrainParams, sae_train
@@ -175,9 +176,9 @@ def test_add_source_dashboards_interrupt_and_resume(brown, tiny_model, pipeline_
     Feature.objects.filter(source=source).delete()
     shutil.rmtree(work_dir(model_id=tiny_model.id, source_id="0-res-mine", what="dashboards"))
     job = dashboards_job_create(
-        model_id=tiny_model.id, source_id="0-res-mine", tokens=16384, context_size=CTX, feature_batch=32
+        model_id=tiny_model.id, source_id="0-res-mine", tokens=16384, context_size=CTX, feature_batch=32, send=False
     )
-    job = dashboards_job_run(job_id=job.pk, lm=lm, stop_after=3)
+    job = job_run(job_id=job.pk, lm=lm, stop_after=3)
     assert job.status == "RUNNING" and job.done == 3 and job.total == 2 + 4
     assert Feature.objects.filter(source=source).count() == 32
     partial = Activation.objects.filter(feature__source=source).count()
@@ -202,7 +203,7 @@ def test_add_source_dashboards_interrupt_and_resume(brown, tiny_model, pipeline_
     assert len(resumed) > partial
     assert resumed == complete  # same deterministic ids and values as the uninterrupted run
     assert Feature.objects.filter(source=source).count() == 128
-    assert Job.objects.filter(kind="dashboards", subject=f"{tiny_model.id}/0-res-mine").count() == 2
+    assert Job.objects.filter(kind="dashboards", model_id=tiny_model.id, source_name="0-res-mine").count() == 2
 
 
 @pytest.mark.slow

@@ -17,12 +17,20 @@ def retrieval_var(tmp_path_factory):
 def memory_source(db, settings, retrieval_var):
     """Build (or, after the first time in this session, rebuild from the cached embeddings and SAE) the source."""
     from features.models import Source
-    from retrieval.services import memory_source_job_create, memory_source_job_run
+    from features.services.jobs import job_run
+    from retrieval.services import memory_source_job_create
 
     settings.VAR_DIR = retrieval_var
     job = memory_source_job_create(
-        source_id="0-passage-sae", max_passages=N_PASSAGES, width=WIDTH, k=K, steps=150, batch_size=64, lr=3e-3
+        source_id="0-passage-sae",
+        max_passages=N_PASSAGES,
+        width=WIDTH,
+        k=K,
+        steps=150,
+        batch_size=64,
+        lr=3e-3,
+        send=False,
     )
-    job = memory_source_job_run(job_id=job.pk)
+    job = job_run(job_id=job.pk)
     assert job.status == "SUCCEEDED", job.error
     return Source.objects.get(model_id="all-minilm-l6-v2", name="0-passage-sae"), job

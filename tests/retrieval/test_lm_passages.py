@@ -25,13 +25,14 @@ def test_lm_passage_codes_are_per_passage_max_and_retrievable(lm_source, api_cli
     import torch
     from sae_lens import SAE
 
+    from features.services.jobs import job_run
     from inference.runtime import worker
     from inference.runtime.dashboards import hook_acts
-    from retrieval.services import lm_codes_job_create, lm_codes_job_run
+    from retrieval.services import lm_codes_job_create
 
     lm = worker.model_for("tiny-passages", TINY_LOADER)
-    job = lm_codes_job_create(model_id="tiny-passages", source_id="0-res-t", max_passages=10, max_tokens=24)
-    job = lm_codes_job_run(job_id=job.pk, lm=lm)
+    job = lm_codes_job_create(model_id="tiny-passages", source_id="0-res-t", max_passages=10, max_tokens=24, send=False)
+    job = job_run(job_id=job.pk, lm=lm)
     assert job.status == "SUCCEEDED", job.error
     passages = list(Passage.objects.filter(source=lm_source).order_by("data_index"))
     assert len(passages) == 10 and all(p.genre for p in passages)

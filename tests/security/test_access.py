@@ -188,7 +188,7 @@ def private(request):
     passage = Passage.objects.create(source=source, data_index=0, text=f"{SECRET} passage", genre="news")
     PassageCode.objects.create(source=source, passage=passage, feature_index=feature.index, value=1.0)
     Job.objects.create(
-        kind="autointerp", subject=f"{model.id}/{source.name}", message=f"{SECRET} job", created_by=owner
+        kind="autointerp", model_id=model.id, source_name=source.name, message=f"{SECRET} job", created_by=owner
     )
     key, _ = api_key_create(user=owner, name="owner's key")
     p = Private(level, owner, model, source_set, source, feature, explanation, comment, feature_list, steer, key,

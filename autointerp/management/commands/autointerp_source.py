@@ -30,10 +30,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true")
 
     def handle(self, *args, **o):
-        from autointerp.tasks import autointerp_job_task
+        from features.services.jobs import job_resume
 
+        if o["inline"]:  # the job and its chunk tasks run in this process as they are sent
+            from memicos_site.celery import app
+
+            app.conf.task_always_eager = True
         if o["resume"]:
-            job = services.autointerp_job_resume(job_id=o["resume"])
+            job = job_resume(job_id=o["resume"])
         else:
             source = Source.objects.filter(model_id=o["model_id"], name=o["source_id"]).first()
             if source is None:
@@ -41,14 +45,9 @@ class Command(BaseCommand):
             indexes = [int(i) for i in o["indexes"].split(",") if i.strip()] or None
             job = services.autointerp_job_create(
                 source=source, type_name=o["type_name"], model_name=o["model_name"], indexes=indexes,
-                limit=o["limit"],
+                limit=o["limit"], chunk_size=o["chunk_size"],
             )  # fmt: skip
         self.stdout.write(f"job {job.pk}: {job.subject} {job.params['type_name']} by {job.params['model_name']}")
-        if o["inline"]:
-            from memicos_site.celery import app
-
-            app.conf.task_always_eager = True
-        autointerp_job_task.delay(job_id=job.pk, chunk_size=o["chunk_size"])
         if o["no_wait"]:
             return
         self._follow(job.pk)

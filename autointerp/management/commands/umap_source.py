@@ -2,8 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from autointerp.services_umap import umap_job_create, umap_job_run
+from autointerp.services_umap import umap_job_create
 from features.models import Job, Source
+from features.services.jobs import job_run
 
 
 class Command(BaseCommand):
@@ -18,9 +19,9 @@ class Command(BaseCommand):
         source = Source.objects.filter(model_id=model_id, name=source_id).first()
         if source is None:
             raise CommandError(f"Unknown source {model_id}/{source_id}")
-        job = umap_job_create(source=source, input_kind=input)
+        job = umap_job_create(source=source, input_kind=input, send=False)
         try:
-            umap_job_run(job_id=job.pk)
+            job_run(job_id=job.pk)
         except Exception:
             raise CommandError(Job.objects.get(pk=job.pk).error) from None
         self.stdout.write(Job.objects.get(pk=job.pk).message)

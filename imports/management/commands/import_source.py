@@ -33,6 +33,7 @@ class Command(BaseCommand):
             source_id=options["source_id"],
             resync=options["resync"],
             explanations=not options["no_explanations"],
+            send=bool(options["workers"]),
         )
         bar = tqdm(total=0, unit="B", unit_scale=True, desc=f"{run.model_id}/{run.source_id}", disable=None)
 
@@ -47,9 +48,6 @@ class Command(BaseCommand):
             bar.refresh()
 
         if options["workers"]:
-            from imports.tasks import import_run_task
-
-            import_run_task.delay(run.pk)
             while True:
                 p = import_run_progress(run_id=run.pk)
                 show(p)

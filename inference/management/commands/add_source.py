@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
 
     def handle(self, *args, **o):
-        from inference.pipeline.services import add_source_job_create, dashboards_job_run
+        from features.services.jobs import job_run
+        from inference.pipeline.services import add_source_job_create
 
         if not Model.objects.filter(pk=o["model_id"]).exists():
             raise CommandError(f"Unknown model {o['model_id']!r} (register it first: manage.py register_model)")
@@ -35,14 +36,12 @@ class Command(BaseCommand):
                 corpus=o["corpus"],
                 tokens=o["tokens"],
                 context_size=o["context_size"],
+                send=o["queue"],
             )
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         if o["queue"]:
-            from inference.pipeline.tasks import dashboards
-
-            dashboards.delay(job.pk)
             self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
             return
-        job = dashboards_job_run(job_id=job.pk, echo=tqdm_echo())
+        job = job_run(job_id=job.pk, echo=tqdm_echo())
         self.stdout.write(f"\nJob {job.pk} {job.status}: {job.message} {job.result}")

@@ -49,7 +49,8 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
 
     def handle(self, *args, **o):
-        from inference.pipeline.services import train_job_create, train_job_run
+        from features.services.jobs import job_run
+        from inference.pipeline.services import train_job_create
 
         if not Model.objects.filter(pk=o["model_id"]).exists():
             raise CommandError(f"Unknown model {o['model_id']!r} (register it first: manage.py register_model)")
@@ -68,14 +69,12 @@ class Command(BaseCommand):
             lr=o["lr"],
             dashboards=not o["no_dashboards"],
             dashboard_tokens=o["dashboard_tokens"],
+            send=o["queue"],
         )
         if o["queue"]:
-            from inference.pipeline.tasks import train_sae
-
-            train_sae.delay(job.pk)
             self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
             return
-        job = train_job_run(job_id=job.pk, echo=tqdm_echo())
+        job = job_run(job_id=job.pk, echo=tqdm_echo())
         self.stdout.write(f"\nJob {job.pk} {job.status}: {job.message}")
         metrics = (job.result or {}).get("metrics", {})
         for key in ("l0", "explained_variance", "ce_loss_score", "num_dead_features", "train_tokens_per_second"):

@@ -33,7 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
 
     def handle(self, *args, **o):
-        from retrieval.services import toy_job_create, toy_job_run
+        from features.services.jobs import job_run
+        from retrieval.services import toy_job_create
 
         try:
             job = toy_job_create(
@@ -52,16 +53,14 @@ class Command(BaseCommand):
                 sae_lr=o["sae_lr"],
                 source_id=o["source_id"],
                 dashboards=not o["no_dashboards"],
+                send=o["queue"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if o["queue"]:
-            from retrieval.tasks import toy_model
-
-            toy_model.delay(job.pk)
             self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
             return
-        job = toy_job_run(job_id=job.pk, echo=lambda m: self.stdout.write(m))
+        job = job_run(job_id=job.pk, echo=lambda m: self.stdout.write(m))
         self.stdout.write(f"Job {job.pk} {job.status}: {job.message or job.error}")
         for row in (job.result or {}).get("position_features", []):
             self.stdout.write(

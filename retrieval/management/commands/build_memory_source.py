@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
 
     def handle(self, *args, **o):
-        from retrieval.services import memory_source_job_create, memory_source_job_run
+        from features.services.jobs import job_run
+        from retrieval.services import memory_source_job_create
 
         job = memory_source_job_create(
             source_id=o["source_id"],
@@ -34,14 +35,12 @@ class Command(BaseCommand):
             steps=o["steps"],
             batch_size=o["batch_size"],
             lr=o["lr"],
+            send=o["queue"],
         )
         if o["queue"]:
-            from retrieval.tasks import build_memory_source
-
-            build_memory_source.delay(job.pk)
             self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
             return
-        job = memory_source_job_run(job_id=job.pk, echo=lambda m: self.stdout.write(m))
+        job = job_run(job_id=job.pk, echo=lambda m: self.stdout.write(m))
         self.stdout.write(f"Job {job.pk} {job.status}: {job.message}")
         for key, value in ((job.result or {}).get("metrics") or {}).items():
             self.stdout.write(f"  {key}: {value}")

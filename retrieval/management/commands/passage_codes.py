@@ -20,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         from features.models import Source
-        from retrieval.services import lm_codes_job_create, lm_codes_job_run
+        from features.services.jobs import job_run
+        from retrieval.services import lm_codes_job_create
 
         try:
             job = lm_codes_job_create(
@@ -29,14 +30,12 @@ class Command(BaseCommand):
                 corpus=o["corpus"],
                 max_passages=o["max_passages"],
                 max_tokens=o["max_tokens"],
+                send=o["queue"],
             )
         except (Source.DoesNotExist, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         if o["queue"]:
-            from retrieval.tasks import passage_codes
-
-            passage_codes.delay(job.pk)
             self.stdout.write(f"Queued job {job.pk} ({job.subject}) on gpu_batch")
             return
-        job = lm_codes_job_run(job_id=job.pk, echo=lambda m: None)
+        job = job_run(job_id=job.pk, echo=lambda m: None)
         self.stdout.write(f"Job {job.pk} {job.status}: {job.message}")

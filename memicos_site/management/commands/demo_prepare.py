@@ -15,7 +15,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_pipeline, **options):
         if not no_pipeline:
-            from inference.pipeline.demo import demo_followups_start, demo_pipeline_start
+            from memicos_site.demo import demo_followups_start, demo_pipeline_start
 
             job = demo_pipeline_start()
             self.stdout.write(f"demo pipeline: job {job.pk} {job.status} ({job.message or job.subject})")
