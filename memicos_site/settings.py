@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "imports",
     "autointerp",
     "retrieval",
+    # the project itself, for the commands that span every app (demo_prepare, health): in features they would
+    # make the domain app import the others (import-linter's contracts in pyproject.toml forbid that)
+    "memicos_site",
 ]
 
 MIDDLEWARE = [
