@@ -54,6 +54,10 @@ VIOLATIONS = {
         "inference/runtime/models.py",
         "def _toy():\n    from inference.runtime import toy_cyclic  # noqa\n",
     ),
+    "runtime-acyclic": (
+        "inference/runtime/saes.py",
+        "def _cache():\n    from inference.runtime import worker  # noqa\n",
+    ),
 }
 
 
@@ -70,4 +74,4 @@ def test_each_contract_breaks_on_the_import_it_forbids(tree_copy, contract):
     finally:
         target.write_text(original)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert path.removesuffix(".py").replace("/", ".") in run.stdout
+    assert Path(path).stem in run.stdout  # the report names the importing module
