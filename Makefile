@@ -59,9 +59,11 @@ test: venv chromium redis corpus
 test-fast: venv chromium redis corpus
 	MEMICOS_ENV=test $(BIN)/pytest -m "not slow"
 
+## lint: ruff, and the layering contracts of pyproject.toml [tool.importlinter] (tests/memicos_site/test_layers.py runs them too)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 ## schema: regenerate the committed OpenAPI schema (a test diffs it)
 schema: venv

@@ -201,8 +201,6 @@ def memory_source_run(job: JobContext, *, echo: Callable | None = None) -> dict:
         if echo:
             echo(message)
 
-    import torch
-
     from inference.runtime import passage_sae as rt
 
     model = embedder_model_ensure()
@@ -220,15 +218,12 @@ def memory_source_run(job: JobContext, *, echo: Callable | None = None) -> dict:
             "first": passages[0].data_source,
         }
     )
-    emb_file = work / "embeddings.pt"
-    cached = torch.load(emb_file) if emb_file.exists() else None
-    if cached is not None and cached.get("stamp") == stamp:
-        emb = cached["embeddings"]
-    else:
-        say(f"embedding {len(passages)} passages", 0, len(passages))
-        emb = rt.passages_embed([x.text for x in passages])
-        torch.save({"stamp": stamp, "embeddings": emb}, emb_file.with_suffix(".tmp"))
-        emb_file.with_suffix(".tmp").rename(emb_file)
+    emb = rt.passages_embed_cached(
+        [x.text for x in passages],
+        cache_file=work / "embeddings.pt",
+        stamp=stamp,
+        on_embed=lambda: say(f"embedding {len(passages)} passages", 0, len(passages)),
+    )
     sae_dir = var_dir() / "saes" / model.id / p["source_id"]
     sae_stamp = json.dumps({**json.loads(stamp), **{k: p[k] for k in ("width", "k", "steps", "batch_size", "lr")}})
     if (

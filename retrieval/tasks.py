@@ -8,10 +8,9 @@ from celery import shared_task
 # acked on receipt and sent with an expiry, so a dead worker's request is not replayed later.
 @shared_task(name="retrieval.intervene", acks_late=False, ignore_result=False)
 def intervene(payload: dict) -> dict:
-    from inference.runtime import toy_cyclic
-    from inference.runtime.worker import UserError
+    from inference.runtime import worker
 
     try:
-        return toy_cyclic.run_intervene(payload)
-    except UserError as exc:
+        return worker.run_intervene(payload)
+    except worker.UserError as exc:
         return {"error": str(exc), "status": 400}

@@ -8,12 +8,15 @@ Kinds of model (a registered Model's `loader` JSON is a ModelSpec):
 - `tlens`: a TransformerLens model name (needs hub access or a warm local cache).
 - `hf-dir`: a local Hugging Face model directory of a Llama-architecture model.
 - `tiny`: a small randomly initialised model (tests), with the SmolLM2 tokenizer so text works offline.
+- `toy-cyclic`: a toy trained by `manage.py train_toy_model` (retrieval app, seed 003; toy_cyclic.py), from its
+  directory.
 """
 
 from __future__ import annotations
 
 import fcntl
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -194,6 +197,32 @@ def _load_tiny(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(spec=spec, model=model.to(spec.device).eval(), tokenizer=tok)
 
 
+def _load_toy_dir(spec: ModelSpec) -> LoadedModel:
+    """A toy saved by toy_cyclic.toy_train (model.pt, tl_config.json and its tokenizer in one directory).
+
+    Loaded here, not in toy_cyclic: this module is the runtime's bottom layer, and toy_cyclic builds on it."""
+    from transformers import AutoTokenizer
+
+    directory = Path(spec.name)
+    cfg_dict = json.loads((directory / "tl_config.json").read_text())
+    cfg_dict.pop("dtype", None)
+    cfg_dict["device"] = spec.device
+    keep = set(HookedTransformerConfig.__dataclass_fields__)
+    cfg = HookedTransformerConfig(
+        **{
+            k: v
+            for k, v in cfg_dict.items()
+            if k in keep
+            and k not in ("n_params", "d_vocab_out", "tokenizer_prepends_bos", "use_normalization_before_and_after")
+        }
+    )
+    # loaded from its directory: HookedTransformer re-loads tokenizers by name_or_path (reference §1.6 pitfall)
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    model.load_state_dict(torch.load(directory / "model.pt", map_location=spec.device))
+    return LoadedModel(spec=spec, model=model.eval(), tokenizer=tok)
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     torch.set_grad_enabled(False)
     if spec.kind == "smollm2-gguf":
@@ -202,10 +231,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         return _load_llama_dir(Path(spec.name), spec)
     if spec.kind == "tiny":
         return _load_tiny(spec)
-    if spec.kind == "toy-cyclic":  # a toy trained by `manage.py train_toy_model` (retrieval app, seed 003)
-        from inference.runtime.toy_cyclic import toy_load
-
-        return toy_load(spec)
+    if spec.kind == "toy-cyclic":
+        return _load_toy_dir(spec)
     if spec.kind == "tlens":
         model = HookedTransformer.from_pretrained(spec.name, device=spec.device, dtype=getattr(torch, spec.dtype))
         return LoadedModel(spec=spec, model=model.eval(), tokenizer=model.tokenizer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,26 @@ def passages_embed(texts: list[str], *, batch_size: int = 64) -> torch.Tensor:
     from inference.runtime.embedder import embed
 
     return torch.tensor(embed(texts, batch_size=batch_size), dtype=torch.float32)
+
+
+def passages_embed_cached(
+    texts: list[str], *, cache_file: Path, stamp: str, on_embed: Callable[[], None] | None = None
+) -> torch.Tensor:
+    """`passages_embed`, cached in `cache_file` under `stamp` (what the texts were drawn from): embedding is the
+    slow step of a rebuild on CPU. A cache with another stamp is recomputed; `on_embed` is called only then.
+
+    The new cache is written beside the old and renamed over it, so a job killed mid-write leaves either the old
+    cache or the new one, never a truncated file that the rerun would fail to load."""
+    cached = torch.load(cache_file) if cache_file.exists() else None
+    if cached is not None and cached.get("stamp") == stamp:
+        return cached["embeddings"]
+    if on_embed:
+        on_embed()
+    emb = passages_embed(texts)
+    tmp = cache_file.with_suffix(".tmp")
+    torch.save({"stamp": stamp, "embeddings": emb}, tmp)
+    tmp.rename(cache_file)
+    return emb
 
 
 @dataclass

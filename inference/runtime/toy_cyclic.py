@@ -4,8 +4,9 @@ A sequence is BOS followed by the cycle from a random phase: cycle[i] = symbol[i
 (`--symbols N --period P`; N = P gives "A B C D A B C D ..."; N < P repeats symbols inside the period, so the
 model must track the cycle position, not just the current symbol). The tokenizer is a real Hugging Face
 tokenizer (WordLevel over `<bos> <unk> A B ...`, whitespace-separated), saved next to the weights, so a worker
-loads the model with `{"kind": "toy-cyclic", "name": <dir>}` and every runtime path (tokenize, dashboards,
-SAE training) works on it like on a language model.
+loads the model with `{"kind": "toy-cyclic", "name": <dir>}` (models.py) and every runtime path (tokenize,
+dashboards, SAE training) works on it like on a language model. The intervention task body is worker.py's
+`run_intervene`.
 
 Interventions act on one SAE feature at chosen positions, keeping the SAE's error term: at each position,
 x ← x + decode(z') − decode(z), where z = encode(x) and z' is z with the feature set to `value` (clamp) or 0
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from inference.runtime.models import LoadedModel, ModelSpec
+from inference.runtime.models import LoadedModel
 
 BOS, UNK = "<bos>", "<unk>"
 N_SPECIAL = 2  # token id of symbol s is s + N_SPECIAL
@@ -98,13 +99,6 @@ def _tokenizer_save(names: list[str], directory: Path):
     tok.save_pretrained(str(directory))
 
 
-def _tokenizer_load(directory: Path):
-    from transformers import AutoTokenizer
-
-    # loaded from its directory: HookedTransformer re-loads tokenizers by name_or_path (reference §1.6 pitfall)
-    return AutoTokenizer.from_pretrained(str(directory))
-
-
 def _config(p: ToyParams, d_vocab: int) -> HookedTransformerConfig:
     return HookedTransformerConfig(
         n_layers=p.n_layers,
@@ -162,27 +156,6 @@ def toy_train(out_dir: str | Path, params: ToyParams, *, progress=None) -> dict:
         "d_model": params.d_model,
         "n_layers": params.n_layers,
     }
-
-
-def toy_load(spec: ModelSpec) -> LoadedModel:
-    directory = Path(spec.name)
-    cfg_dict = json.loads((directory / "tl_config.json").read_text())
-    cfg_dict.pop("dtype", None)
-    cfg_dict["device"] = spec.device
-    keep = set(HookedTransformerConfig.__dataclass_fields__)
-    cfg = HookedTransformerConfig(
-        **{
-            k: v
-            for k, v in cfg_dict.items()
-            if k in keep
-            and k not in ("n_params", "d_vocab_out", "tokenizer_prepends_bos", "use_normalization_before_and_after")
-        }
-    )
-    tok = _tokenizer_load(directory)
-    model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    model.load_state_dict(torch.load(directory / "model.pt", map_location=spec.device))
-    torch.set_grad_enabled(False)
-    return LoadedModel(spec=spec, model=model.eval(), tokenizer=tok)
 
 
 def toy_contexts(toy: Toy, *, n: int, context_size: int, seed: int = 0):
@@ -353,49 +326,3 @@ def hallucination_check(
         "index": index,
     }
     return out
-
-
-# ---- the worker task body -------------------------------------------------------------------------------------
-
-
-def run_intervene(payload: dict) -> dict:
-    """payload: model_id, loader, sae (ref), index, positions, mode, value, prompt, top_k, hallucination."""
-    from inference.runtime import activations as acts
-    from inference.runtime.saes import SaeRef
-    from inference.runtime.worker import UserError, model_for, sae_cache
-
-    lm = model_for(payload["model_id"], payload.get("loader") or {})
-    try:
-        sae = sae_cache().get(SaeRef.from_dict(payload["sae"]))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise UserError(f"Cannot load SAE {payload['sae']}: {exc}") from exc
-    index = int(payload["index"])
-    if not 0 <= index < sae.cfg.d_sae:
-        raise UserError(f"Feature index {index} is outside the SAE (d_sae={sae.cfg.d_sae})")
-    toks = acts.tokenize(lm, payload["prompt"])
-    if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in toks.ids:
-        raise UserError("The prompt has symbols the model does not know")
-    if len(toks.ids) > lm.model.cfg.n_ctx:
-        raise UserError(f"Prompt too long: {len(toks.ids)} tokens, the model's context is {lm.model.cfg.n_ctx}")
-    positions = sorted(set(payload.get("positions") or []))
-    if any(p < 0 or p >= len(toks.ids) for p in positions):
-        raise UserError(f"positions must be between 0 and {len(toks.ids) - 1} (0 is the BOS)")
-    mode, value = payload["mode"], float(payload.get("value") or 0.0)
-    result = {
-        "tokens": toks.strings,
-        "positions": intervene(
-            lm,
-            sae,
-            toks.ids,
-            index=index,
-            positions=positions,
-            mode=mode,
-            value=value,
-            top_k=int(payload.get("top_k", 5)),
-        ),
-    }
-    if payload.get("hallucination", True) and lm.spec.kind == "toy-cyclic":
-        result["hallucination"] = hallucination_check(
-            lm, sae, Toy.read(lm.spec.name), index=index, mode=mode, value=value
-        )
-    return result

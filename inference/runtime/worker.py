@@ -13,7 +13,7 @@ import threading
 import torch
 
 from inference.runtime import activations as acts
-from inference.runtime import steering
+from inference.runtime import steering, toy_cyclic
 from inference.runtime.models import LoadedModel, ModelSpec, load_model
 from inference.runtime.saes import SaeCache, SaeRef, sae_hook_name
 
@@ -203,3 +203,39 @@ def run_steer(payload: dict, on_token=None) -> dict:
         on_token=on_token,
     )
     return {"prompt": prompt_text, "outputs": out, "eos": lm.tokenizer.eos_token or ""}
+
+
+def run_intervene(payload: dict) -> dict:
+    """Toy models (seed 003). payload: model_id, loader, sae (ref), index, positions, mode, value, prompt, top_k,
+    hallucination."""
+    lm = _lm(payload)
+    sae = _sae(payload["sae"])
+    index = int(payload["index"])
+    _index_check(sae, index)
+    toks = acts.tokenize(lm, payload["prompt"])
+    if lm.tokenizer.unk_token_id is not None and lm.tokenizer.unk_token_id in toks.ids:
+        raise UserError("The prompt has symbols the model does not know")
+    if len(toks.ids) > lm.model.cfg.n_ctx:
+        raise UserError(f"Prompt too long: {len(toks.ids)} tokens, the model's context is {lm.model.cfg.n_ctx}")
+    positions = sorted(set(payload.get("positions") or []))
+    if any(p < 0 or p >= len(toks.ids) for p in positions):
+        raise UserError(f"positions must be between 0 and {len(toks.ids) - 1} (0 is the BOS)")
+    mode, value = payload["mode"], float(payload.get("value") or 0.0)
+    result = {
+        "tokens": toks.strings,
+        "positions": toy_cyclic.intervene(
+            lm,
+            sae,
+            toks.ids,
+            index=index,
+            positions=positions,
+            mode=mode,
+            value=value,
+            top_k=int(payload.get("top_k", 5)),
+        ),
+    }
+    if payload.get("hallucination", True) and lm.spec.kind == "toy-cyclic":
+        result["hallucination"] = toy_cyclic.hallucination_check(
+            lm, sae, toy_cyclic.Toy.read(lm.spec.name), index=index, mode=mode, value=value
+        )
+    return result

@@ -13,8 +13,8 @@ import yaml
 from django.core.management import call_command, get_commands
 from django.core.management.base import CommandError
 
-from features.management.commands.health import ROLES, _get
 from features.models import Job
+from memicos_site.management.commands.health import ROLES, _get
 from memicos_site.queues import INFERENCE_PREFIX, STATIC_QUEUES
 from tests.conftest import ROOT
 
