@@ -132,7 +132,7 @@ class SearchOut(serializers.Serializer):
     nextOffset = serializers.IntegerField(allow_null=True)
 
 
-class JobOut(serializers.Serializer):
+class JobStartedOut(serializers.Serializer):
     jobId = serializers.IntegerField()
     status = serializers.CharField()
 

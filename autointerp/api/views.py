@@ -118,7 +118,7 @@ class ExplanationGenerateBatchView(AuthedApiView):
         operation_id="explanation_generate_batch", tags=["explanations"], summary="Batch autointerp (a Job)",
         description="Explains every feature of a source (or the listed indexes) that lacks this type+model, in "
         "chunked tasks on the autointerp queue. Staff or the source's creator only. Progress on the Job row.",
-        request=s.GenerateBatchIn, responses={200: s.JobOut, **OWNER_ERRORS},
+        request=s.GenerateBatchIn, responses={200: s.JobStartedOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request):
         data = validated(s.GenerateBatchIn, request.data)
@@ -341,7 +341,7 @@ class UmapGenerateView(AuthedApiView):
         operation_id="umap_generate", tags=["umap"], summary="Compute a source's UMAP (a Job)",
         description="Staff or the source's creator. Decoder directions when the source has a local SAE, "
         "else explanation embeddings (`input` forces one).",
-        request=s.UmapGenerateIn, responses={200: s.JobOut, **OWNER_ERRORS},
+        request=s.UmapGenerateIn, responses={200: s.JobStartedOut, **OWNER_ERRORS},
     )  # fmt: skip
     def post(self, request):
         from autointerp.services_umap import umap_job_create

@@ -60,7 +60,9 @@ class JobKind:
     # recover: a dotted path of `sweep(kind) -> list[int]` replacing the default (re-send RUNNING jobs whose
     # lease lapsed, and PENDING ones whose message was lost); "" for the default.
     recover: str = ""
-    stall_s: float = 300.0  # PENDING (or, unleased, RUNNING) this long without progress → its message was lost
+    # PENDING (or, unleased, RUNNING) this long without progress → its message or its worker was lost;
+    # None: MEMICOS_JOB_STALL_S (300)
+    stall_s: float | None = None
 
 
 JOB_KINDS: dict[str, JobKind] = {}
@@ -174,6 +176,7 @@ def job_run(*, job_id: int, **inline) -> Job:
         if lease is None:
             return Job.objects.get(pk=job_id)
         job.refresh_from_db()
+        _test_pause(job)
         ctx = JobContext(job, lease if isinstance(lease, JobLease) else None)
         try:
             result = import_string(kind.run)(ctx, **inline)
@@ -189,6 +192,16 @@ def job_run(*, job_id: int, **inline) -> Job:
             if result is not JOB_CONTINUES:
                 job_finish(job_id=job_id, message=ctx.message, result=result)
     return Job.objects.get(pk=job_id)
+
+
+def _test_pause(job: Job) -> None:
+    """Test hook: MEMICOS_JOB_PAUSE_KIND=<kind> holds a claimed job of that kind (RUNNING, leased when its kind is)
+    and touches VAR_DIR/paused-job-<id>, so a fault test can SIGKILL its worker mid-job. Unset everywhere else."""
+    if os.environ.get("MEMICOS_JOB_PAUSE_KIND") == job.kind:
+        from django.conf import settings
+
+        (settings.VAR_DIR / f"paused-job-{job.pk}").touch()
+        time.sleep(300)
 
 
 @contextlib.contextmanager
@@ -334,7 +347,7 @@ def job_kind_sweep(kind: JobKind) -> list[int]:
     progress for a lease's lifetime; unleased kinds: back to PENDING after `stall_s` without progress) and
     PENDING jobs whose message was lost (`stall_s` without a claim). Returns the job ids sent again."""
     now = timezone.now()
-    stalled = now - timedelta(seconds=kind.stall_s)
+    stalled = now - timedelta(seconds=kind.stall_s or float(os.environ.get("MEMICOS_JOB_STALL_S", "300")))
     jobs = Job.objects.filter(kind=kind.name)
     if kind.lease:
         lapsed = now - timedelta(seconds=job_lease_ttl())
