@@ -1,7 +1,7 @@
 """Admin: train an SAE or add a SAELens directory as a source, and watch the job's live progress.
 
-The add form creates a Job (train_sae or dashboards) and queues it on gpu_batch; the job's change page
-refreshes itself every few seconds while the job runs.
+The add form creates a Job (train_sae or dashboards) and queues it on gpu_batch; the job's change page follows its
+progress (static/js/jobs.js) and shows the finished row when it ends.
 """
 
 from django import forms

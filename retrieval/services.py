@@ -1,9 +1,9 @@
 """Writes of the retrieval app: build a passage-SAE source (seed 002), per-passage codes of a language-model
 SAE, planted passages.
 
-Jobs (`features.Job`) carry their parameters so a task (retrieval/tasks.py, gpu_batch queue) or a management
-command runs the same `*_job_run(job_id=...)`. torch lives in inference/runtime and is imported lazily inside
-the job bodies (workers and commands only, never the web process).
+Jobs (`features.Job`, kinds declared in retrieval/jobs.py, gpu_batch queue) carry their parameters so a worker or a
+management command runs the same `job_run(job_id=...)`. torch lives in inference/runtime and is imported lazily
+inside the job bodies (workers and commands only, never the web process).
 
 Rebuilds are resumable and idempotent: the passage embeddings are cached on disk (the slow step on CPU), a
 finished SAE directory is reused, passages/codes of a source are replaced in one transaction, and dashboard

@@ -123,7 +123,9 @@ class WorkerProcess:
         self.env = env
         self.proc = None
 
-    def start(self, timeout: float = 60.0):
+    def start(self, timeout: float = 60.0, wait: bool = True):
+        """`wait=False` returns once the process runs: a solo worker whose sweep at start hands it a long job
+        answers no ping until the job ends."""
         from memicos_site.celery import app
 
         cmd = [
@@ -132,6 +134,8 @@ class WorkerProcess:
             "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(**self.env))
+        if not wait:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -195,8 +199,8 @@ def start_worker(real_celery, transactional_db):
     """start_worker(["default"], name="w1") → a running WorkerProcess, stopped after the test."""
     started = []
 
-    def start(queues, name="testworker", **env):
-        worker = WorkerProcess(queues, f"{name}-{os.getpid()}", **env).start()
+    def start(queues, name="testworker", wait=True, **env):
+        worker = WorkerProcess(queues, f"{name}-{os.getpid()}", **env).start(wait=wait)
         started.append(worker)
         return worker
 

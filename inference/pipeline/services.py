@@ -1,7 +1,7 @@
 """The one-step pipeline: train an SAE, register it as a Source, generate its dashboards into the DB.
 
-Jobs (`features.Job`, kinds `train_sae` and `dashboards`) carry their parameters, so a task, a management
-command or the admin form runs the same `*_job_run(job_id=...)`. Work directories are deterministic per
+Jobs (`features.Job`, kinds `train_sae` and `dashboards`, declared in inference/jobs.py) carry their parameters,
+so a worker, a management command or the admin form runs the same `job_run(job_id=...)`. Work directories are deterministic per
 (model, source), so re-running an interrupted job continues where it stopped: SAELens checkpoints for
 training, chunk and batch files for dashboards, and deterministic activation ids for the rows.
 

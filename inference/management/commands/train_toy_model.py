@@ -4,7 +4,7 @@ Seed 003: trains a small TransformerLens model on cyclic symbol sequences ("A B 
 as a Model with its symbol tokenizer (loader {"kind": "toy-cyclic", "name": <dir>}, so
 `manage.py inference_worker <model-id>` serves it), trains a TopK SAE on the chosen hook with SAELens, finds the
 feature that tracks each cycle position, and writes dashboards. Then /intervene and POST /api/intervene clamp or
-ablate features. The job lives in retrieval/services.py (toy_job_run).
+ablate features. The job lives in retrieval/services.py (toy_run, kind `toy_model`).
 """
 
 from django.core.management.base import BaseCommand, CommandError
