@@ -8,6 +8,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from inference.selectors import inference_models, inference_sources, steer_feature_search, steer_output_get
+from memicos_site.embed import embeddable
 
 _SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
@@ -30,6 +31,7 @@ def _models_json(user) -> str:
 
 @require_GET
 @ensure_csrf_cookie
+@embeddable
 def steer_page(request, output_id: str | None = None):
     """The steer page; /steer/<id> preloads a saved result (its share URL)."""
     initial = None
@@ -40,7 +42,11 @@ def steer_page(request, output_id: str | None = None):
     return render(
         request,
         "inference/steer.html",
-        {"models_json": _models_json(request.user), "initial": initial},
+        {
+            "models_json": _models_json(request.user),
+            "initial": initial,
+            "embed_url": request.build_absolute_uri(request.path) + "?embed=true",
+        },
     )
 
 
