@@ -198,12 +198,27 @@ def test_the_source_and_steer_pages_fit_a_1366_px_window(live_server, page):
     }  # fmt: skip
     source.saelens_config = {"hook_name": "blocks.6.hook_resid_post", "d_sae": 131072}
     source.save()
-    for path, name in [(f"/{source.model_id}/{source.name}/", "source"), ("/steer", "steer")]:
+    steer = f"/steer?model={source.model_id}&source={source.name}&index={feature.index}&strength=25"
+    for path, name in [(f"/{source.model_id}/{source.name}/", "source"), (steer, "steer")]:
         page.goto(live_server.url + path)
         page.wait_for_load_state("networkidle")
         width, viewport = no_horizontal_overflow(page)
         assert width <= viewport, (path, width, viewport)
         shot(page, name)
+    # the feature page's Steer button opens the steer page with that feature chosen at the given strength
+    assert "talking birds such as parrots" in page.locator("#feature-list li").inner_text()
+    assert page.locator("#feature-list input[type=range]").input_value() == "25"
+    page.goto(f"{live_server.url}/{source.model_id}/{source.name}/{feature.index}/")
+    page.click("#embed-button")
+    snippet = page.locator(".embed-snippet").input_value()
+    assert snippet.startswith(
+        f'<iframe src="{live_server.url}/{source.model_id}/{source.name}/{feature.index}/?embed=true"'
+    )
+    page.uncheck("[data-embed-param=embedplots]")
+    assert "embed=true&amp;embedplots=false" in page.locator(".embed-snippet").input_value()
+    shot(page, "feature-embed-button")
+    page.goto(f"{live_server.url}/{source.model_id}/{source.name}/{feature.index}/?embed=true&defaulttesttext=hi")
+    shot(page, "feature-embed")
     page.goto(f"{live_server.url}/{source.model_id}/{source.name}/")
     page.click("#umap-link")
     page.wait_for_url(f"**/umap/{source.model_id}/{source.name}/")

@@ -311,3 +311,16 @@ def test_the_umap_data_is_lean_columns_not_feature_rows(client, feature):
     body = client.get(f"/umap/{feature.model_id}/{feature.source.name}/points.json").json()
     assert body == {"index": [feature.index], "x": [0.5], "y": [-0.25], "cluster": [2],
                     "label": ["talking birds such as parrots"]}  # fmt: skip
+
+
+def test_the_steer_page_opens_with_the_feature_its_link_names_if_the_user_may_read_it(client, feature, other_user):
+    feature.model.inference_enabled = True
+    feature.model.save()
+    url = f"/steer?model={feature.model_id}&source={feature.source.name}&index={feature.index}&strength=25"
+    html = client.get(url).content.decode()
+    assert '"strength": 25.0' in html and "talking birds such as parrots" in html
+    secret = FeatureFactory(source__visibility=Visibility.PRIVATE, source__creator=UserFactory())
+    ExplanationFactory(feature=secret, description="zz hidden explanation")
+    client.force_login(other_user)
+    html = client.get(f"/steer?model={secret.model_id}&source={secret.source.name}&index={secret.index}").content
+    assert b"zz hidden explanation" not in html and b'id="steer-initial" type="application/json">null<' in html
