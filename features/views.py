@@ -55,6 +55,18 @@ def _validation_message(request, error: ValidationError) -> None:
         messages.error(request, " ".join(error.messages))
 
 
+def _comment_from_form(request, create) -> None:
+    """Post the comment form's text through `create(text)`, or say in a message why not."""
+    form = CommentForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A comment needs some text (at most 10,000 characters).")
+        return
+    try:
+        create(form.cleaned_data["text"])
+    except ValidationError as e:
+        _validation_message(request, e)
+
+
 def _back(request, fallback: str) -> HttpResponseRedirect:
     """Redirect to `next` when it is a local path, else to `fallback`."""
     nxt = request.POST.get("next") or ""
@@ -399,14 +411,7 @@ def feature_bookmark(request, model_id, source_id, index):
 @require_POST
 def feature_comment(request, model_id, source_id, index):
     feature = _feature_for_write(request, model_id, source_id, index)
-    form = CommentForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A comment needs some text (at most 10,000 characters).")
-    else:
-        try:
-            comment_create(user=request.user, feature=feature, text=form.cleaned_data["text"])
-        except ValidationError as e:
-            _validation_message(request, e)
+    _comment_from_form(request, lambda text: comment_create(user=request.user, feature=feature, text=text))
     return redirect(_feature_url(feature) + "#comments")
 
 
@@ -460,14 +465,9 @@ def list_page(request, list_id):
 @require_POST
 def list_comment(request, list_id):
     feature_list = selectors.list_get(list_id=list_id, user=request.user)  # 404 where the list is not readable
-    form = CommentForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A comment needs some text (at most 10,000 characters).")
-    else:
-        try:
-            list_comment_create(user=request.user, feature_list=feature_list, text=form.cleaned_data["text"])
-        except ValidationError as e:
-            _validation_message(request, e)
+    _comment_from_form(
+        request, lambda text: list_comment_create(user=request.user, feature_list=feature_list, text=text)
+    )
     return redirect(reverse("list", args=[feature_list.id]) + "#comments")
 
 
