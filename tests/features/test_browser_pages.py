@@ -166,7 +166,13 @@ def test_the_umap_page_draws_131072_points_without_a_javascript_error(live_serve
     page.wait_for_selector("#umap[data-drawn]", timeout=UMAP_DRAW_BOUND_S * 1000)
     seconds = time.monotonic() - started
     drawn = page.evaluate("window.umapDrawn")
-    print(f"\nUMAP: {drawn['points']} points drawn {seconds:.2f} s after navigation ({drawn['ms']} ms in the page)")
+    fetched = page.evaluate(
+        "(() => { const e = performance.getEntriesByType('resource').find(r => r.name.includes('points.json'));"
+        " return {ms: Math.round(e.duration), bytes: e.encodedBodySize}; })()"
+    )
+    print(f"\nUMAP: {drawn['points']} points drawn {seconds:.2f} s after navigation ({drawn['ms']} ms in the page; "
+          f"points.json {fetched['bytes'] / 1e6:.1f} MB in {fetched['ms']} ms)")  # fmt: skip
+    assert fetched["bytes"] < 60 * UMAP_POINTS  # lean: ~40 bytes a point, not a feature row (~2.4 KB)
     assert drawn["points"] == UMAP_POINTS
     assert seconds < UMAP_DRAW_BOUND_S
     assert not errors, errors
