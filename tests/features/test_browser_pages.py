@@ -228,3 +228,26 @@ def test_the_source_and_steer_pages_fit_a_1366_px_window(live_server, page):
     page.goto(f"{live_server.url}/{source.model_id}/{source.name}/")
     page.click("#umap-link")
     page.wait_for_url(f"**/umap/{source.model_id}/{source.name}/")
+
+
+def test_a_list_shows_its_comments_and_its_embed_is_compact(live_server, page):
+    from features.models import ListComment, ListItem
+    from tests.factories import ListFactory, UserFactory
+
+    feature = feature_with_dashboard()
+    owner = UserFactory(username="ada")
+    feature_list = ListFactory(user=owner, name="Bird features", visibility="PUBLIC", description="Parrots and kin.")
+    ListItem.objects.create(list=feature_list, feature=feature, user=owner)
+    ListComment.objects.create(list=feature_list, user=UserFactory(username="grace"), text="Feature 7 is a gem.")
+    page.goto(f"{live_server.url}/list/{feature_list.id}/")
+    assert "Feature 7 is a gem." in page.locator("#comments").inner_text()
+    width, viewport = no_horizontal_overflow(page)
+    assert width <= viewport
+    shot(page, "list")
+    page.set_viewport_size({"width": 420, "height": 560})  # the Embed button's iframe size
+    page.goto(f"{live_server.url}/list/{feature_list.id}/?embed=true")
+    assert page.locator(".site-header").count() == 0
+    assert "talking birds such as parrots" in page.locator("table").inner_text()
+    width, viewport = no_horizontal_overflow(page)
+    assert width <= viewport
+    shot(page, "list-embed")
