@@ -9,4 +9,5 @@ app_name = "autointerp"
 urlpatterns = [
     path("explanations/search/", views.search_page, name="search"),
     path("umap/<slug:model_id>/<str:source_id>/", views.umap_page, name="umap"),
+    path("umap/<slug:model_id>/<str:source_id>/points.json", views.umap_points, name="umap-points"),
 ]

@@ -1,9 +1,13 @@
 """Pages: explanation search and the per-source UMAP scatter. Reads through selectors; no torch here."""
 
+from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 from autointerp import selectors as sel
 from features.selectors import source_get, top_activations_by_feature
+from memicos_site.embed import embeddable
 
 PAGE = sel.PAGE_SIZE
 
@@ -15,7 +19,11 @@ def search_page(request):
     raw = request.GET.get("offset") or "0"
     # isdigit() alone admits "²" (which int() refuses) and other scripts' digits
     offset = min(int(raw), sel.MAX_OFFSET) if raw.isascii() and raw.isdigit() else 0
-    context = {"query": query, "hits": [], "error": "", "offset": offset}
+    # ?model=&source=: the search scoped to one source (the source page links it); both or neither
+    model_id, source_name = (request.GET.get("model") or "").strip(), (request.GET.get("source") or "").strip()
+    scope = {"model_id": model_id, "source_names": [source_name]} if model_id and source_name else {}
+    context = {"query": query, "hits": [], "error": "", "offset": offset, "scope": scope and f"{model_id}/{source_name}",
+               "scope_model": model_id if scope else "", "scope_source": source_name if scope else ""}  # fmt: skip
     if len(query) >= 3:
         try:
             vector, field = query_vector(query)
@@ -23,7 +31,7 @@ def search_page(request):
             context["error"] = str(exc.detail)
         else:
             hits, has_more = sel.explanation_search(user=request.user, query=query, vector=vector, field=field,
-                                                    offset=offset)  # fmt: skip
+                                                    offset=offset, **scope)  # fmt: skip
             acts = top_activations_by_feature(feature_ids={h.explanation.feature_id for h in hits}, limit=1)
             context.update(
                 hits=[{"hit": h, "snippet": _snippet(acts[h.explanation.feature.pk])} for h in hits],
@@ -44,7 +52,29 @@ def _snippet(activations, radius: int = 8) -> list[tuple[str, bool]]:
     return [(a.tokens[i], i == peak) for i in range(lo, hi)]
 
 
+@embeddable
 def umap_page(request, model_id: str, source_id: str):
     source = source_get(model_id=model_id, source_id=source_id, user=request.user)  # 404 if PRIVATE for others
-    points = sel.umap_points(source=source) if source.has_umap else []
-    return render(request, "autointerp/umap.html", {"source": source, "points": points})
+    n_points = source.features.filter(umap_x__isnull=False, umap_y__isnull=False).count() if source.has_umap else 0
+    return render(
+        request,
+        "autointerp/umap.html",
+        {
+            "source": source,
+            "n_points": n_points,
+            "points_url": reverse("autointerp:umap-points", args=[source.model_id, source.name]),
+            "embed_url": request.build_absolute_uri(request.path) + "?embed=true",
+        },
+    )
+
+
+@require_safe
+def umap_points(request, model_id: str, source_id: str):
+    """The scatter's data, fetched by the page: columns of index, x, y, cluster and a short label."""
+    source = source_get(model_id=model_id, source_id=source_id, user=request.user)
+    points = (
+        sel.umap_points_lean(source=source)
+        if source.has_umap
+        else {"index": [], "x": [], "y": [], "cluster": [], "label": []}
+    )
+    return JsonResponse(points)

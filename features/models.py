@@ -450,6 +450,20 @@ class Comment(models.Model):
         indexes = [models.Index(fields=["feature", "created_at"], name="comment_feature_idx")]
 
 
+class ListComment(models.Model):
+    """A comment on a list (Neuronpedia's ListComment): anyone who may read the list may comment."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_id)
+    list = models.ForeignKey(List, on_delete=models.CASCADE, related_name="comments")
+    user = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="list_comments")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["list", "created_at"], name="listcomment_list_idx")]
+
+
 class Bookmark(models.Model):
     feature = models.ForeignKey(Feature, on_delete=models.CASCADE, related_name="bookmarks")
     user = models.ForeignKey(USER, on_delete=models.CASCADE, related_name="bookmarks")

@@ -32,6 +32,7 @@ from features.models import (
     Feature,
     Job,
     List,
+    ListComment,
     ListItem,
     Model,
     Source,
@@ -497,6 +498,11 @@ def list_items(*, feature_list: List, user) -> QuerySet[ListItem]:
         .select_related("feature", "feature__source", "feature__model")
         .order_by("added_at")
     )
+
+
+def list_comments(*, feature_list: List) -> QuerySet[ListComment]:
+    """The comments of a list (whoever may read the list reads its comments)."""
+    return ListComment.objects.filter(list=feature_list).select_related("user").order_by("created_at")
 
 
 def lists_of_user(*, owner, user) -> QuerySet[List]:

@@ -2,8 +2,10 @@
 visibility), writes through features.services (which decide ownership and raise PermissionDenied/Http404/
 ValidationError); these views only translate requests and messages."""
 
+import json
 from collections import defaultdict
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
@@ -25,14 +27,17 @@ from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm
 from features.models import Explanation, Feature, Job
 from features.services.api_keys import api_key_create, api_key_revoke
 from features.services.bookmarks import bookmark_add, bookmark_delete
-from features.services.comments import comment_create, comment_delete
+from features.services.comments import comment_create, comment_delete, list_comment_create, list_comment_delete
 from features.services.lists import (
+    LIST_NAME_MAX,
     list_add_features,
     list_create,
+    list_create_with_features,
     list_delete,
     list_remove_feature,
     list_update,
 )
+from memicos_site.embed import embed_flag, embeddable
 
 PAGE_SIZE = selectors.FEATURES_PAGE_SIZE
 TOP_ACTIVATIONS_SHOWN = 200  # all top + interval samples a dashboard stores (SAEDashboard exports ≈ 20 + 10×5)
@@ -48,6 +53,18 @@ def _validation_message(request, error: ValidationError) -> None:
             messages.error(request, f"{field}: {' '.join(msgs)}")
     else:
         messages.error(request, " ".join(error.messages))
+
+
+def _comment_from_form(request, create) -> None:
+    """Post the comment form's text through `create(text)`, or say in a message why not."""
+    form = CommentForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A comment needs some text (at most 10,000 characters).")
+        return
+    try:
+        create(form.cleaned_data["text"])
+    except ValidationError as e:
+        _validation_message(request, e)
 
 
 def _back(request, fallback: str) -> HttpResponseRedirect:
@@ -184,6 +201,24 @@ def home(request):
     )
 
 
+def release_page(request, name):
+    """A release: its source sets (those the viewer may list) with their sources, grouped by model."""
+    release = selectors.release_get(name=name, user=request.user)
+    sets = list(selectors.source_set_list(user=request.user, release=release))
+    sources = selectors.sources_sorted(
+        selectors.source_list(user=request.user).filter(source_set__in=sets).annotate(n_features=Count("features"))
+    )
+    by_set = defaultdict(list)
+    for s in sources:
+        by_set[s.source_set_id].append(s)
+    return render(
+        request,
+        "features/release.html",
+        {"release": release, "source_sets": [(ss, by_set.get(ss.pk, [])) for ss in sets], "n_sources": len(sources),
+         "links": [u for u in release.urls if u.startswith(("https://", "http://"))]},  # no javascript: hrefs
+    )  # fmt: skip
+
+
 def model_page(request, model_id):
     model = selectors.model_get(model_id=model_id, user=request.user)
     sources = selectors.sources_sorted(
@@ -208,6 +243,25 @@ def set_or_source_page(request, model_id, name):
     return render(
         request, "features/source_set.html", {"source_set": source_set, "model": source_set.model, "sources": sources}
     )
+
+
+# Training metrics shown as stats at the top of a source page (training.py's names), with their labels.
+HEADLINE_METRICS = [("l0", "L0"), ("explained_variance", "explained variance"), ("ce_loss_score", "CE loss score")]
+METRIC_TEXT_CHARS = 120
+
+
+def _metric_display(value) -> str:
+    """A training metric as text a narrow table cell holds: 4 significant digits, long lists and text cut short."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value)
+    text = str(value)
+    return text if len(text) <= METRIC_TEXT_CHARS else text[: METRIC_TEXT_CHARS - 1] + "…"
 
 
 def _source_page(request, model_id, source_id):
@@ -239,7 +293,7 @@ def _source_page(request, model_id, source_id):
         }
         for i, p in enumerate(window)
     ]
-    metrics = sorted((source.metrics or {}).items())
+    metrics = [(k, _metric_display(v)) for k, v in sorted((source.metrics or {}).items())]
     return render(
         request,
         "features/source.html",
@@ -256,10 +310,27 @@ def _source_page(request, model_id, source_id):
             "next_offset": offset + PAGE_SIZE if has_next else None,
             "jump": jump,
             "metrics": metrics,
+            "headline_metrics": [(label, dict(metrics)[k]) for k, label in HEADLINE_METRICS if k in dict(metrics)],
         },
     )
 
 
+# The feature embed's switches, as Neuronpedia names them, and the Embed button's labels for them.
+FEATURE_EMBED_SWITCHES = [
+    ("embedexplanation", "Explanation"),
+    ("embedactivations", "Top activations"),
+    ("embedplots", "Plots"),
+    ("embedtest", "Test box"),
+    ("embedlink", "Link"),
+]
+
+
+def embed_url(request, path: str) -> str:
+    """The absolute address of a page's embed, for its Embed button."""
+    return request.build_absolute_uri(path) + "?embed=true"
+
+
+@embeddable
 def feature_page(request, model_id, source_id, index):
     user = request.user
     board = selectors.feature_dashboard(
@@ -310,6 +381,10 @@ def feature_page(request, model_id, source_id, index):
         "bookmarked": bookmarked,
         "similar": similar,
         "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
+        "show": {name.removeprefix("embed"): embed_flag(request, name) for name, _ in FEATURE_EMBED_SWITCHES},
+        "default_test_text": request.GET.get("defaulttesttext", "")[:4096],
+        "embed_url": embed_url(request, _feature_url(feature)),
+        "embed_switches": FEATURE_EMBED_SWITCHES,
     }
     # A Jinja2 template (memicos_site/jinja2.py says why) extending base.html, which both engines render.
     return render(request, "features/feature.html", context, using="jinja2")
@@ -336,14 +411,7 @@ def feature_bookmark(request, model_id, source_id, index):
 @require_POST
 def feature_comment(request, model_id, source_id, index):
     feature = _feature_for_write(request, model_id, source_id, index)
-    form = CommentForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "A comment needs some text (at most 10,000 characters).")
-    else:
-        try:
-            comment_create(user=request.user, feature=feature, text=form.cleaned_data["text"])
-        except ValidationError as e:
-            _validation_message(request, e)
+    _comment_from_form(request, lambda text: comment_create(user=request.user, feature=feature, text=text))
     return redirect(_feature_url(feature) + "#comments")
 
 
@@ -371,11 +439,13 @@ def feature_add_to_list(request, model_id, source_id, index):
 # ---------------------------------------------------------------- lists
 
 
+@embeddable
 def list_page(request, list_id):
     feature_list = selectors.list_get(list_id=list_id, user=request.user)
     items = list(selectors.list_items(feature_list=feature_list, user=request.user))
     _with_top_explanation([i.feature for i in items])
     is_owner = request.user.is_authenticated and request.user.pk == feature_list.user_id
+    share_url = request.build_absolute_uri(reverse("list", args=[feature_list.id]))
     return render(
         request,
         "features/list.html",
@@ -384,9 +454,29 @@ def list_page(request, list_id):
             "items": items,
             "is_owner": is_owner,
             "add_form": ListAddFeatureForm() if is_owner else None,
-            "share_url": request.build_absolute_uri(reverse("list", args=[feature_list.id])),
+            "share_url": share_url,
+            "embed_url": share_url + "?embed=true",
+            "comments": selectors.list_comments(feature_list=feature_list),
         },
     )
+
+
+@login_required
+@require_POST
+def list_comment(request, list_id):
+    feature_list = selectors.list_get(list_id=list_id, user=request.user)  # 404 where the list is not readable
+    _comment_from_form(
+        request, lambda text: list_comment_create(user=request.user, feature_list=feature_list, text=text)
+    )
+    return redirect(reverse("list", args=[feature_list.id]) + "#comments")
+
+
+@login_required
+@require_POST
+def list_comment_remove(request, comment_id):
+    comment = list_comment_delete(user=request.user, comment_id=comment_id)
+    messages.success(request, "Comment deleted.")
+    return redirect(reverse("list", args=[comment.list_id]) + "#comments")
 
 
 @login_required
@@ -462,6 +552,107 @@ def list_remove_item(request, list_id, feature_id):
     if list_remove_feature(user=request.user, list_id=list_id, feature=feature):
         messages.success(request, "Feature removed from the list.")
     return _back(request, reverse("list", args=[list_id]))
+
+
+# ---------------------------------------------------------------- quick lists
+
+QUICK_LIST_MAX = 150  # Neuronpedia's cap on a quick list's features
+QUICK_LIST_ACTIVATIONS = 2  # top activations shown per feature
+
+
+class QuickListError(ValueError):
+    """What is wrong with a quick list's query, for its 400 page."""
+
+
+def _quick_list_input(params) -> tuple[str, list[tuple[str, str, int]]]:
+    """`name` and `features` as SAELens's get_neuronpedia_quick_list writes them: a JSON array of
+    {modelId, layer, index} with the index a string or a number. Duplicates are dropped, order kept."""
+    name = (params.get("name") or "").strip()
+    if not name:
+        raise QuickListError("The quick list needs a name (?name=…).")
+    if len(name) > LIST_NAME_MAX:
+        raise QuickListError(f"The name is longer than {LIST_NAME_MAX} characters.")
+    raw = params.get("features")
+    if not raw:
+        raise QuickListError('The quick list needs features (?features=[{"modelId": …, "layer": …, "index": …}]).')
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise QuickListError("features is not valid JSON.") from None
+    if not isinstance(items, list) or not items:
+        raise QuickListError("features must be a non-empty JSON array.")
+    if len(items) > QUICK_LIST_MAX:
+        raise QuickListError(f"A quick list holds at most {QUICK_LIST_MAX} features; this one has {len(items)}.")
+    refs = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise QuickListError(f"Feature {n} is not an object with modelId, layer and index.")
+        model_id, layer, index = item.get("modelId"), item.get("layer"), item.get("index")
+        if not isinstance(model_id, str) or not model_id or not isinstance(layer, str) or not layer:
+            raise QuickListError(f"Feature {n} needs modelId and layer as strings.")
+        if isinstance(index, bool) or not isinstance(index, (int, str)) or not str(index).isascii() \
+                or not str(index).isdigit() or int(index) > INT32_MAX:  # fmt: skip
+            raise QuickListError(f"Feature {n}'s index must be a whole number from 0 to {INT32_MAX}.")
+        if "\x00" in model_id + layer:
+            raise QuickListError(f"Feature {n} has a NUL character.")
+        refs.append((model_id, layer, int(index)))
+    return name, list(dict.fromkeys(refs))
+
+
+def _quick_list_rows(refs, user) -> list[dict]:
+    """Each asked feature with its best explanation and top activations; `feature` None where it is unknown or
+    not readable (the two look alike)."""
+    found = selectors.features_get_many(keys=refs, user=user)
+    features = _with_top_explanation(list(found.values()))
+    acts = selectors.top_activations_by_feature(feature_ids=[f.pk for f in features], limit=QUICK_LIST_ACTIVATIONS)
+    rows = []
+    for ref in refs:
+        f = found.get(ref)
+        top = acts.get(f.pk, []) if f else []
+        scale = max([f.max_act_approx or 0.0] + [a.max_value for a in top]) if f else 0.0
+        rows.append({"ref": ref, "feature": f, "activations": top, "scale": scale})
+    return rows
+
+
+@embeddable
+@require_safe
+def quick_list(request):
+    """/quick-list/?name=…&features=[…]: features named in the URL (SAELens opens it), shown as a list; nothing is
+    stored until a signed-in user saves it."""
+    try:
+        name, refs = _quick_list_input(request.GET)
+    except QuickListError as e:
+        return render(request, "features/quick_list.html", {"error": str(e)}, status=400)
+    rows = _quick_list_rows(refs, request.user)
+    return render(
+        request,
+        "features/quick_list.html",
+        {
+            "name": name,
+            "rows": rows,
+            "n_found": sum(1 for r in rows if r["feature"]),
+            "features_json": request.GET["features"],
+            "embed_url": request.build_absolute_uri(request.path)
+            + "?"
+            + urlencode({"name": name, "features": request.GET["features"], "embed": "true"}),
+        },
+    )
+
+
+@login_required
+@require_POST
+def quick_list_save(request):
+    """Save a quick list as the user's own list (UNLISTED), with the features they may read."""
+    try:
+        name, refs = _quick_list_input(request.POST)
+    except QuickListError as e:
+        return render(request, "features/quick_list.html", {"error": str(e)}, status=400)
+    found = selectors.features_get_many(keys=refs, user=request.user)
+    feature_list = list_create_with_features(
+        user=request.user, name=name, features=[found[r] for r in refs if r in found]
+    )
+    messages.success(request, f"Saved as a list with {len(found)} feature{'s' if len(found) != 1 else ''}.")
+    return redirect("list", feature_list.id)
 
 
 # ---------------------------------------------------------------- users and accounts

@@ -77,4 +77,5 @@ def chrome(request) -> dict:
         "nav": _section(request.path),
         "account_url": SimpleLazyObject(lambda: reverse("user", args=[user.get_username()])),
         "csrf_input": csrf_input_lazy(request),
+        "embed": getattr(request, "is_embed", False),  # set by memicos_site.embed.embeddable: no chrome
     }

@@ -305,6 +305,11 @@ CONTENT_SECURITY_POLICY = env_str(
 )
 if CONTENT_SECURITY_POLICY.lower() == "off":
     CONTENT_SECURITY_POLICY = ""
+# Who may frame an embed (`?embed=true` on the pages memicos_site/embed.py names): a CSP frame-ancestors source list,
+# `*` for any http(s) site (Neuronpedia lets anyone frame its embeds), or `off` to keep embeds unframable too.
+EMBED_FRAME_ANCESTORS = env_str("EMBED_FRAME_ANCESTORS", "*")
+if EMBED_FRAME_ANCESTORS.strip().lower() in ("off", "'none'", "none", ""):
+    EMBED_FRAME_ANCESTORS = ""
 
 LOGGING = {
     "version": 1,

@@ -138,3 +138,11 @@ def list_edit_feature(*, user, list_id: str, feature: Feature, description: str)
     item.save(update_fields=["description"])
     feature_list.save(update_fields=["updated_at"])
     return item
+
+
+def list_create_with_features(*, user, name: str, features: list[Feature], description: str = "") -> List:
+    """A new list holding `features` in their order (a quick list saved): both or neither."""
+    with transaction.atomic():
+        feature_list = list_create(user=user, name=name, description=description)
+        list_add_features(user=user, list_id=feature_list.id, features=features)
+    return feature_list

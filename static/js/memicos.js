@@ -63,3 +63,30 @@
     }
   });
 })();
+
+// The Embed button (templates/_embed_button.html): the snippet follows its switches; Copy copies it.
+(function () {
+  "use strict";
+  function snippet(box) {
+    var url = box.getAttribute("data-embed-base");
+    box.querySelectorAll("[data-embed-param]").forEach(function (cb) {
+      if (!cb.checked) url += "&" + cb.getAttribute("data-embed-param") + "=false";
+    });
+    var esc = url.replace(/&/g, "&amp;").replace(/"/g, "&quot;");
+    return '<iframe src="' + esc + '" title="memicos" width="' + box.getAttribute("data-embed-w") + '" height="' +
+      box.getAttribute("data-embed-h") + '" style="border:1px solid #e1e4ee;border-radius:8px" loading="lazy"></iframe>';
+  }
+  document.addEventListener("change", function (ev) {
+    var box = ev.target.closest && ev.target.closest(".embed-share");
+    if (box && ev.target.hasAttribute("data-embed-param")) box.querySelector(".embed-snippet").value = snippet(box);
+  });
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest && ev.target.closest("[data-copy-from]");
+    if (!btn) return;
+    var area = btn.closest(".embed-share").querySelector(btn.getAttribute("data-copy-from"));
+    area.select();
+    if (navigator.clipboard) navigator.clipboard.writeText(area.value);
+    btn.textContent = "Copied";
+    setTimeout(function () { btn.textContent = "Copy"; }, 1200);
+  });
+})();

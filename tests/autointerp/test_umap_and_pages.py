@@ -111,10 +111,10 @@ def test_umap_scatter_hover_shows_the_explanation_and_click_opens_the_feature(
     source = _explained_source(UserFactory(), django_capture_on_commit_callbacks)
     umap_source(source=source)
     page.goto(f"{live_server.url}/umap/{source.model_id}/{source.name}/")
-    point = page.evaluate("window.umapPoints.find(p => p.index === '3')")
+    page.wait_for_selector("#umap[data-drawn]")
+    point = page.evaluate("window.umapDrawn.at(3)")
     box = page.locator("#umap").bounding_box()
-    scale = box["width"] / 900
-    x, y = box["x"] + point["px"] * scale, box["y"] + point["py"] * scale
+    x, y = box["x"] + point["x"], box["y"] + point["y"]
     page.mouse.move(x, y)
     tip = page.locator("#umap-tip")
     assert "mentions of" in tip.inner_text()

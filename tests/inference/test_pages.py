@@ -18,7 +18,7 @@ def test_steer_page_streams_default_and_steered_and_its_share_url_reloads(page, 
     page.fill("#steer-prompt", "Once upon a time")
     page.fill("#feature-search", "0-res-std/3")
     page.click("#feature-hits li")
-    page.click("details summary")
+    page.click("#steer-settings summary")
     page.fill("input[name=n_tokens]", "12")
     page.click("#steer-go")
     page.wait_for_selector("#share:not([hidden])", timeout=30000)
@@ -55,7 +55,7 @@ def test_stop_aborts_the_steer_and_its_worker_stops_generating_then_the_next_ste
     page.select_option("#steer-model", TINY_ID)
     page.fill("#feature-search", "0-res-std/3")
     page.click("#feature-hits li")
-    page.click("details summary")
+    page.click("#steer-settings summary")
     page.fill("input[name=n_tokens]", "240")  # the tiny model's context is 256
     assert page.is_hidden("#steer-stop")
     page.click("#steer-go")

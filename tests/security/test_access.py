@@ -31,6 +31,7 @@ from features.models import (
     Feature,
     Job,
     List,
+    ListComment,
     ListItem,
     SteerOutput,
     SteerOutputFeature,
@@ -130,6 +131,7 @@ class Private:
             "list": List.objects.filter(pk=self.list.pk).values_list("name", "description", "visibility").first(),
             "list_items": sorted(ListItem.objects.filter(feature=f).values_list("list_id", "user_id")),
             "comments": sorted(Comment.objects.filter(feature=f).values_list("id", "user_id", "text")),
+            "list_comments": sorted(ListComment.objects.filter(list=self.list).values_list("id", "user_id", "text")),
             "bookmarks": sorted(Bookmark.objects.filter(feature=f).values_list("user_id", flat=True)),
             "explanations": sorted(Explanation.objects.filter(feature=f).values_list("id", "description")),
             "votes": sorted(self.explanation.votes.values_list("voter_id", flat=True)),
@@ -176,9 +178,11 @@ def private(request):
         feature=feature, author=owner, description=f"{SECRET} parrots and talking birds", embedding=[0.1] * 384
     )
     comment = Comment.objects.create(feature=feature, user=owner, text=f"{SECRET} comment")
+    # the private list's comment shares the feature comment's id, so that `comment_id` names both
     Bookmark.objects.create(feature=feature, user=owner)
     feature_list = ListFactory(user=owner, visibility=Visibility.PRIVATE, name=f"{SECRET} list")
     ListItem.objects.create(list=feature_list, feature=feature, user=owner, description=f"{SECRET} item")
+    ListComment.objects.create(id=comment.id, list=feature_list, user=owner, text=f"{SECRET} list comment")
     default = SteerOutput.objects.create(type="DEFAULT", model=model, input_text="hi", output_text="plain")
     steer = SteerOutput.objects.create(
         type="STEERED", model=model, input_text="hi", output_text=f"{SECRET} steered", creator=owner,
@@ -282,6 +286,8 @@ def paths(route: Route, p: Private) -> list[tuple[str, int | None]]:
     if route.name == "set-or-source":
         return [(fill(route, p.params), DEPTH["source_set"]),
                 (fill(route, {**p.params, "name": p.source.name}), DEPTH["source"])]  # fmt: skip
+    if route.name == "release":  # the PUBLIC release that holds the private objects: a 200 that must not show them
+        return [(fill(route, {**p.params, "name": p.release.name}), None)]
     return [(fill(route, p.params), depth_named(route))]
 
 
@@ -315,6 +321,7 @@ def page_form(p: Private) -> dict:
     return {
         "list_id": p.list.id, "model_id": p.model.id, "source_id": p.source.name, "index": p.feature.index,
         "text": "mine", "name": "mine", "description": "mine", "visibility": "PUBLIC", "action": "add",
+        "features": json.dumps([{"modelId": p.model.id, "layer": p.source.name, "index": str(p.feature.index)}]),
     }  # fmt: skip
 
 
@@ -326,6 +333,9 @@ def page_queries(p: Private) -> list[str]:
         f"?q=parrots&modelId={p.model.id}&source={target}&positive={p.feature.index}&index={p.feature.index}"
         f"&prompt=A+B&positions=1&mode=ablate&model={p.model.id}",
         f"?q={p.source.name}/{p.feature.index}&modelId={p.model.id}",
+        # a quick list (and its save) naming the private feature
+        "?name=mine&features="
+        + quote(json.dumps([{"modelId": p.model.id, "layer": p.source.name, "index": str(p.feature.index)}])),
     ]
 
 
