@@ -185,8 +185,8 @@ def test_progress_is_throttled_but_its_latest_value_is_never_lost(db, monkeypatc
     for i in range(1000):
         ctx.progress(done=i, total=1000, message=f"step {i}")
     assert 1 <= len(writes) <= 3  # a second at most between writes, and the last step (done == total) ...
-    ctx.flush()
-    assert writes[-1] == {"job_id": job.pk, "done": 999, "total": 1000, "message": "step 999"}  # ... is written before the job ends
+    ctx.flush()  # ... is written before the job ends
+    assert writes[-1] == {"job_id": job.pk, "done": 999, "total": 1000, "message": "step 999"}
 
 
 def test_a_failing_job_is_failed_with_its_error_in_one_place(db, test_kinds, monkeypatch):
