@@ -115,6 +115,23 @@ def test_steer_chat_request_steers_a_chat_with_features(key, tiny):
     assert [(f["layer"], f["index"]) for f in answer["features"]] == [("0-res-t", 5)]
 
 
+def test_a_vectors_own_helpers_steer_a_chat_and_upload_activations_to_it(key, tiny):
+    import neuronpedia
+    from neuronpedia.np_activation import Activation as NPActivation
+    from neuronpedia.np_vector import NPVector
+
+    from features.models import Feature
+
+    with neuronpedia.api_key(key):
+        vector = NPVector.new(label="v", model_id=TINY_ID, layer_num=0, hook_type="hook_resid_post", vector=[0.5] * 64)
+        answer = vector.steer_chat([{"role": "user", "content": "Hi"}])
+        act = NPActivation(modelId=TINY_ID, source=vector.source, index=vector.index, tokens=["a", "b"], values=[0, 2])
+        uploaded = vector.upload_activations([act])
+    assert answer["STEERED"]["raw"] and answer["DEFAULT"]["raw"]
+    assert uploaded == {"message": "Uploaded 1 activation(s)."}
+    assert Feature.objects.get(source__name=vector.source, index=vector.index).activations.count() == 1
+
+
 def test_the_client_is_served_by_a_real_inference_worker_process(key, tiny, start_worker):
     """The same calls through a `celery worker` on the model's queue (the deployment's path), not eager mode."""
     import time
