@@ -99,7 +99,7 @@ class ModelGetIn(serializers.Serializer):
 
 
 class ModelNewIn(serializers.Serializer):
-    id = serializers.CharField(max_length=32, help_text="2–32 of a-z, 0-9, '.', '-'; starts with a letter.")
+    id = serializers.CharField(max_length=32, help_text="2–32 of a-z, 0-9, '-'; starts with a letter.")
     layers = serializers.IntegerField(min_value=1, max_value=127)
     # Neuronpedia's client sends null for a model made without a display name: the id is used then.
     displayName = serializers.CharField(

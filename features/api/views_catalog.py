@@ -129,7 +129,7 @@ class ModelNewView(AuthedApiView):
         summary="Create a model (to upload your SAEs' features into)",
         description=(
             "The model is UNLISTED: anyone with its id can open it; it is listed only to you. `id`: 2–32 of "
-            "a-z, 0-9, '.', '-', starting with a letter; `layers` 1–127; `displayName` (≤64) may be null, the id "
+            "a-z, 0-9, '-', starting with a letter, not a page of the site (`steer`, `list`, ...); `layers` 1–127; `displayName` (≤64) may be null, the id "
             "is shown then. An id in use → 400. Then create a source set on it (source-set/new)."
         ),
         request=i.ModelNewIn,

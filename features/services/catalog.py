@@ -10,9 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from features.models import Model, Source, SourceSet, Visibility
+from features.selectors import site_top_level_paths
 
-# Neuronpedia's rules (shared/reference/parity.md, C1/C2).
-MODEL_ID_RE = re.compile(r"[a-z][a-z0-9.-]{1,31}")
+# Neuronpedia's rules (shared/reference/parity.md, C1/C2), less the '.' it allows: our pages address a model
+# as a slug (`/<model>/...`), so a dotted id would have no pages.
+MODEL_ID_RE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 MODEL_LAYERS_MAX = 127
 MODEL_DISPLAY_NAME_MAX = 64
 SOURCE_SET_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -25,8 +27,10 @@ RESERVED_SET_NAMES = {"neurons", "neuronpedia-resid-pre", "neuronpedia-resid-pos
 def model_create(*, user, model_id: str, layers: int, display_name: str | None = None, url: str | None = None) -> Model:
     if not MODEL_ID_RE.fullmatch(model_id):
         raise ValidationError(
-            {"id": "must be 2–32 characters of a-z, 0-9, '.' and '-', starting with a letter (e.g. gemma-2-2b)."}
+            {"id": "must be 2–32 characters of a-z, 0-9 and '-', starting with a letter (e.g. gemma-2-2b)."}
         )
+    if model_id in site_top_level_paths():
+        raise ValidationError({"id": f"{model_id!r} is reserved (a page of this site lives at /{model_id})."})
     if not 1 <= layers <= MODEL_LAYERS_MAX:
         raise ValidationError({"layers": f"must be between 1 and {MODEL_LAYERS_MAX}."})
     try:
