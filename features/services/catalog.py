@@ -62,9 +62,11 @@ def source_set_create(
     if SourceSet.objects.filter(model=model, name=name).exists():
         raise ValidationError({"name": f"source set {model.id}/{name} already exists."})
     names = [f"{layer}-{name}" for layer in range(model.layers)]
-    taken = list(Source.objects.filter(model=model, name__in=names).values_list("name", flat=True)[:1])
+    # `/<model>/<name>/` is a set's page or a source's: no new set or source may take the other kind's name
+    taken = list(Source.objects.filter(model=model, name__in=[*names, name]).values_list("name", flat=True)[:1])
+    taken += SourceSet.objects.filter(model=model, name__in=names).values_list("name", flat=True)[:1]
     if taken:
-        raise ValidationError({"name": f"source {model.id}/{taken[0]} already exists in another source set."})
+        raise ValidationError({"name": f"{model.id}/{taken[0]} already exists (a source set or a source)."})
     try:
         with transaction.atomic():
             source_set = SourceSet.objects.create(

@@ -75,8 +75,14 @@ def test_source_set_new_names_a_bad_name_and_a_taken_source_id(as_user):
     other = SourceSet.objects.create(model=model, name="x")
     Source.objects.create(model=model, source_set=other, name="1-jb")
     taken = as_user.post("/api/source-set/new", {"name": "jb", "modelId": "gpt2-small"}, format="json")
-    assert taken.status_code == 400 and "1-jb already exists" in taken.json()["message"]
+    assert taken.status_code == 400 and "gpt2-small/1-jb already exists" in taken.json()["message"]
     assert not SourceSet.objects.filter(name="jb").exists()
+    # nor may a set take a source's name, or make a source named as a set (both are pages at /<model>/<name>/)
+    as_source = as_user.post("/api/source-set/new", {"name": "1-jb", "modelId": "gpt2-small"}, format="json")
+    assert as_source.status_code == 400 and "gpt2-small/1-jb already exists" in as_source.json()["message"]
+    SourceSet.objects.create(model=model, name="0-kk")
+    as_set = as_user.post("/api/source-set/new", {"name": "kk", "modelId": "gpt2-small"}, format="json")
+    assert as_set.status_code == 400 and "gpt2-small/0-kk already exists" in as_set.json()["message"]
 
 
 def test_model_new_is_limited_to_five_an_hour_per_user(as_user, settings):
