@@ -5,7 +5,9 @@ never listed or searched; PRIVATE is readable by its creator and staff only, and
 A feature inherits the visibility of its model, source set and source (the strictest wins).
 """
 
+import functools
 import inspect
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -560,3 +562,24 @@ def jobs_recent(*, user, limit: int = 10, kinds: list[str] | None = None) -> Que
     if kinds:
         qs = qs.filter(kind__in=kinds)
     return qs.order_by("-created_at")[:limit]
+
+
+@functools.cache
+def site_top_level_paths() -> frozenset[str]:
+    """The fixed first path segments of the site's routes (`steer`, `list`, `api`, ...). A model with such an id
+    would have its pages shadowed (pages live at `/<model>/...`), so model/new refuses them. Read from the URLconf,
+    so routes added later are covered."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns, prefix: str) -> set[str]:
+        out = set()
+        for pattern in patterns:
+            text = prefix + str(pattern.pattern).lstrip("^")
+            first = re.split(r"[/(<$?\[\\]", text)[0]
+            if isinstance(pattern, URLResolver) and not first:
+                out |= walk(pattern.url_patterns, text)
+            elif first:
+                out.add(first)
+        return out
+
+    return frozenset(walk(get_resolver().url_patterns, ""))

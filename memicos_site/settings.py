@@ -216,6 +216,8 @@ _RATE_LIMITS = {
     "explanation-search": "200/hour",  # explanation/search, -all, -model, -release
     "autointerp": "120/hour",  # explanation/generate, generate-batch, score, umap/generate: LLM or embedding work
     "upload": "600/hour",  # feature/upload-batch (≤128 features each), activation/upload-batch, vector/new
+    "model-new": "5/hour",  # model/new (Neuronpedia's limit)
+    "source-set-new": "10/hour",  # source-set/new: each makes one source per layer (Neuronpedia's limit)
 }
 
 

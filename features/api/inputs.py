@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from features.models import Visibility
+from features.services.catalog import MODEL_DISPLAY_NAME_MAX, SOURCE_SET_DESCRIPTION_MAX, URL_MAX
 from features.services.comments import COMMENT_MAX_CHARS
 from features.services.lists import LIST_NAME_MAX, LIST_TEXT_MAX
 
@@ -95,3 +96,22 @@ class BookmarkIn(FeatureKeyIn):
 
 class ModelGetIn(serializers.Serializer):
     id = serializers.CharField(max_length=128)
+
+
+class ModelNewIn(serializers.Serializer):
+    id = serializers.CharField(max_length=32, help_text="2–32 of a-z, 0-9, '-'; starts with a letter.")
+    layers = serializers.IntegerField(min_value=1, max_value=127)
+    # Neuronpedia's client sends null for a model made without a display name: the id is used then.
+    displayName = serializers.CharField(
+        max_length=MODEL_DISPLAY_NAME_MAX, allow_null=True, allow_blank=True, required=False, default=None
+    )
+    url = serializers.URLField(max_length=URL_MAX, allow_null=True, allow_blank=True, required=False, default=None)
+
+
+class SourceSetNewIn(serializers.Serializer):
+    name = serializers.CharField(max_length=64, help_text="1–64 of a-z, 0-9, '-'; sources are `<layer>-<name>`.")
+    modelId = serializers.CharField(max_length=128)
+    description = serializers.CharField(
+        max_length=SOURCE_SET_DESCRIPTION_MAX, allow_null=True, allow_blank=True, required=False, default=None
+    )
+    url = serializers.URLField(max_length=URL_MAX, allow_null=True, allow_blank=True, required=False, default=None)

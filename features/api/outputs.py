@@ -73,6 +73,8 @@ KEY_FIELDS = {
     "layer": _str(help_text="Source id, e.g. `6-res-jb`."),
     "index": _str(help_text="Feature index, as a string like Neuronpedia's."),
 }
+# activations and explanations also carry the source id as `source` (what Neuronpedia's client reads there)
+CHILD_KEY_FIELDS = {**KEY_FIELDS, "source": _str(help_text="The same as `layer`.")}
 
 UserBriefOut = make_serializer("NpUserBrief", {"id": _int(), "name": _str()})
 UserNameOut = make_serializer("NpUserName", {"name": _str()})
@@ -103,6 +105,11 @@ SourceSetWithSourcesOut = make_serializer(
     SourceSetOut._declared_fields,
     {"sources": SourceOut(many=True, read_only=True)},
 )
+SourceSetWithSourcesAndModelOut = make_serializer(
+    "NpSourceSetWithSourcesAndModel",
+    SourceSetWithSourcesOut._declared_fields,
+    {"model": ModelOut(read_only=True)},
+)
 ReleaseWithSourceSetsOut = make_serializer(
     "NpReleaseWithSourceSets",
     ReleaseOut._declared_fields,
@@ -129,7 +136,7 @@ FeatureOut = make_serializer(
 ActivationOut = make_serializer(
     "NpActivation",
     wire_fields(m.Activation, ACTIVATION_FIELDS),
-    KEY_FIELDS,
+    CHILD_KEY_FIELDS,
     {"creatorId": _int(allow_null=True)},
 )
 ExplanationScoreOut = make_serializer(
@@ -148,7 +155,7 @@ ExplanationScoreOut = make_serializer(
 ExplanationOut = make_serializer(
     "NpExplanation",
     wire_fields(m.Explanation, EXPLANATION_FIELDS),
-    KEY_FIELDS,
+    CHILD_KEY_FIELDS,
     {
         "authorId": _int(allow_null=True),
         "triggeredByUserId": _int(allow_null=True),

@@ -79,7 +79,8 @@ def feature_wire(feature) -> dict:
 
 
 def activation_wire(activation, *, key: dict) -> dict:
-    return {**to_wire(activation, ACTIVATION_FIELDS), **key, "creatorId": activation.creator_id}
+    # Neuronpedia's client reads the source id as `source` on each activation (and explanation), not `layer`.
+    return {**to_wire(activation, ACTIVATION_FIELDS), **key, "source": key["layer"], "creatorId": activation.creator_id}
 
 
 def score_wire(score) -> dict:
@@ -100,6 +101,7 @@ def explanation_wire(explanation, *, key: dict) -> dict:
     return {
         **to_wire(explanation, EXPLANATION_FIELDS),
         **key,
+        "source": key["layer"],
         "authorId": explanation.author_id,
         "triggeredByUserId": explanation.triggered_by_id,
         "triggeredByUser": user_brief(explanation.triggered_by),

@@ -47,6 +47,8 @@ urlpatterns = [
     route(r"global", catalog.GlobalView, "api-global"),
     route(r"model/get", catalog.ModelGetView, "api-model-get"),
     route(r"model/list", catalog.ModelListView, "api-model-list"),
+    route(r"model/new", catalog.ModelNewView, "api-model-new"),
+    route(r"source-set/new", catalog.SourceSetNewView, "api-source-set-new"),
     route(rf"source-set/(?P<model_id>{SEGMENT})/(?P<name>{SEGMENT})", catalog.SourceSetDetailView, "api-source-set"),
     route(rf"source/(?P<model_id>{SEGMENT})/(?P<source_id>{SEGMENT})", catalog.SourceDetailView, "api-source"),
 ]

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from features.api import inputs as i
 from features.api import outputs as out
-from features.api.base import ApiView, validated
+from features.api.base import ApiView, AuthedApiView, validated
 from features.api.common import source_or_404
 from features.api.presenters import (
     lookup_types_wire,
@@ -28,6 +28,7 @@ from features.selectors import (
     source_set_list,
     sources_sorted,
 )
+from features.services.catalog import model_create, source_set_create
 
 ERRORS = {400: out.ErrorOut, 401: out.ErrorOut, 404: out.ErrorOut}
 TAGS = ["models and sources"]
@@ -119,11 +120,65 @@ class ModelListView(ApiView):
         return self.post(request)
 
 
+class ModelNewView(AuthedApiView):
+    throttle_scope = "model-new"
+
+    @extend_schema(
+        operation_id="model_new",
+        tags=TAGS,
+        summary="Create a model (to upload your SAEs' features into)",
+        description=(
+            "The model is UNLISTED: anyone with its id can open it; it is listed only to you. `id`: 2–32 of "
+            "a-z, 0-9, '-', starting with a letter, not a page of the site (`steer`, `list`, ...); `layers` 1–127; `displayName` (≤64) may be null, the id "
+            "is shown then. An id in use → 400. Then create a source set on it (source-set/new)."
+        ),
+        request=i.ModelNewIn,
+        responses={200: out.ModelOut, 403: out.ErrorOut, 429: out.ErrorOut, **ERRORS},
+    )
+    def post(self, request):
+        data = validated(i.ModelNewIn, request.data)
+        model = model_create(
+            user=request.user, model_id=data["id"], layers=data["layers"], display_name=data["displayName"],
+            url=data["url"],
+        )  # fmt: skip
+        return Response(model_wire(model))
+
+
+class SourceSetNewView(AuthedApiView):
+    throttle_scope = "source-set-new"
+
+    @extend_schema(
+        operation_id="source_set_new",
+        tags=TAGS,
+        summary="Create a source set, with one source per layer of its model",
+        description=(
+            "Sources are named `<layer>-<name>` for layers 0 … layers−1 (Neuronpedia's convention). The set and "
+            "its sources are UNLISTED and yours: only you (and staff) upload into them (feature/upload-batch). "
+            "`name`: 1–64 of a-z, 0-9, '-' (not `neurons` or the vector sets' names); `description` ≤128. The "
+            "model must be one you can open. A name in use → 400."
+        ),
+        request=i.SourceSetNewIn,
+        responses={200: out.SourceSetWithSourcesAndModelOut, 403: out.ErrorOut, 429: out.ErrorOut, **ERRORS},
+    )
+    def post(self, request):
+        data = validated(i.SourceSetNewIn, request.data)
+        model = model_get(model_id=data["modelId"], user=request.user)
+        source_set = source_set_create(
+            user=request.user, model=model, name=data["name"], description=data["description"], url=data["url"]
+        )
+        body = _source_sets_with_sources([source_set], user=request.user)[0]
+        return Response({**body, "model": model_wire(model)})
+
+
 class SourceSetDetailView(ApiView):
     @extend_schema(
         operation_id="source_set_get",
         tags=TAGS,
         summary="A source set with its sources",
+        description=(
+            "Sources listed to you: PUBLIC ones and your own. An unknown (or PRIVATE, not yours) set → 404 "
+            "(Neuronpedia answers 200 null)."
+        ),
         parameters=[
             OpenApiParameter("model_id", str, OpenApiParameter.PATH, description="modelId"),
             OpenApiParameter("name", str, OpenApiParameter.PATH, description="source set name, e.g. `res-jb`"),

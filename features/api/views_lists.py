@@ -117,18 +117,23 @@ class ListAddFeaturesView(AuthedApiView):
         operation_id="list_add_features",
         tags=TAGS,
         summary="Add features to your list",
-        description=f"At most {i.MAX_BATCH} features; ones already in the list are kept as they are.",
+        description=(
+            f"At most {i.MAX_BATCH} features; ones already in the list are kept as they are. Answers the items "
+            "newly added, as Neuronpedia does (its client reads `modelId`, `layer`, `index` of each)."
+        ),
         request=i.ListAddFeaturesIn,
-        responses={200: out.ListAddedOut, **AUTH_ERRORS},
+        responses={200: out.ListItemNoteOut(many=True), **AUTH_ERRORS},
     )
     def post(self, request):
         data = validated(i.ListAddFeaturesIn, request.data)
         _check_owner(request, data["listId"])
         features, descriptions = _resolve(data["featuresToAdd"], user=request.user)
-        added = list_add_features(
-            user=request.user, list_id=data["listId"], features=features, descriptions=descriptions
-        )
-        return _list_answer(request, data["listId"], added=added)
+        feature_list = list_get(list_id=data["listId"], user=request.user)
+        items = list_items(feature_list=feature_list, user=request.user)
+        present = set(items.filter(feature__in=features).values_list("feature_id", flat=True))
+        list_add_features(user=request.user, list_id=feature_list.id, features=features, descriptions=descriptions)
+        added = items.filter(feature__in=[f for f in features if f.pk not in present])
+        return Response([list_item_wire(item, feature=item.feature) for item in added])
 
 
 class ListRemoveView(AuthedApiView):

@@ -29,15 +29,17 @@ class UploadActivationIn(s.Serializer):
 
 class UploadExplanationIn(s.Serializer):
     text = s.CharField(max_length=512)
-    methodName = s.CharField(required=False, max_length=128)
-    modelName = s.CharField(required=False, max_length=255)
+    # Neuronpedia's client sends null for an explanation made without a method or model
+    methodName = s.CharField(required=False, allow_null=True, max_length=128)
+    modelName = s.CharField(required=False, allow_null=True, max_length=255)
 
 
 class UploadFeatureIn(s.Serializer):
     index = s.IntegerField(min_value=0, max_value=10_000_000)
     density = s.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
-    topLogits = s.ListField(child=LogitIn(), required=False, max_length=20)
-    bottomLogits = s.ListField(child=LogitIn(), required=False, max_length=20)
+    # null: what Neuronpedia's client sends for a feature without logits (or density)
+    topLogits = s.ListField(child=LogitIn(), required=False, allow_null=True, max_length=20)
+    bottomLogits = s.ListField(child=LogitIn(), required=False, allow_null=True, max_length=20)
     explanations = s.ListField(child=UploadExplanationIn(), required=False, max_length=16)
     activations = s.ListField(child=UploadActivationIn(), min_length=1, max_length=256)
 

@@ -121,8 +121,8 @@ class SearchAllInferenceIn(serializers.Serializer):
     numResults = serializers.IntegerField(min_value=1, max_value=100, required=False, default=50)
 
     def validate_densityThreshold(self, value):
-        if value != -1 and not 0 < value < 1:
-            raise serializers.ValidationError("must be -1 (off) or between 0 and 1")
+        if value not in (-1, 0) and not 0 < value < 1:
+            raise serializers.ValidationError("must be -1 or 0 (off), or between 0 and 1")
         return value
 
 
@@ -135,8 +135,9 @@ class TopkByTokenIn(serializers.Serializer):
     densityThreshold = serializers.FloatField(required=False, default=0.01)
 
     def validate_densityThreshold(self, value):
-        if value != -1 and not 0 < value <= 1:
-            raise serializers.ValidationError("must be -1 (off) or in (0, 1]")
+        # Neuronpedia's client sends 0.0 by default: no feature is dropped (as with -1)
+        if value not in (-1, 0) and not 0 < value <= 1:
+            raise serializers.ValidationError("must be -1 or 0 (off), or in (0, 1]")
         return value
 
 

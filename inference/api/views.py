@@ -55,8 +55,8 @@ def _inference_model(model_id: str, user):
 
 
 def _exclude_dense(sources, threshold: float) -> dict[str, list[int]]:
-    """Density filter: features firing on more than `threshold` of tokens (Feature.frac_nonzero)."""
-    if threshold == -1:
+    """Density filter: features firing on more than `threshold` of tokens (Feature.frac_nonzero); -1 or 0 is off."""
+    if threshold <= 0:
         return {}
     rows = Feature.objects.filter(source__in=sources, frac_nonzero__gt=threshold).values_list("source__name", "index")
     out: dict[str, list[int]] = {}
@@ -190,7 +190,7 @@ class TopkByTokenView(InferenceView):
         operation_id="search_topk_by_token",
         tags=["inference"],
         summary="Top-k features per token for one source",
-        description="With `ignoreBos`, special tokens are left out. `densityThreshold` (default 0.01; -1 off).",
+        description="With `ignoreBos`, special tokens are left out. `densityThreshold` (default 0.01; -1 or 0 off).",
         request=inp.TopkByTokenIn,
         responses={200: out.TopkByTokenOut, **ERRORS},
     )

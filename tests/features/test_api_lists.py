@@ -91,9 +91,13 @@ def test_list_add_features_is_idempotent_and_owner_only(as_user, user, other_use
     feature_list = ListFactory(user=user)
     body = {"listId": feature_list.id, "featuresToAdd": [key(0, "a"), key(1)]}
     first = as_user.post("/api/list/add-features", body, format="json")
-    assert first.status_code == 200 and first.json()["added"] == 2
+    assert first.status_code == 200
+    assert [(x["layer"], x["index"], x["description"]) for x in first.json()] == [
+        ("6-res-jb", "0", "a"),
+        ("6-res-jb", "1", ""),
+    ]
     again = as_user.post("/api/list/add-features/", body, format="json")
-    assert again.json()["added"] == 0
+    assert again.json() == []
     assert ListItem.objects.filter(list=feature_list).count() == 2
 
     as_user.credentials(HTTP_X_API_KEY=api_key_for(other_user))
@@ -242,7 +246,7 @@ def test_neuronpedia_python_client_request_shapes_work(client, user, api_key_for
         data=json.dumps({"listId": created.json()["id"], "featuresToAdd": [key("1", "string index")]}),
         content_type="application/json", headers=headers,
     )  # fmt: skip
-    assert added.status_code == 200 and added.json()["added"] == 1
+    assert added.status_code == 200 and [x["index"] for x in added.json()] == ["1"]
     feature = client.get("/api/feature/gpt2-small/6-res-jb/1", headers=headers)
     assert feature.status_code == 200 and feature.json()["lists"][0]["list"]["name"] == "from client"
 

@@ -32,6 +32,8 @@ FEATURE_ROUTES = {
     "/api/global": {"post", "get"},
     "/api/model/get": {"post"},
     "/api/model/list": {"post", "get"},
+    "/api/model/new": {"post"},
+    "/api/source-set/new": {"post"},
     "/api/source-set/{model_id}/{name}": {"get"},
     "/api/source/{model_id}/{source_id}": {"get"},
 }

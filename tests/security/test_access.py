@@ -81,6 +81,7 @@ OPEN = {
     "api-global": "listing",
     "api-model-list": "listing",
     "api-list-new": "creates the caller's own list",
+    "api-model-new": "creates the caller's own model (an id taken by any model, even a PRIVATE one, is a 400)",
     "api-list-list": "the caller's own lists",
     "api-user-bookmarks": "the caller's own bookmarks",
     "api-vector-list-owned": "the caller's own vectors",
@@ -98,6 +99,7 @@ NAMES = {
     "api-tokenize": "model",
     "api-vector-new": "model",
     "api-model-get": "model",
+    "api-source-set-new": "model",  # creates the caller's own set on a model they can open
     "api-explanation-search": "model",  # `layers` only narrows the search
     "api-explanation-search-model": "model",
     "model": "model",
