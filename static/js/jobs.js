@@ -38,6 +38,7 @@
     set("[data-job-status]", job.status.toLowerCase());
     el.querySelectorAll("[data-job-status]").forEach(x => { x.className = "badge badge-" + job.status; });
     set("[data-job-message]", job.error || job.message);
+    el.querySelectorAll("[data-job-message]").forEach(x => { x.style.color = job.error ? "var(--err)" : ""; });
     set("[data-job-count]", job.total ? job.done.toLocaleString() + " / " + job.total.toLocaleString()
                                       : job.done.toLocaleString());
     el.dataset.jobStatus = job.status;
