@@ -405,9 +405,11 @@ def _run_finish(run: ImportRun):
     if counts["failed"] or counts["waiting"] or not check["complete"]:
         names = ", ".join(f["key"] for f in check["files_to_resync"][:5])
         more = check["files_to_resync_count"] - min(5, len(check["files_to_resync"]))
+        short = [k for k, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]]
         error = (
             f"incomplete: {counts['failed']} file(s) failed, {counts['waiting']} waiting for their features; "
-            f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}"
+            + (f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}" if names else "")
+            + (f"; fewer {', '.join(short)} in the database than in the files: re-sync" if short else "")
         )
         job_fail(job_id=run.job_id, error=error)
         Job.objects.filter(pk=run.job_id).update(result=check)

@@ -308,9 +308,14 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     assert db_counts(MODEL, "6-res-b")["activations"] == 16
 
     Activation.objects.filter(feature__source__name="6-res-b").delete()  # rows lost from the database
+    run = run_import(p, MODEL, "6-res-b")  # a plain import sees every file DONE, and says the rows are missing
+    assert run.job.status == Job.Status.FAILED, run.job.result
+    assert "fewer activations in the database than in the files: re-sync" in run.job.error
+    assert Source.objects.get(name="6-res-b").import_incomplete
     run = run_import(p, MODEL, "6-res-b", resync=True)
     assert run.files_total == 1 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts(MODEL, "6-res-b") == {"features": 8, "activations": 16, "explanations": 8}
+    assert not Source.objects.get(name="6-res-b").import_incomplete
 
 
 def _json_lines(s3_client, bucket, key):
