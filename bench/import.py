@@ -136,10 +136,12 @@ def main():
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.pop(k, None)
         t0 = time.perf_counter()
+        load_import = os.getloadavg()[0]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
         proc.returncode = os.waitstatus_to_exitcode(status)
         t_import = time.perf_counter() - t0
+        load_import = max(load_import, os.getloadavg()[0])
         if proc.returncode:
             raise SystemExit(f"import_source failed ({proc.returncode})")
         peak_rss_mb = usage.ru_maxrss / 1024
@@ -170,12 +172,14 @@ def main():
         Feature.objects.filter(source=source).delete()
         _settle(Feature, Activation)
         t0 = time.perf_counter()
+        load_raw = os.getloadavg()[0]
         with connection.cursor() as c:
             for path, table in ((fpath, ft), (apath, at)):
                 with open(path, "rb") as src, c.copy(f"COPY {table} FROM STDIN") as copy:
                     while chunk := src.read(1 << 20):
                         copy.write(chunk)
         t_raw = time.perf_counter() - t0
+        load_raw = max(load_raw, os.getloadavg()[0])
     assert Activation.objects.filter(feature__source=source).count() == n_act
 
     print(f"rows: {n_feat} features + {n_act} activations = {rows}")
@@ -185,6 +189,9 @@ def main():
     print(f"  of which CPU time of the import process (download, gunzip, parse, validate): {import_cpu:.1f}s")
     print(f"raw COPY of the same rows into the same tables: {t_raw:.1f}s, {rows / t_raw:,.0f} rows/s")
     print(f"ratio import / raw COPY: {t_raw / t_import:.2f} (target >= 0.5)")
+    # other work on the machine slows the two phases unequally: the ratio means little when these differ a lot
+    print(f"1-min load average (higher of start/end): import {load_import:.1f}, raw COPY {load_raw:.1f}, "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
     print(f"peak RSS of the import process: {peak_rss_mb:.0f} MiB (target < 1024)")
 
 

@@ -153,6 +153,9 @@ class Source(VisibilityMixin):
     cos_sim_match_source_id = models.CharField(max_length=255, blank=True)
     # Training metrics (L0, explained variance, dead features, CE loss recovered) when trained here.
     metrics = models.JSONField(default=dict, blank=True)
+    # Set by an import while some of the source's files are not loaded (failed, waiting for their features, or not
+    # read yet): its pages and API say so instead of showing features without activations as if they had none.
+    import_incomplete = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

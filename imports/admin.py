@@ -13,8 +13,10 @@ class ImportRunAdmin(admin.ModelAdmin):
 
 @admin.register(ImportFile)
 class ImportFileAdmin(admin.ModelAdmin):
-    list_display = ["key", "kind", "status", "rows_read", "rows_loaded", "rows_skipped", "attempts", "finished_at"]
+    list_display = [
+        "key", "kind", "status", "rows_read", "rows_loaded", "rows_skipped", "rows_waiting", "attempts", "finished_at"
+    ]  # fmt: skip
     list_filter = ["status", "kind"]
     search_fields = ["key", "model_id", "source_id"]
-    readonly_fields = ["errors"]
+    readonly_fields = ["errors", "warnings"]
     raw_id_fields = ["run"]

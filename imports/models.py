@@ -55,6 +55,9 @@ class ImportFile(models.Model):
         PENDING = "PENDING"
         DONE = "DONE"
         FAILED = "FAILED"
+        # rows name features that are not in the database (their feature file failed, or is not loaded yet):
+        # nothing of the file is loaded, and the next import or Re-sync of the source tries it again
+        WAITING = "WAITING"
 
     origin = models.CharField(max_length=1024)
     key = models.CharField(max_length=1024)  # path under the origin's prefix: <model>/<source>/<kind>/batch-N.jsonl.gz
@@ -67,10 +70,14 @@ class ImportFile(models.Model):
     # etag/size of the version that was loaded, so Re-sync can tell a changed upstream file
     loaded_etag = models.CharField(max_length=255, blank=True)
     loaded_size = models.BigIntegerField(default=0)
-    rows_read = models.IntegerField(default=0)
+    rows_read = models.IntegerField(default=0)  # rows the file holds, counted when it is read
     rows_loaded = models.IntegerField(default=0)  # inserted or changed
     rows_skipped = models.IntegerField(default=0)
     rows_unchanged = models.IntegerField(default=0)
+    rows_waiting = models.IntegerField(default=0)  # rows whose feature is not in the database (file not DONE)
+    # rows refused for a reason outside the file (an id another source owns): a Re-sync tries the file again
+    rows_retryable = models.IntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)  # e.g. unknown columns, named once per file
     errors = models.JSONField(default=list, blank=True)  # [{"file", "line", "reason"}], capped
     attempts = models.IntegerField(default=0)
     run = models.ForeignKey(ImportRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
@@ -88,5 +95,5 @@ class ImportFile(models.Model):
 
     @property
     def rows_expected(self) -> int:
-        """Rows of this file that should be in the database (read minus skipped bad rows)."""
+        """Rows of this file that should be in the database (read minus skipped bad rows; waiting rows count)."""
         return self.rows_read - self.rows_skipped

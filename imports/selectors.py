@@ -73,3 +73,22 @@ def remote_sources(*, origin: Origin, model_id: str, check_files: bool = True) -
 
 def import_files(*, model_id: str, source_id: str):
     return ImportFile.objects.filter(model_id=model_id, source_id=source_id).order_by("kind", "id")
+
+
+def completeness_lines(check: dict) -> list[str]:
+    """A completeness check (imports.services.importer.completeness_check) as lines for the CLI and the panel:
+    files vs database per kind, warnings, then each file to re-sync with its reason."""
+    out = []
+    for kind, c in check["kinds"].items():
+        unread = f", {c['files_unread']} not read to the end: rows not counted" if c["files_unread"] else ""
+        out.append(
+            f"  {kind}: {c['rows_in_database']} rows in database, {c['rows_expected']} in files "
+            f"({c['files_done']} of {c['files']} file(s) loaded{unread})"
+        )
+    for w in check.get("warnings", []):
+        out.append(f"  warning: {w['file']}: {w['warning']}")
+    for f in check["files_to_resync"]:
+        out.append(f"  to re-sync: {f['key']} [{f['status']}] {f['reason']}")
+    if (more := check["files_to_resync_count"] - len(check["files_to_resync"])) > 0:
+        out.append(f"  to re-sync: … and {more} more file(s)")
+    return out

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
 from imports.models import ImportRun
-from imports.selectors import COMPLETE, remote_models, remote_sources
+from imports.selectors import COMPLETE, completeness_lines, remote_models, remote_sources
 from imports.services.importer import import_run_create, import_run_progress
 from imports.services.origin import OriginParams, origin_from_params
 
@@ -18,6 +18,10 @@ def _params(data) -> OriginParams:
         endpoint_url=data.get("endpoint_url") or None,
         directory=data.get("dir") or None,
     )
+
+
+def _is_check(result) -> bool:
+    return isinstance(result, dict) and "files_to_resync" in result  # runs before per-kind checks kept less
 
 
 def _staff_json(view):
@@ -43,7 +47,10 @@ def import_panel(request):
             context["groups"] = remote_sources(origin=origin, model_id=model_id)
     except Exception as exc:  # an unreachable bucket is shown, not a 500
         context["error"] = f"{type(exc).__name__}: {exc}"
-    context["runs"] = ImportRun.objects.select_related("job")[:10]
+    context["runs"] = [
+        {"run": run, "check": completeness_lines(run.job.result) if _is_check(run.job.result) else []}
+        for run in ImportRun.objects.select_related("job")[:10]
+    ]
     return render(request, "imports/panel.html", context)
 
 

@@ -98,7 +98,13 @@ SourceOut = make_serializer(
     "NpSource",
     {"id": _str(help_text="Neuronpedia's source id, e.g. `6-res-jb`."), "modelId": _str(), "setName": _str()},
     wire_fields(m.Source, SOURCE_FIELDS),
-    {"creatorId": _int(allow_null=True)},
+    {
+        "creatorId": _int(allow_null=True),
+        "importIncomplete": serializers.BooleanField(
+            help_text="True while some of the source's dataset files are not loaded (failed, waiting for their "
+            "features, or not read yet): its features may lack activations or explanations that exist upstream."
+        ),
+    },
 )
 SourceSetWithSourcesOut = make_serializer(
     "NpSourceSetWithSources",

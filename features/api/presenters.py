@@ -60,6 +60,7 @@ def source_wire(source, *, set_name: str) -> dict:
         "setName": set_name,
         **to_wire(source, SOURCE_FIELDS),
         "creatorId": source.creator_id,
+        "importIncomplete": source.import_incomplete,
     }
 
 

@@ -17,7 +17,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -218,7 +217,18 @@ def _batch_number(key: str) -> int:
 
 
 def file_needs_load(f: ImportFile) -> bool:
-    return f.status != ImportFile.Status.DONE or f.loaded_etag != f.etag or f.loaded_size != f.size
+    """Not fully in the database: missing, failed, waiting, changed upstream (ETag/size), or loaded with rows
+    refused for a reason outside the file, which may have gone away since."""
+    return (
+        f.status != ImportFile.Status.DONE or f.loaded_etag != f.etag or f.loaded_size != f.size or f.rows_retryable > 0
+    )
+
+
+def _kinds_short(*, model_id: str, source_id: str, origin: str) -> set[str]:
+    """Kinds whose DONE files hold more rows than the database has (rows deleted since they were loaded):
+    a Re-sync loads those files again."""
+    check = completeness_check(model_id=model_id, source_id=source_id, origin=origin)
+    return {kind for kind, c in check["kinds"].items() if c["rows_in_database"] < c["rows_loaded_expected"]}
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -292,6 +302,7 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     existing = {
         f.key: f for f in ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id)
     }
+    short = _kinds_short(model_id=run.model_id, source_id=run.source_id, origin=run.origin) if run.resync else set()
     todo, total_bytes = [], 0
     with transaction.atomic():
         for kind, obj in listed:
@@ -301,12 +312,14 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
                     origin=run.origin, key=obj.key, model_id=run.model_id, source_id=run.source_id, kind=kind
                 )
             f.etag, f.size = obj.etag, obj.size
-            if file_needs_load(f):
+            if file_needs_load(f) or (kind in short and f.rows_read):
                 f.status, f.run = ImportFile.Status.PENDING, run
                 todo.append(f)
                 total_bytes += obj.size
             f.save()
     floor = Feature.objects.aggregate(floor=Max("id"))["floor"] or 0
+    if todo:  # the source's pages and API say it is incomplete until the run finishes complete
+        Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=True)
     ImportRun.objects.filter(pk=run_id).update(
         files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES, feature_id_floor=floor
     )
@@ -326,41 +339,87 @@ def run_files(run_id: int, kinds) -> list[int]:
     )
 
 
-def import_run_advance(*, run_id: int) -> list[int]:
-    """After a file: move FEATURES → ROWS when no feature file is pending (returns the files to start now),
-    and finish the run's Job when nothing is pending. Conditional updates make this safe to race."""
-    run = ImportRun.objects.get(pk=run_id)
-    files = ImportFile.objects.filter(run_id=run_id)
-    counts = files.aggregate(
+def _counts(run_id: int) -> dict:
+    return ImportFile.objects.filter(run_id=run_id).aggregate(
         pending=Count("pk", filter=Q(status=ImportFile.Status.PENDING)),
         pending_features=Count("pk", filter=Q(status=ImportFile.Status.PENDING, kind="features")),
         failed=Count("pk", filter=Q(status=ImportFile.Status.FAILED)),
+        waiting=Count("pk", filter=Q(status=ImportFile.Status.WAITING)),
         done=Count("pk", filter=Q(status=ImportFile.Status.DONE)),
     )
-    job_progress(job_id=run.job_id, done=counts["done"] + counts["failed"])
+
+
+def import_run_advance(*, run_id: int) -> list[int]:
+    """After a file: move FEATURES → ROWS when no feature file is pending (returns the files to start now),
+    and finish the run's Job when nothing is pending. Conditional updates make this safe to race.
+
+    The rows phase does not start on features that failed to load: its files are marked WAITING, unread, and the
+    run ends (failed) at once, so neither this run nor the workers it shares are held up by them."""
+    run = ImportRun.objects.get(pk=run_id)
+    counts = _counts(run_id)
+    job_progress(job_id=run.job_id, done=counts["done"] + counts["failed"] + counts["waiting"])
     start: list[int] = []
     if counts["pending_features"] == 0 and (
         ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.FEATURES).update(phase=ImportRun.Phase.ROWS)
     ):
-        start = run_files(run_id, PHASE_KINDS[ImportRun.Phase.ROWS])
+        if blocked := _feature_files_not_loaded(run):
+            _rows_files_wait(run_id, blocked)
+            counts = _counts(run_id)
+        else:
+            start = run_files(run_id, PHASE_KINDS[ImportRun.Phase.ROWS])
     if counts["pending"] == 0:
         # The run's phase and its Job change in one transaction: no reader sees a DONE run whose Job still says
         # RUNNING, and a worker killed in between leaves the run in ROWS for the next advance to finish.
         with transaction.atomic():
             if ImportRun.objects.filter(pk=run_id, phase=ImportRun.Phase.ROWS).update(phase=ImportRun.Phase.DONE):
-                _run_finish(run, failed=counts["failed"])
+                _run_finish(run)
     return start
 
 
-def _run_finish(run: ImportRun, *, failed: int):
+def _feature_files_not_loaded(run: ImportRun) -> list[str]:
+    """The keys of this source's feature files (at the run's origin) that are not DONE."""
+    return list(
+        ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id, kind="features")
+        .exclude(status=ImportFile.Status.DONE)
+        .order_by("id")
+        .values_list("key", flat=True)
+    )
+
+
+def _rows_files_wait(run_id: int, blocked: list[str]) -> int:
+    names = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
+    reason = f"not read: waiting for feature file(s) that did not load: {names}"
+    files = list(ImportFile.objects.filter(run_id=run_id, kind__in=PHASE_KINDS[ImportRun.Phase.ROWS], status="PENDING"))
+    counts = ("rows_read", "rows_loaded", "rows_skipped", "rows_unchanged", "rows_waiting", "rows_retryable")
+    for f in files:  # not read in this state: counts of an earlier read would describe another version
+        f.status, f.errors, f.warnings = (
+            ImportFile.Status.WAITING,
+            [{"file": f.key, "line": None, "reason": reason}],
+            [],
+        )
+        for name in counts:
+            setattr(f, name, 0)
+    ImportFile.objects.bulk_update(files, ["status", "errors", "warnings", *counts], batch_size=1000)
+    return len(files)
+
+
+def _run_finish(run: ImportRun):
     check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
-    if failed:
-        job_fail(job_id=run.job_id, error=f"{failed} file(s) failed; see their reports")
+    Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=not check["complete"])
+    counts = _counts(run.pk)
+    if counts["failed"] or counts["waiting"] or not check["complete"]:
+        names = ", ".join(f["key"] for f in check["files_to_resync"][:5])
+        more = check["files_to_resync_count"] - min(5, len(check["files_to_resync"]))
+        short = [k for k, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]]
+        error = (
+            f"incomplete: {counts['failed']} file(s) failed, {counts['waiting']} waiting for their features; "
+            + (f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}" if names else "")
+            + (f"; fewer {', '.join(short)} in the database than in the files: re-sync" if short else "")
+        )
+        job_fail(job_id=run.job_id, error=error)
         Job.objects.filter(pk=run.job_id).update(result=check)
     else:
-        job_finish(
-            job_id=run.job_id, message="complete" if check["complete"] else "loaded; counts differ", result=check
-        )
+        job_finish(job_id=run.job_id, message="complete", result=check)
     transaction.on_commit(lambda: live.clear(run.pk))
 
 
@@ -379,11 +438,12 @@ def import_plan_run(job: JobContext, **inline):
 
 
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
-    """The whole run in this process (CLI default): prepare, features, then activations and explanations.
+    """The whole run from this process (CLI default): prepare, features, then activations and explanations.
 
-    `jobs` files load at once, each in its own thread, connection and transaction — as `jobs` Celery workers
-    would: while one file's upsert runs in its Postgres backend, the next file is downloaded, unzipped and
-    parsed here, so parsing and Postgres use different cores (one at a time, this loaded at ~0.4× a raw COPY).
+    `jobs` > 1 loads that many files at once, each in a process of its own (imports.spawned), with its own
+    connection and transaction, as `jobs` Celery workers would. Processes, not threads: a file's parse holds the GIL
+    ~0.8 s, so threads parsed one file at a time; and spawned, not forked, so no child inherits a socket of this
+    process (two forked children once read one inherited Redis connection and both hung).
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows
@@ -395,44 +455,60 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
 
 
 def _import_run_inline(*, run_id: int, on_progress, jobs: int) -> ImportRun:
-    todo = import_run_prepare(run_id=run_id) or []
-    if on_progress:
-        on_progress(import_run_progress(run_id=run_id))
-    files = ImportFile.objects.in_bulk(todo)
-    for kinds in PHASE_KINDS.values():  # in phase order
-        ids = sorted(pk for pk in todo if files[pk].kind in kinds)
-        if jobs <= 1:
-            for file_id in ids:
-                import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
-                import_run_advance(run_id=run_id)
-        else:
-            _files_parallel(ids, run_id=run_id, jobs=jobs, on_progress=on_progress)
-    import_run_advance(run_id=run_id)
+    with _file_pool(jobs) as pool:  # its processes start up while this one plans
+        import_run_prepare(run_id=run_id)
+        if on_progress:
+            on_progress(import_run_progress(run_id=run_id))
+        for kinds in PHASE_KINDS.values():  # in phase order; the advance after the features decides the rows phase
+            ids = run_files(run_id, kinds)
+            if pool is None:
+                for file_id in ids:
+                    import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
+                    import_run_advance(run_id=run_id)
+            else:
+                _files_parallel(pool, ids, run_id=run_id, on_progress=on_progress)
+            import_run_advance(run_id=run_id)
     return ImportRun.objects.select_related("job").get(pk=run_id)
 
 
-def _files_parallel(ids: list[int], *, run_id: int, jobs: int, on_progress) -> None:
-    """Load files in `jobs` threads; this thread reports progress (live counts come from Redis)."""
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+@contextmanager
+def _file_pool(jobs: int):
+    if jobs <= 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    def one(file_id: int):
-        try:
-            import_file_load(file_id=file_id, run_id=run_id)
-            import_run_advance(run_id=run_id)
-        finally:
-            connection.close()  # this thread's own connection
+    from imports import spawned
 
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="import") as pool:
-        pending = {pool.submit(one, pk) for pk in ids}
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            for fut in finished:
-                if fut.exception() is not None:
-                    for rest in pending:
-                        rest.cancel()
-                    raise fut.exception()
-            if on_progress:
-                on_progress(import_run_progress(run_id=run_id))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=spawned.boot,
+        initargs=(spawned.child_env(),),
+    )
+    with pool:
+        for _ in range(jobs):
+            pool.submit(spawned.ready)  # start every process now: each takes ~1 s to set Django up
+        yield pool
+
+
+def _files_parallel(pool, ids: list[int], *, run_id: int, on_progress) -> None:
+    """Load files in the pool's processes; this one reports progress (live counts come from Redis)."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    from imports import spawned
+
+    pending = {pool.submit(spawned.file_load, pk, run_id) for pk in ids}
+    while pending:
+        finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+        for fut in finished:
+            if fut.exception() is not None:
+                for rest in pending:
+                    rest.cancel()
+                raise fut.exception()
+        if on_progress:
+            on_progress(import_run_progress(run_id=run_id))
 
 
 # ------------------------------------------------------------------------------------------ one file
@@ -557,8 +633,12 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
                 check_nul=False,
                 nul_lines=nul_lines,
                 feature_id_floor=run.feature_id_floor if run else None,
+                wait_for_features=f.kind != "features",
             )
             status, errors = ImportFile.Status.DONE, result.errors
+            if result.rows_waiting:  # not DONE: the next import or Re-sync loads the file again
+                status, reason = _waiting_status(f, result)
+                errors = result.errors + [{"line": None, "reason": reason}]
         except LoadError as exc:
             status, errors = ImportFile.Status.FAILED, result.errors + [{"line": exc.line, "reason": exc.reason}]
         finally:
@@ -569,17 +649,38 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
         f.errors = [{"file": f.key, **e} for e in errors]
         f.rows_read, f.rows_skipped = result.rows_read, result.rows_skipped
         f.rows_loaded, f.rows_unchanged = result.rows_loaded, result.rows_unchanged
+        f.rows_waiting, f.rows_retryable = result.rows_waiting, result.rows_retryable
+        f.warnings = result.warnings
         f.attempts += 1
         f.started_at, f.finished_at = started, timezone.now()
         if status == ImportFile.Status.DONE:
             f.loaded_etag, f.loaded_size = f.etag, f.size
-        else:
+        elif not result.rows_waiting:
             f.rows_loaded = f.rows_unchanged = 0  # rolled back
         f.save()
     live.drop(run_key, f.pk)
     if on_progress and run_key:
         on_progress(import_run_progress(run_id=run_key))
     return f
+
+
+def _waiting_status(f: ImportFile, result: LoadResult) -> tuple[str, str]:
+    """WAITING while a feature file of the source is not loaded (it may hold the features); FAILED when every one is
+    and the features are still missing. The file's other rows are loaded; the next import or Re-sync loads the file
+    again."""
+    some = ", ".join(map(str, result.waiting_for[:5]))
+    blocked = ImportFile.objects.filter(
+        origin=f.origin, model_id=f.model_id, source_id=f.source_id, kind="features"
+    ).exclude(status=ImportFile.Status.DONE)
+    if blocked.exists():
+        return ImportFile.Status.WAITING, (
+            f"{result.rows_waiting} row(s) wait for features not in the database (e.g. feature {some}); "
+            f"feature file(s) not loaded: {', '.join(blocked.values_list('key', flat=True)[:5])}"
+        )
+    return ImportFile.Status.FAILED, (
+        f"{result.rows_waiting} row(s) name features that no loaded feature file holds (e.g. feature {some}); "
+        "the file's other rows are loaded"
+    )
 
 
 def _params_of(f: ImportFile) -> dict:
@@ -633,33 +734,73 @@ def import_run_progress(*, run_id: int) -> dict:
 # ------------------------------------------------------------------------------------------ completeness
 
 
-@dataclass
-class KindCount:
-    expected: int
-    actual: int
-
-
 def completeness_check(*, model_id: str, source_id: str, origin: str | None = None) -> dict:
-    """Rows counted in the loaded files vs rows in the database, per kind, for one source."""
+    """The source's files against its rows in the database, per kind (features, activations, explanations).
+
+    A file's rows are counted when it is read to its end (DONE, or not DONE for rows whose features are missing), so
+    `rows_in_files` is exact only when `files_unread` is 0; a file not read to its end (broken, waiting behind its
+    features, or not loaded yet) makes the kind incomplete whatever the counts say.
+    A file DONE with rows refused for a reason outside it (an id another source owns) is not fully loaded either.
+    The database may hold more rows than the files (explanations made here, uploads), so a kind matches when every
+    file is loaded and the database holds at least the files' good rows.
+    `files_to_resync` names every file not fully loaded (at most MAX_NAMED of them, `files_to_resync_count` all)."""
     files = ImportFile.objects.filter(model_id=model_id, source_id=source_id)
     if origin:
         files = files.filter(origin=origin)
     source = Source.objects.filter(model_id=model_id, name=source_id).first()
-    out: dict = {"kinds": {}, "files_total": files.count()}
-    out["files_done"] = files.filter(status=ImportFile.Status.DONE).count()
-    out["files_failed"] = files.filter(status=ImportFile.Status.FAILED).count()
     tables = {
         "features": Feature.objects.filter(source=source),
         "activations": Activation.objects.filter(feature__source=source),
         "explanations": Explanation.objects.filter(source=source),
     }
-    complete = source is not None and out["files_done"] == out["files_total"] and out["files_total"] > 0
+    done, read = Q(status=ImportFile.Status.DONE), Q(status=ImportFile.Status.DONE) | Q(rows_waiting__gt=0)
+    loaded = done & Q(rows_retryable=0)
+    per_kind = {
+        row["kind"]: row
+        for row in files.values("kind").annotate(
+            files=Count("pk"),
+            files_done=Count("pk", filter=loaded),
+            files_unread=Count("pk", filter=~read),
+            rows_in_files=Sum("rows_read", filter=read, default=0),
+            rows_bad=Sum("rows_skipped", filter=read, default=0),
+            rows_done=Sum("rows_read", filter=done, default=0),
+            rows_done_bad=Sum("rows_skipped", filter=done, default=0),
+        )
+    }
+    out: dict = {"kinds": {}}
+    complete = source is not None
     for kind, qs in tables.items():
-        kind_files = files.filter(kind=kind, status=ImportFile.Status.DONE)
-        agg = kind_files.aggregate(read=Sum("rows_read"), skipped=Sum("rows_skipped"))
-        expected = (agg["read"] or 0) - (agg["skipped"] or 0)
-        actual = qs.count() if source is not None else 0
-        out["kinds"][kind] = {"expected": expected, "actual": actual, "match": expected == actual}
-        complete = complete and expected == actual
-    out["complete"] = complete
+        k = per_kind.get(kind, {})
+        n_files = k.get("files", 0)
+        c = {
+            "files": n_files,
+            "files_done": k.get("files_done", 0),
+            "files_unread": k.get("files_unread", 0),
+            "rows_in_files": k.get("rows_in_files", 0),  # every row read, bad rows included
+            "rows_expected": k.get("rows_in_files", 0) - k.get("rows_bad", 0),  # good rows of the files read
+            "rows_loaded_expected": k.get("rows_done", 0) - k.get("rows_done_bad", 0),  # good rows of DONE files
+            "rows_in_database": qs.count() if source is not None else 0,
+        }
+        c["match"] = c["files_done"] == n_files and c["rows_in_database"] >= c["rows_expected"]
+        out["kinds"][kind] = c
+        complete = complete and c["match"]
+    todo = files.exclude(loaded).order_by("id")
+    out["files_total"] = files.count()
+    out["files_done"] = files.filter(loaded).count()
+    out["files_failed"] = files.filter(status=ImportFile.Status.FAILED).count()
+    out["files_waiting"] = files.filter(status=ImportFile.Status.WAITING).count()
+    out["files_to_resync_count"] = todo.count()
+    out["files_to_resync"] = [
+        {"key": f.key, "status": f.status, "reason": f.errors[-1]["reason"] if f.errors else ""}
+        for f in todo[:MAX_NAMED]
+    ]
+    out["warnings"] = [
+        {"file": key, "warning": w}
+        for key, ws in files.exclude(warnings=[]).order_by("id").values_list("key", "warnings")
+        for w in ws
+    ][:MAX_NAMED]
+    out["complete"] = complete and out["files_total"] > 0 and not out["files_to_resync_count"]
     return out
+
+
+MAX_NAMED = 50  # files (and warnings) a completeness report names; its counts cover all of them

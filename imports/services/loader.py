@@ -20,7 +20,13 @@ Why this shape:
 - Row problems (malformed line, a value of the wrong type, NaN/±Infinity in an array or a NOT NULL column, text
   that is not UTF-8, wrong vector dimension, unknown feature, duplicate key, an id another source owns, and any
   other exception while checking a record) skip the row and are reported with its line; batch problems (unknown
-  column, unknown source, a value Postgres still refuses) raise LoadError and nothing is written.
+  source, a value Postgres still refuses) raise LoadError and nothing is written.
+- An unknown column is ignored (json_to_record reads only the columns it is given) and named once per batch in
+  `warnings`: Neuronpedia adds columns to its exports over time, and a reader that refused them would break on
+  the next export.
+- With `wait_for_features` (the importer's), a row whose feature is not in the database is not a bad row: the
+  feature's file failed or is not loaded yet. Such rows are counted in `rows_waiting`, not reported one by one;
+  the caller keeps the file for a later try (the rows that could load are loaded, and load again as no-ops).
 """
 
 from __future__ import annotations
@@ -72,6 +78,10 @@ class LoadResult:
     rows_unchanged: int = 0  # already present with identical values
     errors: list[dict] = field(default_factory=list)  # [{"line": int, "reason": str}]
     notes: int = 0  # rows kept after a repair (\u0000 stripped); listed in errors too
+    rows_waiting: int = 0  # rows whose feature is not in the database (wait_for_features)
+    waiting_for: list[int] = field(default_factory=list)  # a few of those feature indices, for the report
+    rows_retryable: int = 0  # rows refused for a reason outside the file (an id another source owns)
+    warnings: list[str] = field(default_factory=list)  # batch-level notes: unknown columns, once each
 
     def add_error(self, line: int | None, reason: str):
         if len(self.errors) < MAX_REPORTED_ERRORS:
@@ -227,11 +237,13 @@ def rows_load(
     nul_lines: set | None = None,
     result: LoadResult | None = None,
     feature_id_floor: int | None = None,
+    wait_for_features: bool = False,
 ) -> LoadResult:
     """records_load over (line number, record) pairs: the importer's entry point. With check_nul=False only
     the lines in `nul_lines` (raw lines that contained the \\u0000 escape) are scanned for NUL. With
     `feature_id_floor` (an import run's), a feature with a larger id was loaded by another file of the run: a
-    row repeating its index is reported and skipped (first kept)."""
+    row repeating its index is reported and skipped (first kept). With `wait_for_features`, rows whose feature
+    is missing are counted in `rows_waiting` instead of reported as bad rows (see the module doc)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     source = Source.objects.filter(model_id=model_id, name=source_id).select_related("model").first()
@@ -253,6 +265,7 @@ def rows_load(
                 check_nul=check_nul,
                 nul_lines=nul_lines if nul_lines is not None else set(),
                 feature_ids=feature_ids,
+                wait_for_features=wait_for_features,
             )
             lines = array("l")
             try:
@@ -273,6 +286,10 @@ def rows_load(
                         copy.write(b"".join(buf))
             except DataError as exc:
                 raise LoadError(f"bad value: {_pg_message(exc, lines)}") from None
+            if state.unknown_columns:
+                result.warnings.append(
+                    f"unknown column(s) {', '.join(sorted(state.unknown_columns))} for {kind} ignored"
+                )
             if state.type_names or state.model_names:
                 _ensure_explanation_types(cursor, state.type_names, state.model_names)
             staged = len(lines) - _foreign_ids_drop(cursor, spec, stage, source, result)
@@ -306,10 +323,20 @@ class _RowState:
     type_names: set = field(default_factory=set)
     model_names: set = field(default_factory=set)
     feature_ids: dict = field(default_factory=dict)
+    wait_for_features: bool = False
+    unknown_columns: set = field(default_factory=set)
 
 
 class _RowProblem(Exception):
     """The row is skipped and reported with this reason."""
+
+
+class _FeatureMissing(_RowProblem):
+    """The row's feature is not in the database: a bad row for records_load, a waiting row for the importer."""
+
+    def __init__(self, reason: str, index: int):
+        super().__init__(reason)
+        self.index = index
 
 
 def _rows(numbered, state: _RowState, report) -> Iterator[bytes]:
@@ -327,6 +354,15 @@ def _rows(numbered, state: _RowState, report) -> Iterator[bytes]:
             data = _row(line, rec, raw, state)
         except LoadError:
             raise
+        except _FeatureMissing as exc:
+            if not state.wait_for_features:
+                result.rows_skipped += 1
+                result.add_error(line, str(exc))
+                continue
+            result.rows_waiting += 1
+            if len(result.waiting_for) < 10 and exc.index not in result.waiting_for:
+                result.waiting_for.append(exc.index)
+            continue
         except _RowProblem as exc:
             result.rows_skipped += 1
             result.add_error(line, str(exc))
@@ -350,8 +386,7 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
     if not isinstance(rec, dict):
         raise _RowProblem("record is not a JSON object")
     if not rec.keys() <= ALLOWED_KEYS[kind]:
-        unknown = sorted(set(rec) - ALLOWED_KEYS[kind])
-        raise LoadError(f"unknown column(s) {', '.join(unknown)} for {kind}", line)
+        state.unknown_columns.update(rec.keys() - ALLOWED_KEYS[kind])
     layer = rec.get("layer")
     if (layer is not None and layer != source_name) or rec.get("modelId", model_id) != model_id:
         raise _RowProblem(f"row belongs to {rec.get('modelId')!r}/{layer!r}, not {model_id}/{source_name}")
@@ -375,7 +410,7 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
         key = rec["id"]
         ref = state.feature_ids.get(index)
         if ref is None:
-            raise _RowProblem(f"feature {index} does not exist in {model_id}/{source_name}")
+            raise _FeatureMissing(f"feature {index} does not exist in {model_id}/{source_name}", index)
     if key in state.seen_keys:
         raise _RowProblem(f"duplicate {'index' if kind == 'features' else 'id'} {key!r} in this batch (first kept)")
     if (state.check_nul or line in state.nul_lines) and _strip_nul(rec, _TEXT_KEYS[kind]):
@@ -703,7 +738,7 @@ def _foreign_ids_drop(cursor, spec: _Spec, stage: str, source: Source, result: L
         owner = f"JOIN {Feature._meta.db_table} f ON f.id = t.feature_id JOIN {Source._meta.db_table} o ON o.id = f.source_id"
     else:
         owner = f"JOIN {Source._meta.db_table} o ON o.id = t.source_id"
-    return _stage_drop(
+    dropped = _stage_drop(
         cursor,
         f"DELETE FROM {stage} s USING {spec.table} t {owner} WHERE t.id = s._key AND o.id <> %s "
         "RETURNING s._line, s._key, o.model_id, o.name",
@@ -711,6 +746,8 @@ def _foreign_ids_drop(cursor, spec: _Spec, stage: str, source: Source, result: L
         result,
         lambda key, model_id, name: f"id {key!r} already belongs to source {model_id}/{name} (row not loaded)",
     )
+    result.rows_retryable += dropped  # the other source may be deleted or fixed: a Re-sync tries the file again
+    return dropped
 
 
 def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, result: LoadResult) -> int:

@@ -42,11 +42,14 @@ def test_odd_lines_cost_their_row_and_the_rest_of_the_file_loads(s3_endpoint, da
     dataset["put"]("tiny-gpt/3-res-x/features/batch-0.jsonl.gz", gz(feats))
 
     run = run_import(params(s3_endpoint, dataset["bucket"]), "tiny-gpt", "3-res-x")
-    assert run.job.status == Job.Status.SUCCEEDED, run.job.error  # files with bad rows still load
+    # the 4 activations of the two refused features cannot load: their file is not DONE, and the run says so
+    assert run.job.status == Job.Status.FAILED and "activations/batch-0.jsonl.gz" in run.job.error, run.job.error
 
     f = _file("activations/batch-0.jsonl.gz")
     reasons = {e["line"]: e["reason"] for e in f.errors}
-    assert f.status == ImportFile.Status.DONE and f.rows_skipped == 9  # 5 bad rows, 4 of the features refused below
+    assert f.status == ImportFile.Status.FAILED and (f.rows_skipped, f.rows_waiting) == (5, 4)
+    assert f.rows_loaded == len(acts) - 9  # the rows that could load did
+    assert f.errors[-1]["reason"].startswith("4 row(s) name features that no loaded feature file holds")
     assert reasons[2] == "malformed JSON: nested too deeply"
     assert reasons[3] == "values[0] is nan"
     assert reasons[4] == "dataIndex was inf, stored as NULL (row kept)"
@@ -128,9 +131,13 @@ def test_a_feature_index_repeated_in_another_file_of_the_run_is_reported_and_a_r
     assert (f.rows_loaded, f.rows_skipped) == (3, 1)
     assert Feature.objects.get(source__name="4-res-dup", index=2).max_act_approx == rows["features"][2]["maxActApprox"]
 
+    acts = ImportFile.objects.get(key="tiny-gpt/4-res-dup/activations/batch-1.jsonl.gz")
+    assert acts.status == ImportFile.Status.FAILED and acts.rows_waiting == 1  # feature 5 is in no file
+
     second[0]["maxActApprox"] = 42.0  # batch-1 changes upstream: a re-sync reloads it over its own earlier rows
     put("tiny-gpt/4-res-dup/features/batch-1.jsonl.gz", gz(second))
     run = run_import(p, "tiny-gpt", "4-res-dup", resync=True)
     f.refresh_from_db()
-    assert run.files_total == 1 and f.status == ImportFile.Status.DONE and f.rows_skipped == 0, f.errors
+    # the changed file, and the activations and explanations files that are still not fully loaded
+    assert run.files_total == 3 and f.status == ImportFile.Status.DONE and f.rows_skipped == 0, f.errors
     assert f.errors == [] and Feature.objects.get(source__name="4-res-dup", index=4).max_act_approx == 42.0

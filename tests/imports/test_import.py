@@ -3,6 +3,7 @@ import pytest
 from features.models import Activation, Explanation, Feature, Job, Model, Source
 from imports.models import ImportFile
 from imports.services.importer import completeness_check
+from tests.factories import ExplanationFactory
 from tests.imports.helpers import db_counts, params, run_import
 
 pytestmark = pytest.mark.django_db
@@ -37,19 +38,29 @@ def test_full_import_of_a_source_loads_every_row_and_counts_match(s3_endpoint, s
 def test_running_the_import_again_loads_nothing_and_duplicates_nothing(s3_endpoint, small_dataset):
     p = params(s3_endpoint, small_dataset["bucket"])
     run_import(p, "tiny-gpt", "1-res-tt")
+    # an explanation made here (autointerp) is more than the files hold, not a row missing
+    ExplanationFactory(feature=Feature.objects.get(source__name="1-res-tt", index=0), description="made here")
     before = db_counts("tiny-gpt", "1-res-tt")
     run = run_import(p, "tiny-gpt", "1-res-tt", resync=True)
     assert run.files_total == 0 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts("tiny-gpt", "1-res-tt") == before
+    assert run.job.result["complete"] and not Source.objects.get(name="1-res-tt").import_incomplete
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cli_loads_files_in_parallel_threads_with_the_same_result(s3_endpoint, small_dataset):
-    """import_source --jobs 3 (committed data, so its threads' connections see the run): every file DONE
-    once, counts match the files, the run's Job finished with a complete check."""
+def test_cli_loads_files_in_parallel_processes_with_the_same_result(s3_endpoint, small_dataset):
+    """import_source --jobs 3 (committed data, so its processes' connections see the run): every file DONE
+    once, counts match the files, the run's Job finished with a complete check. The processes are spawned: this
+    process holds open Redis and S3 connections first, which forked children once shared and hung reading."""
     from django.core.management import call_command
 
     from imports.models import ImportRun
+    from imports.services.origin import origin_from_params
+    from memicos_site.redis_client import redis_client
+    from tests.imports.helpers import params
+
+    assert redis_client().ping()
+    assert origin_from_params(params(s3_endpoint, small_dataset["bucket"])).folders("")
 
     call_command(
         "import_source", "tiny-gpt", "0-res-tt", "--bucket", small_dataset["bucket"],

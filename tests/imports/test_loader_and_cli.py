@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from features.models import Activation, ExplanationType, Feature
-from imports.services.loader import LoadError, LoadResult, records_load
+from imports.services.loader import LoadResult, records_load
 from tests.factories import ModelFactory, SourceFactory, SourceSetFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,11 +34,13 @@ def test_records_load_upserts_wire_records_inside_the_callers_transaction(source
     assert Activation.objects.get(id="a4").values == [9.0, 9.5]
 
 
-def test_records_load_refuses_a_batch_with_an_unknown_column_and_writes_nothing(source):
-    feats = [{"index": 0}, {"index": 1, "bogus": 1}]
-    with pytest.raises(LoadError, match="unknown column"):
-        records_load(kind="features", model_id=source.model_id, source_id=source.name, records=feats)
-    assert not Feature.objects.filter(source=source).exists()
+def test_records_load_ignores_an_unknown_column_and_names_it_once(source):
+    """Neuronpedia adds columns to its exports over time: a new column is a warning, never the batch's end."""
+    feats = [{"index": 0, "bogus": 1}, {"index": 1, "bogus": 2, "newer": "x"}, {"index": 2}]
+    r = records_load(kind="features", model_id=source.model_id, source_id=source.name, records=feats)
+    assert (r.rows_loaded, r.rows_skipped, r.errors) == (3, 0, [])
+    assert r.warnings == ["unknown column(s) bogus, newer for features ignored"]
+    assert Feature.objects.filter(source=source).count() == 3
 
 
 def test_records_load_checks_vector_dimension_and_strips_nul(source):

@@ -68,7 +68,7 @@ def test_a_duplicate_plan_task_leaves_a_planned_run_as_it_is(s3_endpoint, small_
 
 def test_a_run_stalled_after_its_last_file_is_finished_by_an_advance(s3_endpoint, small_dataset, db, monkeypatch):
     run = _planned_run(s3_endpoint, small_dataset)
-    for f in ImportFile.objects.filter(run=run).order_by("kind", "id"):
+    for f in ImportFile.objects.filter(run=run).order_by("id"):  # planned features first, as the phases load them
         importer.import_file_load(file_id=f.pk, run_id=run.pk)  # every file loaded, no advance ran: it was lost
     monkeypatch.setenv("MEMICOS_IMPORT_STALL_S", "0")
     assert import_runs_recover() == [run.pk]

@@ -66,7 +66,7 @@ def test_each_kind_of_bad_data_is_reported_with_file_line_and_reason(
     s3_client.put_object(Bucket=bucket, Key=base + "features/batch-1.jsonl.gz", Body=gz(feats))
 
     run = run_import(params(s3_endpoint, bucket), "tiny-gpt", "3-res-bad")
-    assert run.job.status == Job.Status.FAILED  # two files failed, the others went on
+    assert run.job.status == Job.Status.FAILED  # a file failed, the others went on
 
     files = {f.key.rsplit("3-res-bad/", 1)[1]: f for f in ImportFile.objects.filter(source_id="3-res-bad")}
     acts_file = files["activations/batch-0.jsonl.gz"]
@@ -84,14 +84,20 @@ def test_each_kind_of_bad_data_is_reported_with_file_line_and_reason(
 
     gz_file = files["explanations/batch-1.jsonl.gz"]
     assert gz_file.status == "FAILED" and "bad gzip" in gz_file.errors[-1]["reason"]
-    col_file = files["features/batch-1.jsonl.gz"]
-    assert col_file.status == "FAILED" and "unknown column(s) surpriseColumn" in col_file.errors[-1]["reason"]
-    assert col_file.errors[-1]["line"] == 1
-    assert not Feature.objects.filter(source__name="3-res-bad", index=100).exists()  # nothing half-written
-    assert db_counts("tiny-gpt", "3-res-bad") == {"features": 8, "activations": 15, "explanations": 7}
+    col_file = files["features/batch-1.jsonl.gz"]  # an unknown column is a warning: the file loads
+    assert col_file.status == "DONE" and col_file.errors == []
+    assert col_file.warnings == ["unknown column(s) surpriseColumn for features ignored"]
+    assert Feature.objects.filter(source__name="3-res-bad", index=100).exists()
+    assert db_counts("tiny-gpt", "3-res-bad") == {"features": 9, "activations": 15, "explanations": 7}
     check = completeness_check(model_id="tiny-gpt", source_id="3-res-bad")
-    assert not check["complete"] and check["files_failed"] == 2
-    assert all(c["match"] for c in check["kinds"].values())
+    assert not check["complete"] and check["files_failed"] == 1
+    assert check["files_to_resync"] == [
+        {"key": gz_file.key, "status": "FAILED", "reason": gz_file.errors[-1]["reason"]}
+    ]
+    assert check["kinds"]["features"]["match"] and check["kinds"]["activations"]["match"]
+    explanations = check["kinds"]["explanations"]  # the counts agree, but a file is not loaded
+    assert (explanations["rows_in_database"], explanations["rows_expected"], explanations["match"]) == (7, 7, False)
+    assert explanations["files_unread"] == 1
 
 
 def test_listing_handles_folders_with_more_than_1000_objects(s3_endpoint, s3_client, new_bucket, no_aws_credentials):
@@ -140,3 +146,29 @@ def test_export_then_import_into_an_empty_database_reproduces_the_rows(
     assert after[0] == before[0]
     assert after[1] == before[1]
     assert after[2] == before[2]
+
+
+def test_files_loaded_before_rows_waited_for_features_are_marked_for_the_next_resync():
+    """A database from before this change holds activation files marked DONE with every row dropped as "feature N
+    does not exist": the migration marks them retryable, so a Re-sync loads them again."""
+    import importlib
+
+    from django.apps import apps
+
+    from imports.services.importer import file_needs_load
+
+    migration = importlib.import_module("imports.migrations.0003_importfile_waiting_rows_and_warnings")
+    common = {"origin": "dir:/x", "model_id": "m", "source_id": "s", "kind": "activations", "status": "DONE"}
+    dropped = ImportFile.objects.create(
+        key="m/s/activations/batch-0.jsonl.gz", rows_read=4, rows_skipped=4,
+        errors=[{"file": "m/s/activations/batch-0.jsonl.gz", "line": 1, "reason": "feature 0 does not exist in m/s"}],
+        **common,
+    )  # fmt: skip
+    bad_row = ImportFile.objects.create(
+        key="m/s/activations/batch-1.jsonl.gz", rows_read=4, rows_skipped=1,
+        errors=[{"file": "m/s/activations/batch-1.jsonl.gz", "line": 2, "reason": "malformed JSON: x"}], **common,
+    )  # fmt: skip
+    migration.legacy_dropped_rows_retryable(apps, None)
+    dropped.refresh_from_db(), bad_row.refresh_from_db()
+    assert (dropped.rows_retryable, bad_row.rows_retryable) == (4, 0)
+    assert file_needs_load(dropped) and not file_needs_load(bad_row)

@@ -7,7 +7,13 @@ from tqdm import tqdm
 
 from features.models import Job
 from imports.cli import add_origin_arguments, origin_params
-from imports.services.importer import import_run_create, import_run_inline, import_run_progress
+from imports.selectors import completeness_lines
+from imports.services.importer import (
+    completeness_check,
+    import_run_create,
+    import_run_inline,
+    import_run_progress,
+)
 
 
 class Command(BaseCommand):
@@ -58,11 +64,20 @@ class Command(BaseCommand):
             import_run_inline(run_id=run.pk, on_progress=show, jobs=max(1, options["jobs"]))
         bar.close()
         p = import_run_progress(run_id=run.pk)
-        for kind, c in (p["result"] or {}).get("kinds", {}).items():
-            self.stdout.write(f"  {kind}: {c['actual']} rows in database, {c['expected']} in files")
+        check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
+        for line in completeness_lines(check):
+            self.stdout.write(line)
         self.stdout.write(
-            f"{p['files_done']} file(s) loaded, {p['files_failed']} failed, {p['rows']} rows read, "
+            f"{p['files_done']} file(s) read, {p['files_failed']} failed, {p['rows']} rows read, "
             f"{p['rows_per_s']:.0f} rows/s, {p['errors']} reported problem(s)"
         )
+        if not check["complete"]:
+            names = ", ".join(f["key"] for f in check["files_to_resync"][:10])
+            more = check["files_to_resync_count"] - min(10, len(check["files_to_resync"]))
+            raise CommandError(
+                f"{run.model_id}/{run.source_id} is incomplete: {check['files_to_resync_count']} file(s) not loaded "
+                f"({names}{f' and {more} more' if more > 0 else ''}). "
+                "Fix them upstream, then run this command again with --resync."
+            )
         if p["status"] != Job.Status.SUCCEEDED:
             raise CommandError(p["error"] or f"import ended {p['status']}")
