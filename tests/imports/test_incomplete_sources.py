@@ -158,12 +158,15 @@ def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the
 
 
 @pytest.mark.django_db
-def test_the_admin_panels_resync_after_the_fix_loads_every_row(s3_endpoint, cut_dataset, client, staff_user):
+def test_the_admin_panels_resync_after_the_fix_loads_every_row(
+    s3_endpoint, cut_dataset, client, staff_user, run_on_commit
+):
     client.force_login(staff_user)
     origin = {"bucket": cut_dataset["bucket"], "prefix": "v1/", "endpoint_url": s3_endpoint}
     panel = f"/imports/?bucket={origin['bucket']}&prefix=v1/&endpoint_url={s3_endpoint}&model={MODEL}"
 
-    r = client.post("/imports/start", {"model_id": MODEL, "source_id": SOURCE, **origin})  # Download (eager Celery)
+    with run_on_commit():  # Download: its job is sent on commit and runs eagerly here
+        r = client.post("/imports/start", {"model_id": MODEL, "source_id": SOURCE, **origin})
     first = r.json()["runs"][0]
     progress = client.get(f"/imports/progress/{first}.json").json()
     assert progress["status"] == "FAILED" and BROKEN in progress["error"]
@@ -179,7 +182,8 @@ def test_the_admin_panels_resync_after_the_fix_loads_every_row(s3_endpoint, cut_
     _assert_says_incomplete(client, True)
 
     cut_dataset["fix"]()
-    r = client.post("/imports/start", {"model_id": MODEL, "source_id": SOURCE, "resync": "1", **origin})
+    with run_on_commit():
+        r = client.post("/imports/start", {"model_id": MODEL, "source_id": SOURCE, "resync": "1", **origin})
     progress = client.get(f"/imports/progress/{r.json()['runs'][0]}.json").json()
     assert progress["status"] == "SUCCEEDED" and progress["result"]["complete"], progress
     _assert_every_row(cut_dataset["rows"])
