@@ -13,9 +13,9 @@ class ProviderKey(models.Model):
     """
 
     class Provider(models.TextChoices):
-        OPENAI = "openai"
-        OPENROUTER = "openrouter"
-        CUSTOM = "custom"  # any OpenAI-compatible base URL (vLLM, Ollama, ...)
+        OPENAI = "openai", "OpenAI"
+        OPENROUTER = "openrouter", "OpenRouter"
+        CUSTOM = "custom", "Custom (OpenAI-compatible)"  # any OpenAI-compatible base URL (vLLM, Ollama, ...)
 
     DEFAULT_URLS = {
         Provider.OPENAI: "https://api.openai.com/v1",

@@ -37,6 +37,14 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="providerkey", name="api_key", field=models.CharField(blank=True, default="", max_length=512)
         ),
+        migrations.AlterField(
+            model_name="providerkey",
+            name="provider",
+            field=models.CharField(
+                choices=[("openai", "OpenAI"), ("openrouter", "OpenRouter"), ("custom", "Custom (OpenAI-compatible)")],
+                max_length=16,
+            ),
+        ),
         migrations.RunPython(encrypt_existing, decrypt_existing),
         migrations.RemoveField(model_name="providerkey", name="api_key"),
     ]

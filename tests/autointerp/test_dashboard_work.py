@@ -57,7 +57,7 @@ def test_signed_in_users_get_the_controls_with_their_vote_and_key(client, user, 
     assert 'id="explain-form"' in html and "feature_work.js" in html
     assert re.search(r'data-vote aria-pressed="true"', html)
     assert all(f'<option value="{name}">' in html for name in ("eleuther_recall", "eleuther_fuzz", "oai_simulation"))
-    assert "your openai key (••••1234)" in html and "sk-test-abcdefgh1234" not in html
+    assert "your OpenAI key (••••1234)" in html and "sk-test-abcdefgh1234" not in html
 
 
 def test_the_work_routes_refuse_anonymous_callers_and_cross_site_posts(
@@ -281,3 +281,25 @@ def test_a_job_uses_the_key_of_the_user_who_started_it_never_anothers(user, othe
         job_run(job_id=job.pk)
     job.refresh_from_db()
     assert dead in job.error and urls[other_user.pk] not in job.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_encrypts_keys_stored_in_clear_before_it(user):
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("autointerp", "0001_initial")], [("autointerp", "0002_providerkey_encrypt_at_rest")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps.get_model("autointerp", "ProviderKey")
+        old.objects.create(user_id=user.pk, provider="openai", api_key="sk-legacy-cleartext-5678")
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes("autointerp"))
+    with connection.cursor() as cur:
+        cur.execute("SELECT row_to_json(k)::text FROM autointerp_providerkey k")
+        (row,) = cur.fetchone()
+    assert "cleartext" not in row
+    key = ProviderKey.objects.get(user=user)
+    assert key.api_key == "sk-legacy-cleartext-5678" and key.masked == "••••5678"
