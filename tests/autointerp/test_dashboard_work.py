@@ -303,3 +303,26 @@ def test_the_migration_encrypts_keys_stored_in_clear_before_it(user):
     assert "cleartext" not in row
     key = ProviderKey.objects.get(user=user)
     assert key.api_key == "sk-legacy-cleartext-5678" and key.masked == "••••5678"
+
+
+def test_an_embedding_score_runs_as_a_job_on_the_embeddings_queue_and_breaks_down_per_example(
+    user, client, run_on_commit, monkeypatch, django_capture_on_commit_callbacks
+):
+    """(The simulation scorer is not tested here: SmolLM2 simulates a constant, whose correlation is undefined.)"""
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", "2")
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", "2")
+    _, features = planted_source()
+    explanation = _human(user, features["birds"], TOPICS["birds"][0], django_capture_on_commit_callbacks)
+    client.force_login(user)
+    with run_on_commit():
+        response = client.post("/api/explanation/score-job", {"explanationId": explanation.id,
+                               "scorerType": "embedding"}, content_type="application/json")  # fmt: skip
+    job = Job.objects.get(pk=response.json()["jobId"])
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.kind == "score_explanation_embedding" and job.message.startswith("Embedding ")
+    score = ExplanationScore.objects.get(pk=job.result["score_id"])
+    samples = json.loads(score.json_details)["samples"]
+    fragment = client.get(f"/explanations/scores/{score.id}/?fragment=1").content.decode()
+    assert fragment.count('class="bd-row') == len(samples) == 4
+    for s in samples:
+        assert f'<td class="num">{s["similarity"]:.3f}</td>' in fragment
