@@ -82,6 +82,7 @@
         vote.disabled = true;
         post("/api/explanation/" + encodeURIComponent(id) + (voted ? "/unvote" : "/vote")).then(e => {
           const n = Math.round(e.scoreV1);
+          expl.querySelector(".votes").hidden = false;
           expl.querySelector("[data-votes]").textContent = n;
           expl.querySelector("[data-votes-s]").textContent = n === 1 ? "" : "s";
           vote.setAttribute("aria-pressed", voted ? "false" : "true");
