@@ -373,7 +373,9 @@ def explanation_score(
 # --- one explanation or one score as a job (the dashboard's buttons) ---
 
 
-def explain_feature_job_create(*, user, feature: Feature, type_name: str, model_name: str | None = None) -> Job:
+def explain_feature_job_create(
+    *, user, feature: Feature, type_name: str, model_name: str | None = None, send: bool = True
+) -> Job:
     """Explain one feature on the autointerp queue; the page follows the job and shows the explanation."""
     if type_name == HUMAN:
         raise ValidationError({"explanationType": "a human explanation is written, not generated"})
@@ -391,7 +393,7 @@ def explain_feature_job_create(*, user, feature: Feature, type_name: str, model_
     params = {"feature_id": feature.pk, "index": feature.index, "type_name": type_name, "model_name": model_name}
     return job_enqueue(
         kind=EXPLAIN_FEATURE_JOB, model_id=feature.model_id, source=feature.source.name, params=params,
-        created_by=user,
+        created_by=user, send=send,
     )  # fmt: skip
 
 
@@ -415,7 +417,9 @@ def explain_feature_run(job: JobContext, **inline) -> dict:
     return {"explanation_id": explanation.id, **tokens}
 
 
-def score_job_create(*, user, explanation: Explanation, score_type: str, scorer_model: str | None = None) -> Job:
+def score_job_create(
+    *, user, explanation: Explanation, score_type: str, scorer_model: str | None = None, send: bool = True
+) -> Job:
     """Score one explanation with one scorer (LLM scorers on autointerp, the embedding one on embeddings)."""
     score_type = score_type_name(score_type)
     kind = SCORE_EMBEDDING_JOB if score_type == "eleuther_embedding" else SCORE_EXPLANATION_JOB
@@ -425,7 +429,7 @@ def score_job_create(*, user, explanation: Explanation, score_type: str, scorer_
     params = {"explanation_id": explanation.id, "score_type": score_type, "scorer_model": scorer_model}
     return job_enqueue(
         kind=kind, model_id=explanation.model_id, source=explanation.feature.source.name, params=params,
-        created_by=user,
+        created_by=user, send=send,
     )  # fmt: skip
 
 
