@@ -8,4 +8,4 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     list_display = ("user", "provider", "base_url", "updated_at")
     list_filter = ("provider",)
     search_fields = ("user__username",)
-    exclude = ("api_key",)  # never shown back; set through provider_key_set
+    exclude = ("api_key_encrypted",)  # never shown back; set through provider_key_set

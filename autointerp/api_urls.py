@@ -14,6 +14,8 @@ def route(pattern: str, view, name: str):
 urlpatterns = [
     route(r"explanation/generate", views.ExplanationGenerateView, "api-explanation-generate"),
     route(r"explanation/generate-batch", views.ExplanationGenerateBatchView, "api-explanation-generate-batch"),
+    route(r"explanation/generate-job", views.ExplanationGenerateJobView, "api-explanation-generate-job"),
+    route(r"explanation/score-job", views.ExplanationScoreJobView, "api-explanation-score-job"),
     route(r"explanation/new", views.ExplanationNewView, "api-explanation-new"),
     route(r"explanation/score", views.ExplanationScoreView, "api-explanation-score"),
     route(r"explanation/search-all", views.SearchAllView, "api-explanation-search-all"),

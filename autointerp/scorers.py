@@ -163,9 +163,13 @@ def _sample(ex: Example, truth: bool, text: str, highlighted: bool = False) -> S
     )
 
 
+Progress = Callable[[int, int], None]  # (examples done, examples in all): a job's progress bar
+
+
 def classifier_score(
-    *, kind: str, data: ScoreInput, config: LLMConfig, n_examples_shown: int = 5, log_prob: bool = False
-) -> ScoreResult:
+    *, kind: str, data: ScoreInput, config: LLMConfig, n_examples_shown: int = 5, log_prob: bool = False,
+    progress: Progress | None = None,
+) -> ScoreResult:  # fmt: skip
     """kind: 'detection' or 'fuzz'. With n_examples_shown=1 and log_prob (delphi's class defaults with
     logprobs on), each example is one prompt answered by a single token: probability = P(1)/(P(0)+P(1))
     from the top logprobs, prediction = probability ≥ 0.5. Otherwise the answer is a list of 0/1."""
@@ -203,6 +207,8 @@ def classifier_score(
                 s.prediction = predictions[i]
                 s.correct = (s.prediction == 1) == s.ground_truth
                 s.probability = probabilities[i] if probabilities else None
+        if progress:
+            progress(start + len(batch), len(samples))
     return _classifier_result(samples, result)
 
 
@@ -251,7 +257,9 @@ def _cosine(a, b) -> float:
 # --- simulation scorer ---
 
 
-def simulation_score(*, data: ScoreInput, config: LLMConfig, mode: str = "logprobs") -> ScoreResult:
+def simulation_score(
+    *, data: ScoreInput, config: LLMConfig, mode: str = "logprobs", progress: Progress | None = None
+) -> ScoreResult:
     """mode 'logprobs': expected 0–10 value per token from one max_tokens=1 call each (OpenAI's
     all-at-once estimate, token by token since chat endpoints give no prompt logprobs); 'json': one call
     per example returning a JSON list (examples whose list has the wrong length are dropped)."""
@@ -259,7 +267,7 @@ def simulation_score(*, data: ScoreInput, config: LLMConfig, mode: str = "logpro
     top = max((ex.max_value for ex, _ in examples), default=0.0)
     result = ScoreResult(value=None, details=[])
     true_all, sim_all = [], []
-    for ex, truth in examples:
+    for n, (ex, truth) in enumerate(examples, 1):
         true = oai_normalize(ex.values, top)
         simulated = _simulate_logprobs(ex, data.explanation, config, result) if mode == "logprobs" else (
             _simulate_json(ex, data.explanation, config, result)
@@ -270,6 +278,8 @@ def simulation_score(*, data: ScoreInput, config: LLMConfig, mode: str = "logpro
         if simulated is not None:
             true_all.extend(true)
             sim_all.extend(simulated)
+        if progress:
+            progress(n, len(examples))
     result.value = pearson(true_all, sim_all)
     result.summary = {"mode": mode, "n_tokens": len(true_all), "pearson": result.value}
     return result

@@ -283,3 +283,126 @@ def umap_points_lean(*, source: Source) -> dict[str, list]:
         "cluster": [r[3] for r in rows],
         "label": [r[4] or "" for r in rows],
     }
+
+
+# --- a score's breakdown (which examples the scorer judged right or wrong) ---
+
+
+@dataclass
+class BreakdownRow:
+    truth: bool  # an activating example (the feature fires on it)
+    tokens: list[tuple[str, float]]  # (token, true activation scaled 0–1) for the highlight
+    shown: list[tuple[str, bool]]  # the text the scorer saw, (span, highlighted) — fuzzing's <<marks>>
+    prediction: int | None = None  # the scorer's 0/1 (detection, fuzzing)
+    probability: float | None = None
+    correct: bool | None = None
+    similarity: float | None = None  # embedding
+    simulated: list[tuple[str, float]] | None = None  # simulation: (token, predicted activation scaled 0–1)
+    pearson: float | None = None  # simulation: of this example's tokens
+
+
+@dataclass
+class Breakdown:
+    score: object  # ExplanationScore
+    kind: str  # classifier | embedding | simulation
+    summary: dict
+    rows: list[BreakdownRow]
+
+
+def _shown_spans(text: str) -> list[tuple[str, bool]]:
+    """Split a fuzzing prompt's <<highlighted>> spans from the rest."""
+    import re
+
+    out, pos = [], 0
+    for m in re.finditer(r"<<(.*?)>>", text, flags=re.S):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], False))
+        out.append((m.group(1), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def score_breakdown(*, score_id: str, user) -> Breakdown:
+    """A score with its per-example details parsed; 404 when its feature is not readable by `user`."""
+    import json
+
+    from django.http import Http404
+
+    from autointerp.scorers import pearson
+    from features.models import ExplanationScore
+    from features.selectors import feature_readable_q
+
+    score = (
+        ExplanationScore.objects.filter(feature_readable_q(user, "explanation__feature__"), pk=score_id)
+        .select_related("explanation__feature__source", "score_type", "score_model")
+        .first()
+    )
+    if score is None:
+        raise Http404(f"Score {score_id!r} not found.")
+    try:
+        details = json.loads(score.json_details or "{}")
+    except ValueError:
+        details = {}
+    if not isinstance(details, dict):
+        details = {}
+    samples = [s for s in details.get("samples") or [] if isinstance(s, dict)]
+    kind = "simulation" if score.score_type_id == "oai_simulation" else (
+        "embedding" if score.score_type_id == "eleuther_embedding" else "classifier"
+    )  # fmt: skip
+    rows = []
+    for s in samples:
+        tokens = [str(t) for t in s.get("str_tokens") or []]
+        acts = [float(v or 0) for v in s.get("activations") or []][: len(tokens)]
+        acts += [0.0] * (len(tokens) - len(acts))
+        top = max(acts, default=0.0) or 1.0
+        simulated = s.get("simulated")
+        row = BreakdownRow(
+            truth=bool(s.get("ground_truth")),
+            tokens=[(t, max(0.0, a / top)) for t, a in zip(tokens, acts, strict=True)],
+            shown=_shown_spans(str(s.get("text") or "")) if s.get("highlighted") else [],
+            prediction=s.get("prediction"), probability=s.get("probability"), correct=s.get("correct"),
+            similarity=s.get("similarity"),
+        )  # fmt: skip
+        if kind == "simulation" and simulated and len(simulated) == len(acts):
+            row.pearson = pearson(acts, [float(v) for v in simulated])
+            row.simulated = [(t, max(0.0, min(1.0, float(v) / 10))) for t, v in zip(tokens, simulated, strict=True)]
+        rows.append(row)
+    # the examples the scorer got wrong first, then by truth: what a reader opens the breakdown for
+    rows.sort(key=lambda r: (r.correct is not False, not r.truth))
+    return Breakdown(score=score, kind=kind, summary=details.get("summary") or {}, rows=rows)
+
+
+# --- the feature dashboard's controls for a signed-in user ---
+
+
+def dashboard_work(*, user, explanations: list) -> dict | None:
+    """What the dashboard needs to let `user` explain, score and vote; None for anonymous readers (no queries).
+    Two or three small statements: their votes among these explanations, their provider key, known explainers."""
+    from autointerp.models import ProviderKey
+    from autointerp.services import EXPLANATION_TYPES, HUMAN, SCORE_TYPES
+    from features.models import ExplanationModelType, Vote
+
+    if user is None or not user.is_authenticated:
+        return None
+    voted = set()
+    if explanations:
+        voted = set(
+            Vote.objects.filter(voter_id=user.pk, explanation_id__in=[e.id for e in explanations]).values_list(
+                "explanation_id", flat=True
+            )
+        )
+    key = ProviderKey.objects.filter(user_id=user.pk).order_by("-updated_at").only("provider", "last4").first()
+    types = [(name, label) for name, (label, _) in EXPLANATION_TYPES.items() if name != HUMAN]
+    defaults = {name: conf.model_for(name, role="explainer") for name, _ in types}
+    known = list(ExplanationModelType.objects.order_by("name").values_list("name", flat=True)[:50])
+    return {
+        "voted": voted,
+        "key": key,
+        "explain_types": types,
+        "default_type": "np_max-act",
+        "default_model": defaults["np_max-act"],
+        "models": sorted(set(known) | set(defaults.values())),
+        "scorers": [(name, label) for name, (label, _) in SCORE_TYPES.items()],
+    }

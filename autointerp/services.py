@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef
 from autointerp import conf
 from autointerp.examples import Example, split_quantiles, window
 from autointerp.explainers import ExplainInput, ExplainResult, explain, explainer_get
-from autointerp.jobs import AUTOINTERP_JOB
+from autointerp.jobs import AUTOINTERP_JOB, EXPLAIN_FEATURE_JOB, SCORE_EMBEDDING_JOB, SCORE_EXPLANATION_JOB
 from autointerp.llm import LLMConfig
 from autointerp.models import ProviderKey
 from features.models import (
@@ -89,24 +89,50 @@ def score_type_name(raw: str) -> str:
 
 
 def provider_key_set(*, user, provider: str, api_key: str, base_url: str = "") -> ProviderKey:
+    """Store (or replace) the user's key for a provider, encrypted at rest."""
+    from autointerp.crypto import secret_encrypt
+
+    api_key = (api_key or "").strip()
+    base_url = (base_url or "").strip()
     if provider not in ProviderKey.Provider.values:
         raise ValidationError({"provider": f"one of {', '.join(ProviderKey.Provider.values)}"})
     if provider == ProviderKey.Provider.CUSTOM and not base_url:
         raise ValidationError({"baseUrl": "a custom provider needs its base URL"})
+    if base_url and not base_url.startswith(("https://", "http://")):
+        raise ValidationError({"baseUrl": "an http(s) URL, e.g. https://api.openai.com/v1"})
+    if not 8 <= len(api_key) <= 512:
+        raise ValidationError({"apiKey": "a provider key of 8 to 512 characters"})
     key, _ = ProviderKey.objects.update_or_create(
-        user=user, provider=provider, defaults={"api_key": api_key, "base_url": base_url}
-    )
+        user=user, provider=provider,
+        defaults={"api_key_encrypted": secret_encrypt(plaintext=api_key), "last4": api_key[-4:], "base_url": base_url},
+    )  # fmt: skip
     return key
 
 
+def provider_key_delete(*, user, key_id: int) -> bool:
+    """Delete one of the user's own keys; False when they have no such key (another user's id included)."""
+    deleted, _ = ProviderKey.objects.filter(user_id=user.pk, pk=key_id).delete()
+    return bool(deleted)
+
+
 def llm_config_for(*, user, model: str) -> LLMConfig:
-    """The user's own provider key (most recently saved) if they stored one, else the deployment's endpoint."""
+    """The user's own provider key (most recently saved) if they stored one, else the deployment's endpoint.
+
+    Only `user`'s rows are read: a job passes the user who started it (Job.created_by), so one user's key never
+    pays for another's job."""
+    from autointerp.crypto import SecretUnreadable
+    from autointerp.llm import LLMError
+
     default = LLMConfig.default(model=model)
     if user is not None and getattr(user, "pk", None):
         key = ProviderKey.objects.filter(user_id=user.pk).order_by("-updated_at").first()
         if key is not None:
+            try:
+                api_key = key.api_key
+            except SecretUnreadable as exc:
+                raise LLMError(f"Your {key.provider} key: {exc}") from None
             return LLMConfig(
-                base_url=key.url, api_key=key.api_key, model=model, timeout=default.timeout,
+                base_url=key.url, api_key=api_key, model=model, timeout=default.timeout,
                 max_retries=default.max_retries,
             )  # fmt: skip
     return default
@@ -302,6 +328,7 @@ def score_input_for(*, explanation: Explanation, n_activating: int = 10, n_non_a
 def explanation_score(
     *, explanation: Explanation, score_type: str, scorer_model: str | None = None, user=None,
     n_activating: int | None = None, n_non_activating: int | None = None, simulation_mode: str = "logprobs",
+    progress=None,
 ) -> ExplanationScore:  # fmt: skip
     """Score an explanation and upsert ExplanationScore (one per explanation, type and model). Worker only."""
     from autointerp import prompts, scorers
@@ -319,12 +346,12 @@ def explanation_score(
         scorer_model = scorer_model or conf.model_for(score_type, role="scorer")
         config = llm_config_for(user=user, model=scorer_model)
         if score_type == "oai_simulation":
-            result = scorers.simulation_score(data=data, config=config, mode=simulation_mode)
+            result = scorers.simulation_score(data=data, config=config, mode=simulation_mode, progress=progress)
         else:
             kind = "fuzz" if score_type == "eleuther_fuzz" else "detection"
             result = scorers.classifier_score(
                 kind=kind, data=data, config=config, n_examples_shown=conf.scorer_examples_per_prompt(),
-                log_prob=conf.scorer_logprobs(),
+                log_prob=conf.scorer_logprobs(), progress=progress,
             )  # fmt: skip
     if result.value is None:
         raise AutointerpError(f"The scorer produced no score ({result.summary}).")
@@ -341,6 +368,86 @@ def explanation_score(
         defaults={"value": float(result.value), "json_details": result.json_details(), "initiated_by": user},
     )  # fmt: skip
     return score
+
+
+# --- one explanation or one score as a job (the dashboard's buttons) ---
+
+
+def explain_feature_job_create(
+    *, user, feature: Feature, type_name: str, model_name: str | None = None, send: bool = True
+) -> Job:
+    """Explain one feature on the autointerp queue; the page follows the job and shows the explanation."""
+    if type_name == HUMAN:
+        raise ValidationError({"explanationType": "a human explanation is written, not generated"})
+    try:
+        explainer_get(type_name)
+    except ValueError as exc:
+        raise ValidationError({"explanationType": str(exc)}) from None
+    model_name = (model_name or "").strip() or conf.model_for(type_name, role="explainer")
+    if len(model_name) > 128:
+        raise ValidationError({"explanationModelName": "at most 128 characters"})
+    if explanation_exists(feature=feature, type_name=type_name, model_name=model_name):
+        raise ValidationError(
+            {"explanationType": f"this feature already has a {type_name} explanation by {model_name}"}
+        )
+    params = {"feature_id": feature.pk, "index": feature.index, "type_name": type_name, "model_name": model_name}
+    return job_enqueue(
+        kind=EXPLAIN_FEATURE_JOB, model_id=feature.model_id, source=feature.source.name, params=params,
+        created_by=user, send=send,
+    )  # fmt: skip
+
+
+def explain_feature_run(job: JobContext, **inline) -> dict:
+    p = job.params
+    feature = Feature.objects.select_related("source", "model").get(pk=p["feature_id"])
+    job.progress(done=0, total=1, message=f"Asking {p['model_name']} for a {p['type_name']} explanation…")
+    try:
+        explanation, res = explanation_generate(
+            feature=feature, type_name=p["type_name"], model_name=p["model_name"], user=job.job.created_by
+        )
+        tokens = {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens}
+    except ExplanationExists:
+        # a re-sent job whose first run saved it before the worker died (or another caller got there first)
+        explanation = Explanation.objects.filter(
+            feature=feature, type_id=p["type_name"], explanation_model_id=p["model_name"]
+        ).latest("created_at")
+        tokens = {}
+    job.progress(done=1, total=1)
+    job.message = f"Explained: {explanation.description}"
+    return {"explanation_id": explanation.id, **tokens}
+
+
+def score_job_create(
+    *, user, explanation: Explanation, score_type: str, scorer_model: str | None = None, send: bool = True
+) -> Job:
+    """Score one explanation with one scorer (LLM scorers on autointerp, the embedding one on embeddings)."""
+    score_type = score_type_name(score_type)
+    kind = SCORE_EMBEDDING_JOB if score_type == "eleuther_embedding" else SCORE_EXPLANATION_JOB
+    scorer_model = (scorer_model or "").strip() or None
+    if scorer_model and len(scorer_model) > 128:
+        raise ValidationError({"scorerModel": "at most 128 characters"})
+    params = {"explanation_id": explanation.id, "score_type": score_type, "scorer_model": scorer_model}
+    return job_enqueue(
+        kind=kind, model_id=explanation.model_id, source=explanation.feature.source.name, params=params,
+        created_by=user, send=send,
+    )  # fmt: skip
+
+
+def score_explanation_run(job: JobContext, **inline) -> dict:
+    p = job.params
+    explanation = Explanation.objects.select_related("feature").get(pk=p["explanation_id"])
+    label = SCORE_TYPES[p["score_type"]][0]
+    job.progress(done=0, message=f"{label}: sampling examples…")
+
+    def progress(done: int, total: int) -> None:
+        job.progress(done=done, total=total, message=f"{label}: {done} of {total} examples judged")
+
+    score = explanation_score(
+        explanation=explanation, score_type=p["score_type"], scorer_model=p.get("scorer_model"),
+        user=job.job.created_by, progress=progress,
+    )  # fmt: skip
+    job.message = f"{label} {score.value:.3f} by {score.score_model_id}"
+    return {"score_id": score.id, "explanation_id": explanation.id, "value": score.value}
 
 
 # --- batch autointerp jobs ---

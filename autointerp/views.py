@@ -1,9 +1,11 @@
 """Pages: explanation search and the per-source UMAP scatter. Reads through selectors; no torch here."""
 
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 from autointerp import selectors as sel
 from features.selectors import source_get, top_activations_by_feature
@@ -78,3 +80,52 @@ def umap_points(request, model_id: str, source_id: str):
         else {"index": [], "x": [], "y": [], "cluster": [], "label": []}
     )
     return JsonResponse(points)
+
+
+@require_safe
+def score_breakdown_page(request, score_id: str):
+    """Which examples a scorer judged right or wrong. `?fragment=1`: the table alone (the dashboard's dialog)."""
+    breakdown = sel.score_breakdown(score_id=score_id, user=request.user)
+    feature = breakdown.score.explanation.feature
+    context = {"b": breakdown, "feature": feature, "feature_url": reverse(
+        "feature", args=[feature.model_id, feature.source.name, feature.index]
+    )}  # fmt: skip
+    if request.GET.get("fragment") == "1":
+        return render(request, "autointerp/_score_breakdown.html", context)
+    return render(request, "autointerp/score_breakdown.html", context)
+
+
+# --- provider keys (the account page's form posts here) ---
+
+
+@login_required
+@require_POST
+def provider_key_add(request):
+    from django.core.exceptions import ValidationError
+
+    from autointerp.services import provider_key_set
+
+    try:
+        key = provider_key_set(
+            user=request.user, provider=request.POST.get("provider", ""), api_key=request.POST.get("api_key", ""),
+            base_url=request.POST.get("base_url", ""),
+        )  # fmt: skip
+    except ValidationError as exc:
+        messages.error(request, "Provider key not saved: " + "; ".join(
+            f"{field}: {', '.join(errs)}" for field, errs in exc.message_dict.items()
+        ))  # fmt: skip
+    else:
+        messages.success(request, f"Your {key.provider} key ({key.masked}) is saved, encrypted. Your jobs use it.")
+    return redirect(reverse("account") + "#provider-keys")
+
+
+@login_required
+@require_POST
+def provider_key_remove(request, key_id: int):
+    from autointerp.services import provider_key_delete
+
+    if provider_key_delete(user=request.user, key_id=key_id):
+        messages.success(request, "Provider key deleted.")
+    else:
+        messages.error(request, "No such provider key.")
+    return redirect(reverse("account") + "#provider-keys")

@@ -361,9 +361,14 @@ def feature_page(request, model_id, source_id, index):
     ][:10]
     own_lists = []
     bookmarked = False
+    work = None  # explain/score/vote controls: signed-in users only, so anonymous reads cost no statement more
     if user.is_authenticated:
         own_lists = list(selectors.lists_of_user(owner=user, user=user))
         bookmarked = feature.bookmarks.filter(user=user).exists()
+        if not getattr(request, "is_embed", False):  # a framed embed is read-only
+            from autointerp.selectors import dashboard_work
+
+            work = dashboard_work(user=user, explanations=board.explanations)
     context = {
         "feature": feature,
         "source": feature.source,
@@ -379,6 +384,7 @@ def feature_page(request, model_id, source_id, index):
         "own_lists": own_lists,
         "comments": board.comments,
         "bookmarked": bookmarked,
+        "work": work,
         "similar": similar,
         "api_url": f"/api/feature/{feature.model_id}/{feature.source.name}/{feature.index}",
         "show": {name.removeprefix("embed"): embed_flag(request, name) for name, _ in FEATURE_EMBED_SWITCHES},
@@ -682,11 +688,17 @@ def account(request):
         .select_related("feature", "feature__source")
         .order_by("-created_at")[:50]
     )
+    from autointerp.models import ProviderKey
+
+    provider_keys = request.user.provider_keys.order_by("provider").only(
+        "id", "provider", "base_url", "last4", "updated_at"
+    )
     return render(
         request,
         "features/account.html",
-        {"form": form, "keys": keys, "new_key": request.session.pop("new_api_key", None), "bookmarks": bookmarks},
-    )
+        {"form": form, "keys": keys, "new_key": request.session.pop("new_api_key", None), "bookmarks": bookmarks,
+         "provider_keys": provider_keys, "providers": ProviderKey.Provider.choices},
+    )  # fmt: skip
 
 
 @login_required

@@ -111,6 +111,47 @@ class ExplanationGenerateView(AuthedApiView):
         return Response({"explanation": _explanation_out(outcome["explanation_id"])})
 
 
+class ExplanationGenerateJobView(AuthedApiView):
+    throttle_scope = "autointerp"
+
+    @extend_schema(
+        operation_id="explanation_generate_job", tags=["explanations"], summary="Explain a feature as a Job",
+        description="As /api/explanation/generate, without waiting: returns the job at once (follow it with "
+        "GET /api/job/<id>; its result holds explanation_id). Runs with the caller's own provider key when they "
+        "stored one. 400 if the feature already has this type by this model.",
+        request=s.GenerateIn, responses={200: s.JobStartedOut, **ERRORS},
+    )  # fmt: skip
+    def post(self, request):
+        data = validated(s.GenerateIn, request.data)
+        feature = feature_or_404(
+            model_id=data["modelId"], source_id=data["layer"], index=data["index"], user=request.user
+        )
+        job = svc.explain_feature_job_create(
+            user=request.user, feature=feature, type_name=data["explanationType"],
+            model_name=data.get("explanationModelName"),
+        )  # fmt: skip
+        return Response({"jobId": job.pk, "status": job.status})
+
+
+class ExplanationScoreJobView(AuthedApiView):
+    throttle_scope = "autointerp"
+
+    @extend_schema(
+        operation_id="explanation_score_job", tags=["explanations"], summary="Score an explanation as a Job",
+        description="As /api/explanation/score, without waiting: returns the job at once (GET /api/job/<id> shows "
+        "how many examples the scorer has judged; its result holds score_id).",
+        request=s.ScoreIn, responses={200: s.JobStartedOut, **ERRORS},
+    )  # fmt: skip
+    def post(self, request):
+        data = validated(s.ScoreIn, request.data)
+        explanation = _explanation_readable(request, data["explanationId"])
+        job = svc.score_job_create(
+            user=request.user, explanation=explanation, score_type=data["scorerType"],
+            scorer_model=data.get("scorerModel"),
+        )  # fmt: skip
+        return Response({"jobId": job.pk, "status": job.status})
+
+
 class ExplanationGenerateBatchView(AuthedApiView):
     throttle_scope = "autointerp"
 

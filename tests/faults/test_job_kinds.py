@@ -111,6 +111,33 @@ def autointerp(tmp_path, request):
     return job, env, lambda: Explanation.objects.filter(source=source).count() == 3
 
 
+def explain_feature(tmp_path, request):
+    from autointerp.services import explain_feature_job_create
+    from features.models import Explanation
+    from tests.autointerp.planted import planted_source
+
+    llm = request.getfixturevalue("llm_server")
+    _, features = planted_source()
+    job = explain_feature_job_create(user=None, feature=features["birds"], type_name="np_max-act", send=False)
+    env = {"OPENAI_BASE_URL": llm, "OPENAI_API_KEY": "test", "AUTOINTERP_LLM_RETRIES": "0"}
+    return job, env, lambda: Explanation.objects.filter(feature=features["birds"]).count() == 1
+
+
+def score_explanation(tmp_path, request):
+    from autointerp.services import score_job_create
+    from features.models import Explanation, ExplanationScore
+    from tests.autointerp.planted import planted_source
+
+    llm = request.getfixturevalue("llm_server")
+    source, features = planted_source()
+    explanation = Explanation.objects.create(feature=features["birds"], model_id=source.model_id, source=source,
+                                             description="names of birds")  # fmt: skip
+    job = score_job_create(user=None, explanation=explanation, score_type="detection", send=False)
+    env = {"OPENAI_BASE_URL": llm, "OPENAI_API_KEY": "test", "AUTOINTERP_LLM_RETRIES": "0",
+           "AUTOINTERP_SCORER_N_ACTIVATING": "2", "AUTOINTERP_SCORER_N_NON_ACTIVATING": "2"}  # fmt: skip
+    return job, env, lambda: ExplanationScore.objects.filter(explanation=explanation).count() == 1
+
+
 def import_(tmp_path, request):
     from imports.services.importer import import_run_create
     from tests.imports.helpers import db_counts, params
@@ -122,7 +149,8 @@ def import_(tmp_path, request):
     return run.job, {}, lambda: db_counts("tiny-gpt", "0-att-tt") == expected
 
 
-KINDS = [refresh_max_act, train_sae, dashboards, passage_codes, toy_model, memory_source, umap, autointerp, import_]
+KINDS = [refresh_max_act, train_sae, dashboards, passage_codes, toy_model, memory_source, umap, autointerp,
+         explain_feature, score_explanation, import_]  # fmt: skip
 
 
 @pytest.mark.parametrize("setup", KINDS, ids=[k.__name__.rstrip("_") for k in KINDS])

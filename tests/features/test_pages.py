@@ -174,9 +174,13 @@ def test_feature_dashboard_shows_scores_authors_and_forms_with_csrf(client, user
     explanation.save()
     detection = ExplanationScoreType.objects.create(name="detection", description="how <well> it detects")
     scorer = ExplanationScoreModel.objects.create(name="gpt-4o-mini", display_name="GPT-4o mini")
-    ExplanationScore.objects.create(explanation=explanation, score_type=detection, score_model=scorer, value=0.81249)
+    score = ExplanationScore.objects.create(
+        explanation=explanation, score_type=detection, score_model=scorer, value=0.81249
+    )
     html = client.get(feature_url(feature)).content.decode()
-    assert re.search(r'<span class="score" title="how &lt;well&gt; it detects — scored by gpt-4o-mini">detection '
+    # each score links to its per-example breakdown
+    assert re.search(rf'<a class="score" href="/explanations/scores/{score.id}/" data-breakdown title="how &lt;well&gt; '
+                     r'it detects — scored by gpt-4o-mini\. Open the per-example breakdown\.">detection '
                      r'<b>0\.812</b> <span class="muted">GPT-4o mini</span>', html)  # fmt: skip
     assert "oai_token-act-pair" in html and f"· {user.username}" in html  # type falls back to its name
     assert "csrfmiddlewaretoken" not in html.split("<main>")[1]  # anonymous: no forms in the dashboard
@@ -184,8 +188,8 @@ def test_feature_dashboard_shows_scores_authors_and_forms_with_csrf(client, user
     client.force_login(user)
     ListFactory(user=user, name="Mine")
     body = client.get(feature_url(feature)).content.decode().split("<main>")[1]
-    # bookmark, add-to-list and comment forms, each with its token
-    assert body.count('name="csrfmiddlewaretoken"') == 3 and '<option value="' in body
+    # bookmark, add-to-list, comment and explain forms, each with its token (the explain form's script reads it)
+    assert body.count('name="csrfmiddlewaretoken"') == 4 and '<option value="' in body
 
 
 def test_feature_dashboard_groups_interval_samples(client):

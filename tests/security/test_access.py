@@ -24,10 +24,14 @@ from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
+from autointerp.models import ProviderKey
+from autointerp.services import lookup_rows_ensure, provider_key_set
 from features.models import (
     Bookmark,
     Comment,
     Explanation,
+    ExplanationScore,
+    ExplanationScoreModel,
     Feature,
     Job,
     List,
@@ -140,6 +144,8 @@ class Private:
             "activations": f.activations.count(),
             "vector": Feature.objects.filter(pk=f.pk).values_list("vector_label", "has_vector").first(),
             "key_revoked": type(self.key).objects.get(pk=self.key.pk).revoked_at,
+            "provider_keys": sorted(ProviderKey.objects.filter(user=self.owner).values_list("id", "updated_at")),
+            "jobs": Job.objects.count(),
             "steer": SteerOutput.objects.filter(pk=self.steer.pk).exists(),
             "visibility": [type(o).objects.get(pk=o.pk).visibility for o in (self.model, self.source_set, self.source)],
         }
@@ -193,10 +199,20 @@ def private(request):
     SteerOutputFeature.objects.create(steer_output=steer, feature=feature, strength=4.0)
     passage = Passage.objects.create(source=source, data_index=0, text=f"{SECRET} passage", genre="news")
     PassageCode.objects.create(source=source, passage=passage, feature_index=feature.index, value=1.0)
-    Job.objects.create(
+    job = Job.objects.create(
         kind="autointerp", model_id=model.id, source_name=source.name, message=f"{SECRET} job", created_by=owner
     )
     key, _ = api_key_create(user=owner, name="owner's key")
+    # the owner's provider key shares the API key's id, so that `key_id` names both; a score with a breakdown
+    provider_key_set(user=owner, provider="openai", api_key=f"sk-{SECRET}-provider-key")
+    ProviderKey.objects.filter(user=owner).update(id=key.id)
+    lookup_rows_ensure()
+    score = ExplanationScore.objects.create(
+        explanation=explanation, score_type_id="eleuther_recall", value=0.5,
+        score_model=ExplanationScoreModel.objects.get_or_create(name="scorer")[0],
+        json_details=json.dumps({"samples": [{"str_tokens": [f"{SECRET}-example"], "activations": [1.0],
+                                              "ground_truth": True, "prediction": 1, "correct": True}]}),
+    )  # fmt: skip
     p = Private(level, owner, model, source_set, source, feature, explanation, comment, feature_list, steer, key,
                 release)  # fmt: skip
     content_type = ContentType.objects.get_for_model(type(model))
@@ -204,7 +220,7 @@ def private(request):
         "model_id": model.id, "source_id": source.name, "index": feature.index, "name": source_set.name,
         "list_id": feature_list.id, "explanation_id": explanation.id, "output_id": steer.id,
         "comment_id": comment.id, "key_id": key.id, "run_id": 1, "username": owner.username,
-        "feature_id": feature.pk,
+        "feature_id": feature.pk, "job_id": job.pk, "score_id": score.id,
         # the admin's: every one is behind the staff check, whatever object it names
         "object_id": model.id, "id": owner.pk, "content_type_id": content_type.pk, "app_label": "features", "url": "features/nothing/",
     }  # fmt: skip
