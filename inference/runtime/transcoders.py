@@ -32,6 +32,7 @@ circuit-tracer file is written); training resumes at the first unfinished layer.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import shutil
@@ -125,7 +126,8 @@ class _Trainee(torch.nn.Module):
         super().__init__()
         self.p = p
         w = torch.randn(p.width, d_in, generator=gen)
-        self.W_enc = torch.nn.Parameter(w / w.norm(dim=1, keepdim=True))
+        # small encoder rows: the first (random) latents then add little noise, so the loss starts near 1
+        self.W_enc = torch.nn.Parameter(0.1 * w / w.norm(dim=1, keepdim=True))
         d = torch.randn(p.width, d_out, generator=gen)
         self.W_dec = torch.nn.Parameter(d / d.norm(dim=1, keepdim=True))
         self.b_enc = torch.nn.Parameter(torch.zeros(p.width))
@@ -315,6 +317,8 @@ def _sae_lens_cfg(w: dict, layer: int, model_name: str) -> dict:
         "normalize_activations": "none",
         "reshape_activations": "none",
         "metadata": {
+            # without a 6.x version SAELens treats the config as legacy and rebuilds the metadata without ours
+            "sae_lens_version": importlib.metadata.version("sae-lens"),
             "model_name": model_name,
             "hook_name": hook_names(layer)[0],
             "hook_name_out": hook_names(layer)[1],
