@@ -6,9 +6,9 @@ LayerNorm sits inside what the transcoder learns). SAELens loads transcoders but
 is ours, on torch.
 
 Architectures:
-- `topk`: BatchTopK (k active features per token on average over a batch). A running estimate of the smallest
-  selected activation becomes a JumpReLU threshold at save time, so the saved transcoder is a plain JumpReLU
-  that both circuit-tracer and SAELens run exactly (neither has a TopK transcoder loader).
+- `topk`: TopK while training (k latents per token). At save time one threshold, calibrated on the last buffer so
+  that k latents per token fire on average (as BatchTopK does at inference), makes it a plain JumpReLU that
+  both circuit-tracer and SAELens run exactly (neither has a TopK transcoder loader).
 - `jumprelu`: JumpReLU with straight-through threshold gradients and an L0 penalty.
 Either can have a skip connection (`W_skip`, a linear map from input to output added to the reconstruction).
 Dead features are revived with the auxiliary-k loss (a few dead latents reconstruct the residual error).
@@ -137,19 +137,28 @@ class _Trainee(torch.nn.Module):
         self.register_buffer("topk_threshold", torch.tensor(0.0))  # set by calibrate_threshold (topk)
         self.register_buffer("silent_tokens", torch.zeros(p.width))
 
-    def encode_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ (activations, pre-activations, L0 term for the loss)."""
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """→ (reconstruction, pre-activations, which latents fired [width], L0 term for the loss)."""
         pre = x @ self.W_enc.T + self.b_enc
+        fired = torch.zeros(self.p.width, dtype=torch.bool, device=x.device)
         if self.p.arch == "topk":
-            relu = pre.relu()
-            n = min(relu.numel(), self.p.k * x.shape[0])
-            vals, idx = relu.flatten().topk(n, sorted=False)
-            acts = torch.zeros_like(relu).flatten().scatter(0, idx, vals).view_as(relu)
-            return acts, pre, pre.new_zeros(())
-        theta = self.log_threshold.exp()
-        acts = _JumpReLU.apply(pre, theta, self.p.jumprelu_bandwidth)
-        l0 = _Step.apply(pre, theta, self.p.jumprelu_bandwidth).sum(-1).mean()
-        return acts, pre, l0
+            # Decode from the k chosen rows only (gather, not a dense [B, width] @ [width, d] product): about
+            # 20% less time per step on CPU at width 2048.
+            vals, idx = pre.topk(min(self.p.k, self.p.width), dim=-1)
+            vals = vals.relu()
+            rows = self.W_dec.index_select(0, idx.flatten()).view(*idx.shape, -1)
+            recon = torch.bmm(vals[:, None, :], rows)[:, 0] + self.b_dec
+            fired[idx[vals > 0]] = True
+            l0 = pre.new_zeros(())
+        else:
+            theta = self.log_threshold.exp()
+            acts = _JumpReLU.apply(pre, theta, self.p.jumprelu_bandwidth)
+            recon = acts @ self.W_dec + self.b_dec
+            fired = (acts > 0).any(0)
+            l0 = _Step.apply(pre, theta, self.p.jumprelu_bandwidth).sum(-1).mean()
+        if self.W_skip is not None:
+            recon = recon + x @ self.W_skip.T
+        return recon, pre, fired, l0
 
     @torch.no_grad()
     def calibrate_threshold(self, x: torch.Tensor) -> None:
@@ -259,23 +268,20 @@ def _scale(t: torch.Tensor) -> float:
 
 
 def _train_step(tc: _Trainee, opt, x: torch.Tensor, y: torch.Tensor, p: TranscoderParams) -> float:
-    acts, pre, l0 = tc.encode_train(x)
-    recon = tc.decode(acts, x)
+    recon, pre, fired, l0 = tc.forward_train(x)
     err = y - recon
     var = (y - y.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
     loss = err.pow(2).sum(-1).mean() / var
     if p.arch == "jumprelu":
         loss = loss + p.l0_coefficient * l0
-    fired = (acts > 0).any(0)
     tc.silent_tokens.add_(x.shape[0]).masked_fill_(fired, 0)
-    dead = tc.silent_tokens > p.dead_tokens
-    n_aux = min(p.aux_k, p.width // 2, int(dead.sum()))
+    dead = (tc.silent_tokens > p.dead_tokens).nonzero()[:, 0]
+    n_aux = min(p.aux_k, p.width // 2, dead.numel())
     if n_aux > 0:
         # aux-k: dead latents learn to explain what the live ones miss, so they come back to life
-        dead_pre = pre.relu().masked_fill(~dead, 0)
+        dead_pre = pre[:, dead].relu()
         vals, idx = dead_pre.topk(n_aux, dim=-1)
-        aux_acts = torch.zeros_like(dead_pre).scatter(-1, idx, vals)
-        aux_recon = aux_acts @ tc.W_dec
+        aux_recon = torch.zeros_like(dead_pre).scatter(-1, idx, vals) @ tc.W_dec[dead]
         target = err.detach()
         aux_var = (target - target.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
         loss = loss + p.aux_coefficient * (target - aux_recon).pow(2).sum(-1).mean() / aux_var
