@@ -427,7 +427,8 @@ def _train_group(
         for step in range(n_steps):
             if step:
                 batch = buf.next()
-            lr = p.lr * min(1.0, (step + 1) / 20) * min(1.0, 5 * (n_steps - step) / n_steps)  # warmup, last-20% decay
+            # linear warmup over the first 5% of steps (≤ 20), linear decay over the last 20%
+            lr = p.lr * min(1.0, (step + 1) / min(20, max(1, n_steps // 20))) * min(1.0, 5 * (n_steps - step) / n_steps)
             for layer in layers:
                 t0 = time.monotonic()
                 for g in opts[layer].param_groups:
