@@ -146,7 +146,12 @@ def test_zeroing_a_graph_feature_changes_the_next_token_probabilities(graphs, ti
     probs = tiny_lm.model(G.prompt_tokens(tiny_lm, PROMPT)[None])[0, -1].softmax(-1)
     assert default.top_logits[0]["prob"] == pytest.approx(float(probs.max()), rel=1e-4)
     body = result.as_neuronpedia()
-    assert set(body) == {"DEFAULT_GENERATION", "STEERED_GENERATION", "DEFAULT_LOGITS_BY_TOKEN", "STEERED_LOGITS_BY_TOKEN"}
+    assert set(body) == {
+        "DEFAULT_GENERATION",
+        "STEERED_GENERATION",
+        "DEFAULT_LOGITS_BY_TOKEN",
+        "STEERED_LOGITS_BY_TOKEN",
+    }
 
 
 def test_clamping_to_the_current_activation_changes_nothing(graphs, tiny_lm, rm):
@@ -163,7 +168,9 @@ def test_a_steer_request_that_names_no_valid_feature_is_refused(tiny_lm, rm):
         G.FeatureSteer(layer=9, index=0, token_active_position=1, steer_position=1, ablate=True),
         G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=1),  # neither ablate nor delta
         G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=0, ablate=True),  # BOS
-        G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=1, steer_generated_tokens=True, ablate=True),
+        G.FeatureSteer(
+            layer=0, index=0, token_active_position=1, steer_position=1, steer_generated_tokens=True, ablate=True
+        ),
     ]
     for feature in bad:
         with pytest.raises(ValueError):
