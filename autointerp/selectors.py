@@ -406,3 +406,11 @@ def dashboard_work(*, user, explanations: list) -> dict | None:
         "models": sorted(set(known) | set(defaults.values())),
         "scorers": [(name, label) for name, (label, _) in SCORE_TYPES.items()],
     }
+
+
+def account_provider_keys(*, user) -> dict:
+    """The account page's provider-key card: the user's keys (masked fields only) and the providers to add."""
+    from autointerp.models import ProviderKey
+
+    keys = user.provider_keys.order_by("provider").only("id", "provider", "base_url", "last4", "updated_at")
+    return {"provider_keys": keys, "providers": ProviderKey.Provider.choices}

@@ -20,7 +20,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_POST, require_safe
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
-from features import selectors
+from features import hooks, selectors
 from features.api.common import parse_index
 from features.api.inputs import INT32_MAX
 from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm, ListForm, SignupForm
@@ -366,9 +366,8 @@ def feature_page(request, model_id, source_id, index):
         own_lists = list(selectors.lists_of_user(owner=user, user=user))
         bookmarked = feature.bookmarks.filter(user=user).exists()
         if not getattr(request, "is_embed", False):  # a framed embed is read-only
-            from autointerp.selectors import dashboard_work
-
-            work = dashboard_work(user=user, explanations=board.explanations)
+            for controls in hooks.dashboard_work:  # autointerp's (features/hooks.py)
+                work = controls(user=user, explanations=board.explanations)
     context = {
         "feature": feature,
         "source": feature.source,
@@ -688,17 +687,10 @@ def account(request):
         .select_related("feature", "feature__source")
         .order_by("-created_at")[:50]
     )
-    from autointerp.models import ProviderKey
-
-    provider_keys = request.user.provider_keys.order_by("provider").only(
-        "id", "provider", "base_url", "last4", "updated_at"
-    )
-    return render(
-        request,
-        "features/account.html",
-        {"form": form, "keys": keys, "new_key": request.session.pop("new_api_key", None), "bookmarks": bookmarks,
-         "provider_keys": provider_keys, "providers": ProviderKey.Provider.choices},
-    )  # fmt: skip
+    context = {"form": form, "keys": keys, "new_key": request.session.pop("new_api_key", None), "bookmarks": bookmarks}
+    for extra in hooks.account_extras:  # autointerp's provider keys (features/hooks.py)
+        context.update(extra(user=request.user))
+    return render(request, "features/account.html", context)
 
 
 @login_required
