@@ -11,6 +11,7 @@ The eval types computed here (`core`, `sparse_probing`) carry a JSON schema of t
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 
@@ -219,8 +220,20 @@ def eval_output_build(
     }
 
 
+def _finite(value):
+    """NaN and ±inf as null: SAEBench files written by Python's json may hold them, Postgres's jsonb refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def eval_store(*, source: Source, output: dict) -> Eval:
     """Create or replace the source's eval of `output["eval_type_id"]` (one per source and type)."""
+    output = _finite(output)
     type_name = output.get("eval_type_id")
     if not type_name or not isinstance(output.get("eval_result_metrics"), dict):
         raise ValueError("An eval needs SAEBench's eval_type_id and eval_result_metrics")

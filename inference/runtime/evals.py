@@ -41,7 +41,10 @@ class CoreParams:
 
 
 def _round(v):
-    return round(v, 6) if isinstance(v, float) else v
+    """6 decimals; NaN/inf (e.g. the activation heuristic of a latent that never fired) become None: JSON has none."""
+    if isinstance(v, float):
+        return round(v, 6) if math.isfinite(v) else None
+    return v
 
 
 def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | None = None, progress=None) -> dict:

@@ -107,3 +107,16 @@ def test_the_plot_draws_a_point_per_source_and_links_it_in_chromium(live_server,
     page.wait_for_url("**/bench-a/3-res-topk/")
     assert page.locator("#evals").is_visible()
     assert errors == []
+
+
+def test_nan_and_infinite_values_in_a_saebench_file_are_stored_as_null(db):
+    source = SourceFactory()
+    output = eval_output_build(
+        eval_type="core", config={}, metrics={"sparsity": {"l0": float("nan"), "l1": 2.0}},
+        details=[{"index": 0, "consistent_activation_heuristic": float("nan"), "encoder_norm": float("inf")}],
+        source=source,
+    )  # fmt: skip
+    row = eval_store(source=source, output=output)
+    row.refresh_from_db()
+    assert row.output["eval_result_metrics"]["sparsity"] == {"l0": None, "l1": 2.0}
+    assert row.detailed_metrics == [{"index": 0, "consistent_activation_heuristic": None, "encoder_norm": None}]
