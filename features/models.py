@@ -614,3 +614,43 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED)
+
+
+class EvalType(models.Model):
+    """A kind of SAE benchmark (SAEBench's `eval_type_id`), as a row of the v1 `config/eval_type.jsonl`."""
+
+    name = models.CharField(primary_key=True, max_length=128)
+    display_name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    longer_description = models.TextField(blank=True)
+    # SAEBench's JSON schema of the output: metric titles, and which ones a UI shows (`ui_default_display`)
+    output_schema = models.JSONField(default=dict, blank=True)
+    featured = models.BooleanField(default=False)
+    url = models.CharField(max_length=512, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name
+
+
+class Eval(models.Model):
+    """One SAEBench result of one source: `output` is SAEBench's output JSON without `eval_result_details`, which
+    is kept apart in `detailed_metrics` (as Neuronpedia stores it): a table reads the small part only."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_id)
+    type = models.ForeignKey(EvalType, on_delete=models.CASCADE, related_name="evals")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="evals")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="evals")
+    output = models.JSONField(default=dict)
+    detailed_metrics = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source_id", "type_id"]
+        constraints = [models.UniqueConstraint(fields=["source", "type"], name="eval_source_type_uniq")]
+        indexes = [models.Index(fields=["type", "created_at"], name="eval_type_created_idx")]
+
+    def __str__(self):
+        return f"{self.source} {self.type_id}"

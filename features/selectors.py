@@ -27,6 +27,8 @@ from psycopg.types.numeric import Int4, Int8
 from features.models import (
     Activation,
     Comment,
+    Eval,
+    EvalType,
     Explanation,
     ExplanationModelType,
     ExplanationScore,
@@ -583,3 +585,138 @@ def site_top_level_paths() -> frozenset[str]:
         return out
 
     return frozenset(walk(get_resolver().url_patterns, ""))
+
+
+# --- SAE benchmarks (Eval rows in SAEBench's format) -------------------------------------------------------------
+
+
+def eval_list_for_source(*, source: Source) -> list[Eval]:
+    """A readable source's evals, core first (the caller got `source` through source_get: visibility decided)."""
+    rows = list(Eval.objects.filter(source=source).select_related("type"))
+    return sorted(rows, key=lambda e: (e.type_id != "core", e.type_id))
+
+
+def _schema_resolve(node, defs: dict, depth: int = 0):
+    if isinstance(node, dict) and "$ref" in node and depth < 20:
+        target = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+        return _schema_resolve({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs, depth + 1)
+    if isinstance(node, dict) and "allOf" in node and len(node["allOf"]) == 1:
+        return _schema_resolve({**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}, defs, depth + 1)
+    return node
+
+
+@dataclass(frozen=True)
+class EvalMetric:
+    key: str  # `type||category||metric`, Neuronpedia's column id
+    type_name: str
+    category: str
+    metric: str
+    title: str
+    description: str
+    default_display: bool
+
+
+def eval_type_metrics(eval_type: EvalType) -> list[EvalMetric]:
+    """The metrics an eval type's SAEBench schema names (`$ref`s followed), in schema order."""
+    schema = eval_type.output_schema or {}
+    defs = schema.get("$defs") or schema.get("definitions") or {}
+    root = _schema_resolve(((schema.get("properties") or {}).get("eval_result_metrics")) or {}, defs)
+    out = []
+    for category, cat_node in (root.get("properties") or {}).items():
+        cat_node = _schema_resolve(cat_node, defs)
+        for metric, node in (cat_node.get("properties") or {}).items():
+            node = _schema_resolve(node, defs)
+            out.append(
+                EvalMetric(
+                    key=f"{eval_type.name}||{category}||{metric}",
+                    type_name=eval_type.name,
+                    category=category,
+                    metric=metric,
+                    title=node.get("title") or metric,
+                    description=node.get("description") or "",
+                    default_display=bool(node.get("ui_default_display")),
+                )
+            )
+    return out
+
+
+def eval_metric_value(output: dict, metric: EvalMetric):
+    value = ((output.get("eval_result_metrics") or {}).get(metric.category) or {}).get(metric.metric)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass
+class SaeBenchRow:
+    source: Source
+    architecture: str
+    width: int | None
+    values: dict  # metric key → number
+
+
+def _architecture(source: Source, outputs: list[dict]) -> str:
+    for cfg in [source.saelens_config or {}] + [o.get("sae_cfg_dict") or {} for o in outputs]:
+        if cfg.get("architecture"):
+            return str(cfg["architecture"])
+    return "unknown"
+
+
+def _width(source: Source, outputs: list[dict]) -> int | None:
+    for cfg in [source.saelens_config or {}] + [o.get("sae_cfg_dict") or {} for o in outputs]:
+        if isinstance(cfg.get("d_sae"), int):
+            return cfg["d_sae"]
+    return None
+
+
+def sae_bench_table(
+    *, user, model_ids: list[str] | None = None, architectures: list[str] | None = None, widths: list[int] | None = None
+) -> dict:
+    """/sae-bench's data: one row per listed source with evals (PRIVATE ones only for their owner and staff), the
+    featured eval types' metrics as columns, and the filter choices over all rows before filtering."""
+    evals = (
+        Eval.objects.filter(
+            listed_q(user, "source__"), listed_q(user, "source__source_set__"), listed_q(user, "model__")
+        )
+        .select_related("source", "source__source_set", "type")
+        .defer("detailed_metrics")
+        .order_by("model_id", "source__name", "type_id")
+    )
+    by_source: dict[int, list[Eval]] = {}
+    for e in evals:
+        by_source.setdefault(e.source_id, []).append(e)
+    types = {e.type_id: e.type for group in by_source.values() for e in group}
+    metrics = [
+        m for t in sorted(types.values(), key=lambda t: (t.name != "core", t.name)) for m in eval_type_metrics(t)
+    ]
+    rows = []
+    for group in by_source.values():
+        source = group[0].source
+        outputs = [e.output for e in group]
+        values = {}
+        for e in group:
+            for m in metrics:
+                if m.type_name == e.type_id and (v := eval_metric_value(e.output, m)) is not None:
+                    values[m.key] = v
+        rows.append(
+            SaeBenchRow(
+                source=source, architecture=_architecture(source, outputs), width=_width(source, outputs), values=values
+            )
+        )
+    choices = {
+        "models": sorted({r.source.model_id for r in rows}),
+        "architectures": sorted({r.architecture for r in rows}),
+        "widths": sorted({r.width for r in rows if r.width is not None}),
+    }
+    if model_ids:
+        rows = [r for r in rows if r.source.model_id in model_ids]
+    if architectures:
+        rows = [r for r in rows if r.architecture in architectures]
+    if widths:
+        rows = [r for r in rows if r.width in widths]
+    rows = sources_sorted_rows(rows)
+    shown = [m for m in metrics if m.default_display and any(m.key in r.values for r in rows)]
+    return {"rows": rows, "metrics": metrics, "columns": shown, "choices": choices}
+
+
+def sources_sorted_rows(rows: list[SaeBenchRow]) -> list[SaeBenchRow]:
+    order = {id(s): i for i, s in enumerate(sources_sorted([r.source for r in rows]))}
+    return sorted(rows, key=lambda r: (r.source.model_id, order[id(r.source)]))

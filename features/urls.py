@@ -38,6 +38,7 @@ urlpatterns = [
     path("account/keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
     path("user/<segment:username>/", views.user_page, name="user"),
     path("release/<segment:name>/", views.release_page, name="release"),
+    path("sae-bench/", views.sae_bench_page, name="sae-bench"),
     path("quick-list/", views.quick_list, name="quick-list"),
     path("quick-list/save/", views.quick_list_save, name="quick-list-save"),
     path("list/new/", views.list_new, name="list-new"),

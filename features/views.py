@@ -713,3 +713,71 @@ def signup(request):
         messages.success(request, f"Welcome, {user.get_username()}.")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
+
+
+# --- SAE benchmarks ------------------------------------------------------------------------------------------
+
+SAE_BENCH_X = "core||sparsity||l0"
+SAE_BENCH_Y = (
+    "core||reconstruction_quality||explained_variance",
+    "core||model_performance_preservation||ce_loss_score",
+)
+
+
+def _csv_param(request, name: str) -> list[str]:
+    return [v for v in (x.strip() for x in request.GET.get(name, "").split(",")) if v]
+
+
+@require_safe
+def sae_bench_page(request):
+    """/sae-bench: every listed source's benchmarks as a table, and L0 against a fidelity metric as a scatter plot.
+    Filters are query parameters with Neuronpedia's names (modelId, saeClass, dSae: comma lists; metricY; logX), so
+    a filtered view is a shareable URL."""
+    widths = [int(w) for w in _csv_param(request, "dSae") if w.isdigit()]
+    data = selectors.sae_bench_table(
+        user=request.user,
+        model_ids=_csv_param(request, "modelId"),
+        architectures=_csv_param(request, "saeClass"),
+        widths=widths,
+    )
+    metric_y = request.GET.get("metricY", SAE_BENCH_Y[0])
+    by_key = {m.key: m for m in data["metrics"]}
+    y_choices = [by_key[k] for k in SAE_BENCH_Y if k in by_key]
+    if metric_y not in by_key:
+        metric_y = SAE_BENCH_Y[0]
+    log_x = request.GET.get("logX", "true") != "false"
+    points = [
+        {
+            "x": r.values[SAE_BENCH_X],
+            "y": r.values[metric_y],
+            "label": f"{r.source.model_id}/{r.source.name}",
+            "group": r.architecture,
+            "url": reverse("set-or-source", args=[r.source.model_id, r.source.name]),
+        }
+        for r in data["rows"]
+        if isinstance(r.values.get(SAE_BENCH_X), (int, float)) and isinstance(r.values.get(metric_y), (int, float))
+    ]
+    plot = {
+        "points": points,
+        "x": {"key": SAE_BENCH_X, "title": by_key[SAE_BENCH_X].title if SAE_BENCH_X in by_key else "L0", "log": log_x},
+        "y": {"key": metric_y, "title": by_key[metric_y].title if metric_y in by_key else metric_y, "log": False},
+    }
+    rows = [{"row": r, "cells": [r.values.get(m.key) for m in data["columns"]]} for r in data["rows"]]
+    return render(
+        request,
+        "features/sae_bench.html",
+        {
+            "rows": rows,
+            "columns": data["columns"],
+            "choices": data["choices"],
+            "selected": {
+                "modelId": _csv_param(request, "modelId"),
+                "saeClass": _csv_param(request, "saeClass"),
+                "dSae": [str(w) for w in widths],
+            },
+            "metric_y": metric_y,
+            "y_choices": y_choices,
+            "log_x": log_x,
+            "plot": plot,
+        },
+    )

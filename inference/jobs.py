@@ -10,3 +10,6 @@ KIND_TRAIN = job_kind_register(
 KIND_DASHBOARDS = job_kind_register(
     JobKind(name="dashboards", queue=Queue.GPU_BATCH, run="inference.pipeline.services.dashboards_run")
 ).name
+KIND_EVALS = job_kind_register(
+    JobKind(name="sae_evals", queue=Queue.GPU_BATCH, run="inference.pipeline.evals.evals_run")
+).name

@@ -16,6 +16,7 @@ from django.utils.functional import SimpleLazyObject
 _ROUTES = {
     "home": "home",
     "steer": "inference:steer",
+    "sae_bench": "sae-bench",
     "explanations": "autointerp:search",
     "search": "inference:search",
     "api_docs": "api-docs",

@@ -23,7 +23,8 @@ from autointerp.services import autointerp_job_create
 from autointerp.services_umap import umap_job_create
 from features.models import Job, Source
 from features.services.jobs import JobContext, JobInterrupted, job_enqueue, job_resume, job_run
-from inference.jobs import KIND_TRAIN
+from inference.jobs import KIND_EVALS, KIND_TRAIN
+from inference.pipeline.evals import evals_job_create
 from inference.pipeline.services import model_ensure, train_job_create
 from retrieval import services as retrieval
 from retrieval.jobs import KIND_BUILD, KIND_LM_CODES, KIND_TOY
@@ -124,6 +125,7 @@ def demo_followups_start(*, enqueue: bool = True) -> list[Job]:
         (KIND_LM_CODES, DEMO_MODEL_ID, source.name,
          lambda: retrieval.lm_codes_job_create(model_id=DEMO_MODEL_ID, source_id=source.name, **send)),
         (KIND_TOY, DEMO_TOY_MODEL_ID, None, lambda: retrieval.toy_job_create(model_id=DEMO_TOY_MODEL_ID, **send)),
+        (KIND_EVALS, DEMO_MODEL_ID, source.name, lambda: evals_job_create(model_id=DEMO_MODEL_ID, source_id=source.name, **send)),
     ]  # fmt: skip
     jobs = []
     for kind, model_id, source_name, enqueue_new in followups:

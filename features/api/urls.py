@@ -8,6 +8,7 @@ from django.urls import re_path
 
 from features.api import schema as _schema_extensions  # noqa: F401  (registers the auth schemes)
 from features.api import views_catalog as catalog
+from features.api import views_evals as evals
 from features.api import views_features as features
 from features.api import views_jobs as jobs
 from features.api import views_lists as lists
@@ -51,4 +52,10 @@ urlpatterns = [
     route(r"source-set/new", catalog.SourceSetNewView, "api-source-set-new"),
     route(rf"source-set/(?P<model_id>{SEGMENT})/(?P<name>{SEGMENT})", catalog.SourceSetDetailView, "api-source-set"),
     route(rf"source/(?P<model_id>{SEGMENT})/(?P<source_id>{SEGMENT})", catalog.SourceDetailView, "api-source"),
+    route(rf"evals/(?P<model_id>{SEGMENT})/(?P<source_id>{SEGMENT})", evals.SourceEvalsView, "api-source-evals"),
+    route(
+        rf"evals/(?P<model_id>{SEGMENT})/(?P<source_id>{SEGMENT})/(?P<type_name>{SEGMENT})",
+        evals.SourceEvalView,
+        "api-source-eval",
+    ),
 ]

@@ -297,3 +297,38 @@ def query_with(context, **kwargs) -> str:
     for k, v in kwargs.items():
         params[k] = v
     return params.urlencode()
+
+
+@register.inclusion_tag("features/_evals_pane.html")
+def evals_pane(source):
+    """A source page's benchmarks pane, self-contained: the page's view already decided the source is readable."""
+    import json
+
+    from features.selectors import eval_list_for_source, eval_metric_value, eval_type_metrics
+
+    evals = []
+    for row in eval_list_for_source(source=source):
+        values = [(m, eval_metric_value(row.output, m)) for m in eval_type_metrics(row.type)]
+        values = [
+            {"title": m.title, "description": m.description, "category": m.category, "metric": m.metric, "value": v,
+             "headline": m.default_display}
+            for m, v in values if v is not None
+        ]  # fmt: skip
+        known = {(v["category"], v["metric"]) for v in values}
+        for category, group in (row.output.get("eval_result_metrics") or {}).items():
+            for metric, v in (group or {}).items() if isinstance(group, dict) else ():
+                if (category, metric) not in known and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    values.append({"title": metric, "description": "", "category": category, "metric": metric,
+                                   "value": v, "headline": False})  # fmt: skip
+        evals.append(
+            {
+                "type_name": row.type_id,
+                "title": row.type.display_name or row.type_id,
+                "description": row.type.description,
+                "headline": [v for v in values if v["headline"]],
+                "more": [v for v in values if not v["headline"]],
+                "config": json.dumps(row.output.get("eval_config") or {}, indent=1),
+                "created": row.updated_at,
+            }
+        )
+    return {"source": source, "evals": evals}

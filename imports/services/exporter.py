@@ -25,6 +25,7 @@ from features.models import (
     Feature,
     Source,
 )
+from imports.services import evals
 from imports.services.origin import Origin
 
 BATCH_SIZE = 1024  # Neuronpedia's FEATURES_EXPLANATIONS_BATCH_SIZE = ACTIVATIONS_BATCH_SIZE
@@ -79,6 +80,8 @@ def source_export(
 
     for name, (model, fmap) in CONFIG_MODELS.items():
         put(f"config/{name}", (_dumps(wire.to_wire(o, fmap)) for o in model.objects.order_by("name")), gz=False)
+    evals.eval_types_export(target=target, on_file=on_file)
+    counts["files"] += 1
     m, ss = source.model, source.source_set
     put(base + "model.jsonl", [_dumps({"id": m.id, **wire.to_wire(m, wire.MODEL_FIELDS)})], gz=False)
     if ss.release is not None:
@@ -99,6 +102,9 @@ def source_export(
         [_dumps({"modelId": m.id, "id": source.name, "setName": ss.name, **wire.to_wire(source, wire.SOURCE_FIELDS)})],
         gz=False,
     )
+
+    counts["evals"] = evals.evals_export(source=source, target=target, on_file=on_file)
+    counts["files"] += counts["evals"]
 
     head = {"modelId": model_id, "layer": source_id}
     fcols = list(wire.FEATURE_FIELDS.values())

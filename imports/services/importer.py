@@ -42,7 +42,7 @@ from features.models import (
 from features.services.jobs import JOB_CONTINUES, JobContext, job_claim, job_enqueue, job_fail, job_finish, job_progress
 from imports.jobs import JOB_KIND
 from imports.models import ImportFile, ImportRun
-from imports.services import live
+from imports.services import evals, live
 from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load
 from imports.services.origin import Origin, OriginParams, origin_from_params
 
@@ -56,7 +56,7 @@ CONFIG_FILES = {
     "explanation_model_type.jsonl": (ExplanationModelType, wire.EXPLANATION_MODEL_TYPE_FIELDS),
     "explanation_score_model.jsonl": (ExplanationScoreModel, wire.EXPLANATION_SCORE_MODEL_FIELDS),
     "explanation_score_type.jsonl": (ExplanationScoreType, wire.EXPLANATION_SCORE_TYPE_FIELDS),
-    # config/eval_type.jsonl (SAEBench) has no table here yet and is skipped
+    # config/eval_type.jsonl: imports/services/evals.py
 }
 
 
@@ -136,6 +136,7 @@ def config_import(*, origin: Origin) -> dict[str, int]:
                     with _reading(path, line_no):
                         model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
         counts[filename] = len(rows)
+    counts[evals.EVAL_TYPE_FILE.rsplit("/", 1)[1]] = evals.eval_types_import(origin=origin)
     return counts
 
 
@@ -286,6 +287,7 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     try:
         config_import(origin=origin)
         metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
+        evals.evals_import(origin=origin, model_id=run.model_id, source_id=run.source_id)
         listed = source_files_list(
             origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
         )

@@ -23,6 +23,7 @@ from django.db import transaction
 from features.models import Job, Model, Source, SourceSet
 from features.services.jobs import JobContext, JobInterrupted, job_enqueue, job_run
 from inference.jobs import KIND_DASHBOARDS, KIND_TRAIN
+from inference.pipeline.evals import evals_job_create
 
 HOOK_KINDS = {"hook_resid_post": "res", "hook_resid_pre": "res-pre", "hook_mlp_out": "mlp", "hook_attn_out": "att"}
 
@@ -223,6 +224,8 @@ def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
         if dash.status != Job.Status.SUCCEEDED:
             raise RuntimeError(f"its dashboards job {dash.pk} ended {dash.status}: {dash.error or dash.message}")
         result["dashboards_job"] = dash.pk
+    else:  # with dashboards, their job queues the evals
+        evals_job_create(model_id=model.id, source_id=p["source_id"])
     job.message = f"trained {p['source_id']}"
     return result
 
@@ -316,6 +319,7 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
         num_tokens_in_prompt=result["context_size"],
         dataset=p["corpus"],
     )
+    evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks: the `sae_evals` job
     job.message = f"{sae.cfg.d_sae} dashboards"
     return result
 

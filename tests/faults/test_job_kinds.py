@@ -63,6 +63,16 @@ def dashboards(tmp_path, request):
     return job, {}, lambda: Feature.objects.filter(source=source).count() == 64
 
 
+def sae_evals(tmp_path, request):
+    from features.models import Eval
+    from inference.pipeline.evals import evals_job_create
+
+    source = _tiny_source(tmp_path)
+    job = evals_job_create(model_id=source.model_id, source_id=source.name, core_batches=1, max_per_class=24,
+                           max_tasks=2, send=False)  # fmt: skip
+    return job, {}, lambda: Eval.objects.filter(source=source).count() == 2
+
+
 def passage_codes(tmp_path, request):
     from retrieval.models import PassageCode
     from retrieval.services import lm_codes_job_create
@@ -149,7 +159,7 @@ def import_(tmp_path, request):
     return run.job, {}, lambda: db_counts("tiny-gpt", "0-att-tt") == expected
 
 
-KINDS = [refresh_max_act, train_sae, dashboards, passage_codes, toy_model, memory_source, umap, autointerp,
+KINDS = [refresh_max_act, train_sae, dashboards, sae_evals, passage_codes, toy_model, memory_source, umap, autointerp,
          explain_feature, score_explanation, import_]  # fmt: skip
 
 

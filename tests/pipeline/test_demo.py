@@ -49,13 +49,14 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert demo_followups_start(enqueue=False) == []  # the train job has not finished
     job_finish(job_id=job.pk, message="trained")
 
-    explain, umap, memory, codes, toy = demo_followups_start(enqueue=False)
+    explain, umap, memory, codes, toy, evals = demo_followups_start(enqueue=False)
     assert explain.kind == "autointerp" and explain.params["indexes"] == [1, 2]
     assert explain.params["type_name"] == "np_max-act"
     assert umap.kind == "umap" and umap.params["input"] == "decoder"
     assert memory.subject == "all-minilm-l6-v2/0-passage-sae" and memory.params["corpus"] == "brown"
     assert codes.kind == "passage_codes" and codes.subject == f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
     assert toy.kind == "toy_model" and toy.params["model_id"] == "toy-cyclic-4x4"
+    assert evals.kind == "sae_evals" and evals.params["types"] == ["core", "sparse_probing"]
     assert demo_followups_start(enqueue=False) == []  # queued ones are not queued twice
 
     # a failed follow-up is picked up again at the next start (a lost worker's job is the sweep's: tests/features)

@@ -80,8 +80,13 @@ def test_train_sae_command_to_dashboard_rows(brown, tiny_model, pipeline_var):
     for key in ("explained_variance", "ce_loss_score", "num_dead_features", "train_tokens_per_second"):
         assert key in source.metrics
     jobs = Job.objects.filter(model_id=tiny_model.id, source_name="0-res-brown")
-    assert {j.kind: j.status for j in jobs} == {"train_sae": "SUCCEEDED", "dashboards": "SUCCEEDED"}
-    assert all(j.done == j.total > 0 for j in jobs)
+    # the finished dashboards queued the benchmarks (sent on commit, which this test's transaction never does)
+    assert {j.kind: j.status for j in jobs} == {
+        "train_sae": "SUCCEEDED",
+        "dashboards": "SUCCEEDED",
+        "sae_evals": "PENDING",
+    }
+    assert all(j.done == j.total > 0 for j in jobs if j.kind != "sae_evals")
 
     # every feature has a row; its statistics equal a direct recomputation over the same contexts
     contexts = corpus_contexts(tiny_model_tokenizer(), "brown", context_size=CTX, max_tokens=8192)

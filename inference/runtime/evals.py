@@ -1,0 +1,252 @@
+"""SAE benchmarks that run offline: SAELens's core metrics and k-sparse probing of Brown-corpus genres.
+
+Both take a loaded model, an SAE and tokenised corpus contexts, and return plain dicts in SAEBench's shape
+(`metrics`: category → flat map, `details`: a list of rows, `config`: what was run); the caller wraps them into
+SAEBench's output JSON and stores them.
+
+- core: SAELens `run_evals` (reconstruction, sparsity, CE loss and KL with the SAE spliced in against the clean
+  model and zero-ablation, per-feature density) on the *last* contexts of the seeded shuffle — training reads the
+  shuffled contexts from the front, so these are unseen unless it ran past one epoch.
+- sparse_probing: SAEBench's recipe on our offline data. Each context of 127 tokens from one Brown document is a
+  text, labelled with its document's genre; a binary task per genre (genre against the rest, balanced) is
+  split by document (no document in both train and test). Features are the mean over the text's tokens (BOS
+  excluded) of the residual stream at the SAE's hook, or of the SAE's latents. For each k the k dimensions with
+  the largest |mean(pos) − mean(neg)| on the train set feed a logistic regression; accuracy is on the test set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from inference.runtime.corpus import Contexts
+from inference.runtime.dashboards import hook_acts
+from inference.runtime.models import LoadedModel
+from inference.runtime.saes import sae_encode, sae_hook_name
+
+Progress = Callable[[int, int, str], None]
+DENSE_THRESHOLD = 0.1  # a latent firing on more than 10% of tokens counts as dense (SAEBench's threshold is its own)
+
+
+@dataclass
+class CoreParams:
+    n_eval_reconstruction_batches: int = 10
+    n_eval_sparsity_variance_batches: int = 10
+    batch_size_prompts: int = 8
+    exclude_special_tokens_from_reconstruction: bool = True
+
+
+def _round(v):
+    """6 decimals; NaN/inf (e.g. the activation heuristic of a latent that never fired) become None: JSON has none."""
+    if isinstance(v, float):
+        return round(v, 6) if math.isfinite(v) else None
+    return v
+
+
+def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | None = None, progress=None) -> dict:
+    from datasets import Dataset
+    from sae_lens import ActivationsStore
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    p = params or CoreParams()
+    if progress:
+        progress(0, 2, "core: SAELens run_evals")
+    ctx = contexts.tokens.shape[1]
+    n_prompts = p.batch_size_prompts * max(p.n_eval_reconstruction_batches, p.n_eval_sparsity_variance_batches)
+    if getattr(sae.cfg.metadata, "prepend_bos", None) is None:
+        sae.cfg.metadata.prepend_bos = True  # our contexts start with BOS (an added SAE's cfg may not say)
+    held = contexts.tokens[-min(len(contexts.tokens), n_prompts + p.batch_size_prompts) :]
+    store = ActivationsStore.from_sae(
+        lm.model,
+        sae,
+        dataset=Dataset.from_dict({"tokens": held.tolist()}),
+        context_size=ctx,
+        store_batch_size_prompts=p.batch_size_prompts,
+        n_batches_in_buffer=2,
+        train_batch_size_tokens=p.batch_size_prompts * ctx,
+        device=str(lm.spec.device),
+    )
+    cfg = EvalConfig(
+        batch_size_prompts=p.batch_size_prompts,
+        n_eval_reconstruction_batches=p.n_eval_reconstruction_batches,
+        n_eval_sparsity_variance_batches=p.n_eval_sparsity_variance_batches,
+        compute_ce_loss=True,
+        compute_kl=True,
+        compute_sparsity_metrics=True,
+        compute_variance_metrics=True,
+        compute_featurewise_density_statistics=True,
+        compute_featurewise_weight_based_metrics=True,
+    )
+    special = [
+        i for i in (lm.tokenizer.bos_token_id, lm.tokenizer.eos_token_id, lm.tokenizer.pad_token_id) if i is not None
+    ]
+    with torch.no_grad():
+        metrics, feature_metrics = run_evals(
+            sae, store, lm.model, ActivationScaler(), cfg,
+            exclude_special_tokens=special if p.exclude_special_tokens_from_reconstruction else False,
+        )  # fmt: skip
+    metrics = {cat: {k: _round(v) for k, v in group.items()} for cat, group in metrics.items() if group}
+    density = feature_metrics.get("feature_density") or []
+    columns = [k for k, v in feature_metrics.items() if isinstance(v, list) and len(v) == len(density)]
+    details = [{"index": i, **{k: _round(float(feature_metrics[k][i])) for k in columns}} for i in range(len(density))]
+    w_dec = sae.W_dec.detach().float()
+    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    cos = w_dec @ w_dec.T
+    cos.fill_diagonal_(-1)
+    n = max(1, len(density))
+    metrics["misc_metrics"] = {
+        "freq_over_1_percent": _round(sum(d > 0.01 for d in density) / n),
+        "freq_over_10_percent": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
+        "dead_fraction": _round(sum(d == 0 for d in density) / n),
+        "dense_fraction": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
+        "frac_alive": _round(sum(d > 0 for d in density) / n),
+        "average_max_decoder_cosine_sim": _round(float(cos.max(dim=1).values.mean())),
+    }
+    if progress:
+        progress(2, 2, "core: done")
+    config = {
+        "model_name": lm.spec.name or lm.spec.kind,
+        "llm_dtype": str(lm.spec.dtype),
+        "dataset": contexts.name or "brown",
+        "context_size": ctx,
+        "held_out": f"the last {len(held)} contexts of the seeded shuffle",
+        **asdict(p),
+    }
+    return {"metrics": metrics, "details": details, "config": config}
+
+
+@dataclass
+class ProbeParams:
+    k_values: list[int] = field(default_factory=lambda: [1, 2, 5, 20])
+    max_per_class: int = 120  # per task and side (train); test gets a quarter of it
+    min_per_class: int = 16
+    max_tasks: int = 8  # the genres with the most texts (SAEBench runs 8 datasets)
+    batch_size: int = 16
+    test_every: int = 5  # every 5th document (by a stable hash of its id) is a test document
+    seed: int = 42
+
+
+def _single_doc_contexts(contexts: Contexts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indexes of contexts whose tokens (BOS aside) come from one document, and that document's index."""
+    own = contexts.doc_index[:, 1:]
+    single = (own == own[:, :1]).all(dim=1)
+    idx = torch.nonzero(single).flatten()
+    return idx, own[idx, 0].long()
+
+
+def _is_test_doc(doc_id: str, every: int) -> bool:
+    return int(hashlib.sha1(doc_id.encode()).hexdigest()[:8], 16) % every == 0
+
+
+def _pick(pool: list[int], n: int, g: torch.Generator) -> list[int]:
+    if len(pool) <= n:
+        return list(pool)
+    return [pool[i] for i in torch.randperm(len(pool), generator=g)[:n].tolist()]
+
+
+def _probe_acc(x_tr, y_tr, x_te, y_te) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    clf.fit(x_tr, y_tr)
+    return float(clf.score(x_te, y_te))
+
+
+def _k_sparse(x_tr, y_tr, x_te, y_te, k_values: list[int]) -> dict:
+    diff = abs(x_tr[y_tr == 1].mean(0) - x_tr[y_tr == 0].mean(0))
+    out = {"test_accuracy": _probe_acc(x_tr, y_tr, x_te, y_te)}
+    order = diff.argsort(kind="stable")[::-1]
+    for k in k_values:
+        cols = order[: min(k, x_tr.shape[1])]
+        out[f"top_{k}_test_accuracy"] = _probe_acc(x_tr[:, cols], y_tr, x_te[:, cols], y_te)
+    return out
+
+
+def sparse_probing_eval(
+    lm: LoadedModel, sae, contexts: Contexts, *, params: ProbeParams | None = None, progress=None
+) -> dict:
+    p = params or ProbeParams()
+    if not contexts.genres or not any(contexts.genres):
+        raise ValueError("Sparse probing needs a corpus with genres (the Brown corpus)")
+    hook = sae_hook_name(sae)
+    g = torch.Generator().manual_seed(p.seed)
+    idx, doc = _single_doc_contexts(contexts)
+    by_genre: dict[str, dict[str, list[int]]] = {}
+    for ci, di in zip(idx.tolist(), doc.tolist(), strict=True):
+        genre = contexts.genres[di]
+        split = "test" if _is_test_doc(contexts.doc_ids[di], p.test_every) else "train"
+        by_genre.setdefault(genre, {"train": [], "test": []})[split].append(ci)
+    n_test = max(4, p.max_per_class // 4)
+    tasks = {}
+    biggest = sorted(by_genre, key=lambda name: (-len(by_genre[name]["train"]), name))[: p.max_tasks]
+    for genre in sorted(biggest):
+        rest = {s: [c for other, v in by_genre.items() if other != genre for c in v[s]] for s in ("train", "test")}
+        pos = {
+            "train": _pick(by_genre[genre]["train"], p.max_per_class, g),
+            "test": _pick(by_genre[genre]["test"], n_test, g),
+        }
+        if len(pos["train"]) < p.min_per_class or len(pos["test"]) < 4:
+            continue  # too few texts of this genre for a balanced task
+        neg = {s: _pick(rest[s], len(pos[s]), g) for s in ("train", "test")}
+        tasks[genre] = {s: (pos[s] + neg[s], [1] * len(pos[s]) + [0] * len(neg[s])) for s in ("train", "test")}
+    if not tasks:
+        raise ValueError("No genre has enough single-document contexts for a probing task")
+    needed = sorted({c for t in tasks.values() for s in ("train", "test") for c in t[s][0]})
+    resid, latents = _pooled(lm, sae, contexts, needed, hook=hook, batch_size=p.batch_size, progress=progress)
+    row = {c: i for i, c in enumerate(needed)}
+    details, sums = [], {}
+    for genre, t in tasks.items():
+        (tr, y_tr), (te, y_te) = t["train"], t["test"]
+        y_tr_t, y_te_t = torch.tensor(y_tr).numpy(), torch.tensor(y_te).numpy()
+        rows_tr, rows_te = [row[c] for c in tr], [row[c] for c in te]
+        llm = _k_sparse(resid[rows_tr], y_tr_t, resid[rows_te], y_te_t, p.k_values)
+        sae_r = _k_sparse(latents[rows_tr], y_tr_t, latents[rows_te], y_te_t, p.k_values)
+        detail = {"dataset_name": f"brown_genre: {genre}", "n_train": len(tr), "n_test": len(te)}
+        detail |= {f"llm_{k}": round(v, 6) for k, v in llm.items()} | {
+            f"sae_{k}": round(v, 6) for k, v in sae_r.items()
+        }
+        details.append(detail)
+        for k, v in detail.items():
+            if k.startswith(("llm_", "sae_")):
+                sums.setdefault(k, []).append(v)
+    mean = {k: round(sum(v) / len(v), 6) for k, v in sums.items()}
+    metrics = {
+        "llm": {k: v for k, v in mean.items() if k.startswith("llm_")},
+        "sae": {k: v for k, v in mean.items() if k.startswith("sae_")},
+    }
+    config = {
+        "model_name": lm.spec.name or lm.spec.kind,
+        "dataset_names": [d["dataset_name"] for d in details],
+        "probe_train_set_size": p.max_per_class * 2,
+        "probe_test_set_size": n_test * 2,
+        "context_length": contexts.tokens.shape[1],
+        "sae_batch_size": p.batch_size,
+        "llm_dtype": str(lm.spec.dtype),
+        "k_values": list(p.k_values),
+        "random_seed": p.seed,
+        "split": f"by document: every {p.test_every}th document (stable hash of its id) is a test document",
+        "chance_accuracy": 0.5,
+    }
+    return {"metrics": metrics, "details": details, "config": config}
+
+
+def _pooled(lm: LoadedModel, sae, contexts: Contexts, rows: list[int], *, hook: str, batch_size: int, progress):
+    """Mean over each context's tokens after BOS of the hook's activations and of the SAE's latents."""
+    resid, latents = [], []
+    total = math.ceil(len(rows) / batch_size)
+    with torch.no_grad():
+        for b in range(total):
+            toks = contexts.tokens[rows[b * batch_size : (b + 1) * batch_size]].to(lm.spec.device)
+            acts = hook_acts(lm, toks, hook)[:, 1:].float()
+            resid.append(acts.mean(1).cpu())
+            latents.append(sae_encode(sae, acts).mean(1).cpu())
+            if progress:
+                progress(b + 1, total, f"sparse probing: {min(len(rows), (b + 1) * batch_size)}/{len(rows)} texts")
+    return torch.cat(resid).numpy(), torch.cat(latents).numpy()
