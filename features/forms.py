@@ -57,3 +57,17 @@ class ListAddFeatureForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(required=False, max_length=128, label="Key name", help_text="e.g. the script using it")
+
+
+class ModelNewForm(forms.Form):
+    id = forms.CharField(max_length=32, label="Model id", help_text="2–32 of a-z, 0-9 and '-', e.g. gemma-2-2b")
+    layers = forms.IntegerField(min_value=1, max_value=127)
+    display_name = forms.CharField(max_length=64, required=False, label="Display name")
+    url = forms.URLField(max_length=512, required=False, label="Link (paper, model card)")
+
+
+class SourceSetNewForm(forms.Form):
+    model_id = forms.CharField(max_length=128, label="Model id")
+    name = forms.CharField(max_length=64, help_text="1–64 of a-z, 0-9 and '-': its sources are <layer>-<name>")
+    description = forms.CharField(max_length=128, required=False)
+    url = forms.URLField(max_length=512, required=False, label="Link")

@@ -42,6 +42,7 @@ urlpatterns = [
     path("quick-list/", views.quick_list, name="quick-list"),
     path("quick-list/save/", views.quick_list_save, name="quick-list-save"),
     path("list/new/", views.list_new, name="list-new"),
+    path("new/", views.create_page, name="create"),
     path("list/<segment:list_id>/", views.list_page, name="list"),
     path("list/<segment:list_id>/edit/", views.list_edit, name="list-edit"),
     path("list/<segment:list_id>/delete/", views.list_remove, name="list-delete"),

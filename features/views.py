@@ -23,7 +23,16 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from features import hooks, selectors
 from features.api.common import parse_index
 from features.api.inputs import INT32_MAX
-from features.forms import ApiKeyForm, CommentForm, JumpForm, ListAddFeatureForm, ListForm, SignupForm
+from features.forms import (
+    ApiKeyForm,
+    CommentForm,
+    JumpForm,
+    ListAddFeatureForm,
+    ListForm,
+    ModelNewForm,
+    SignupForm,
+    SourceSetNewForm,
+)
 from features.models import Explanation, Feature, Job
 from features.services.api_keys import api_key_create, api_key_revoke
 from features.services.bookmarks import bookmark_add, bookmark_delete
@@ -496,6 +505,40 @@ def list_new(request):
             messages.success(request, "List created. Share it by its URL.")
             return redirect("list", feature_list.id)
     return render(request, "features/list_form.html", {"form": form, "creating": True})
+
+
+@login_required
+def create_page(request):
+    """Create a model, or a source set with one source per layer, to upload features into (as /api/model/new and
+    /api/source-set/new do, through the same services and rules)."""
+    from features.services.catalog import model_create, source_set_create
+
+    which = request.POST.get("create") if request.method == "POST" else None
+    model_form = ModelNewForm(request.POST if which == "model" else None, prefix="model")
+    set_form = SourceSetNewForm(
+        request.POST if which == "set" else None, prefix="set", initial={"model_id": request.GET.get("model", "")}
+    )
+    try:
+        if which == "model" and model_form.is_valid():
+            d = model_form.cleaned_data
+            model = model_create(user=request.user, model_id=d["id"], layers=d["layers"],
+                                 display_name=d["display_name"] or None, url=d["url"] or None)  # fmt: skip
+            messages.success(request, f"Model {model.id} created (unlisted). Now add a source set to upload into.")
+            return redirect(f"{reverse('create')}?model={model.id}#new-set")
+        if which == "set" and set_form.is_valid():
+            d = set_form.cleaned_data
+            model = selectors.model_get(model_id=d["model_id"], user=request.user)
+            source_set = source_set_create(user=request.user, model=model, name=d["name"],
+                                           description=d["description"], url=d["url"] or None)  # fmt: skip
+            messages.success(request, f"Source set created with {model.layers} sources (unlisted).")
+            return redirect("set-or-source", model.id, source_set.name)
+    except ValidationError as e:
+        form = model_form if which == "model" else set_form
+        for field, errors in e.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    except Http404:
+        set_form.add_error("model_id", "No such model, or it is not yours to open.")
+    return render(request, "features/create.html", {"model_form": model_form, "set_form": set_form})
 
 
 @login_required
