@@ -220,7 +220,7 @@ def private(request):
         "model_id": model.id, "source_id": source.name, "index": feature.index, "name": source_set.name,
         "list_id": feature_list.id, "explanation_id": explanation.id, "output_id": steer.id,
         "comment_id": comment.id, "key_id": key.id, "run_id": 1, "username": owner.username,
-        "feature_id": feature.pk, "job_id": job.pk, "score_id": score.id,
+        "feature_id": feature.pk, "job_id": job.pk, "score_id": score.id, "type_name": "core",
         # the admin's: every one is behind the staff check, whatever object it names
         "object_id": model.id, "id": owner.pk, "content_type_id": content_type.pk, "app_label": "features", "url": "features/nothing/",
     }  # fmt: skip
