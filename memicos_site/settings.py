@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "imports",
     "autointerp",
     "retrieval",
+    "graphs",
     # the project itself, for what spans every app: the commands demo_prepare and health, and the demo's job kind
     # (memicos_site/jobs.py); in features they would make the domain app import the others (import-linter's
     # contracts in pyproject.toml forbid that)
