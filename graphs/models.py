@@ -8,7 +8,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from features.models import Model, VisibilityMixin
+from features.models import Job, Model, VisibilityMixin
 
 
 class Graph(VisibilityMixin):
@@ -72,3 +72,12 @@ class Subgraph(models.Model):
     density_threshold = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class TranscoderJob(Job):
+    """Transcoder training jobs (features.Job rows of kind train_transcoders), for the admin's form."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "transcoder training job"
+        verbose_name_plural = "Transcoders (train a set per layer)"

@@ -178,3 +178,27 @@ def transcoder_explanations_queue(*, sources: list[Source], created_by=None) -> 
     return [
         autointerp_job_create(source=source, type_name=DEFAULT_EXPLAIN_TYPE, user=created_by).pk for source in sources
     ]
+
+
+def transcoder_set_add(
+    *, model_id: str, set_dir: str, set_name: str = "", corpus: str = "brown", tokens: int = 65_536,
+    context_size: int = 128, created_by=None, send: bool = True,
+) -> list[Job]:  # fmt: skip
+    """Register a finished transcoder set from disk (ours, or any in the same layout) and queue its layers'
+    dashboards jobs."""
+    model = Model.objects.get(pk=model_id)
+    if not (Path(set_dir) / "config.yaml").exists():
+        raise FileNotFoundError(f"{set_dir} is not a transcoder set directory (no config.yaml)")
+    sources = transcoder_set_register(model=model, set_dir=Path(set_dir), set_name=set_name, dataset=corpus)
+    return [
+        dashboards_job_create(
+            model_id=model_id,
+            source_id=s.name,
+            corpus=corpus,
+            tokens=tokens,
+            context_size=context_size,
+            created_by=created_by,
+            send=send,
+        )  # fmt: skip
+        for s in sources
+    ]
