@@ -1,0 +1,42 @@
+"""Fixtures for graphs: the tiny model with a transcoder set trained once per session and registered."""
+
+import pytest
+
+from tests.inference.conftest import TINY_ID, TINY_LOADER, tiny_lm  # noqa: F401 (fixture)
+
+TC_PARAMS = {"width": 64, "k": 4, "tokens": 4096, "batch_size_tokens": 256, "eval_contexts": 8, "lr": 3e-3}
+SET_NAME = "tc-tiny"
+
+
+@pytest.fixture(scope="session")
+def tset_dir(tiny_lm, tmp_path_factory):  # noqa: F811
+    """A transcoder set of the tiny model trained by the runtime (the job's own training is tested separately)."""
+    from inference.runtime import transcoders as T
+    from inference.runtime.corpus import corpus_contexts
+
+    contexts = corpus_contexts(tiny_lm.tokenizer, "brown", context_size=32, max_tokens=16_384)
+    out = tmp_path_factory.mktemp("tsets") / SET_NAME
+    T.transcoders_train(tiny_lm, contexts, T.TranscoderParams(**TC_PARAMS), out, model_name=TINY_ID)
+    return out
+
+
+@pytest.fixture
+def tiny_model(db):
+    from tests.factories import ModelFactory
+
+    return ModelFactory(id=TINY_ID, loader=TINY_LOADER, inference_enabled=True, layers=2, dimension=64)
+
+
+@pytest.fixture
+def tiny_graph_model(tiny_model, tset_dir):
+    """The tiny model with its transcoder set registered (one Source per layer), as add_source would."""
+    from graphs.services.transcoders import transcoder_set_register
+
+    transcoder_set_register(model=tiny_model, set_dir=tset_dir, set_name=SET_NAME, dataset="brown")
+    return tiny_model
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    return tmp_path

@@ -1,0 +1,76 @@
+"""The train_transcoders job: per-layer progress, Sources with quality, dashboards, resume; add_source from disk."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from features.models import Feature, Job, Source, SourceSet
+from features.services.jobs import JobInterrupted, job_run
+from graphs.services.transcoders import transcoders_job_create
+from tests.conftest import ROOT
+from tests.graphs.conftest import TINY_ID
+
+TINY_JOB = {"width": 64, "k": 4, "tokens": 4096, "batch_size_tokens": 256, "context_size": 32, "lr": 3e-3}
+
+
+@pytest.fixture
+def corpus_var(var_dir):
+    (var_dir / "corpus").symlink_to(ROOT / "var" / "corpus")
+    return var_dir
+
+
+def test_the_training_job_registers_one_source_per_layer_with_its_quality_and_writes_their_dashboards(
+    tiny_model, corpus_var, tiny_lm
+):
+    job = transcoders_job_create(model_id=TINY_ID, set_name="tc-job", dashboards=True, dashboard_tokens=2048,
+                                 explain=False, send=False, **TINY_JOB)  # fmt: skip
+    seen = []
+    job = job_run(job_id=job.pk, lm=tiny_lm, echo=lambda d, t, m=None: seen.append((d, t, m)))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    source_set = SourceSet.objects.get(model_id=TINY_ID, name="tc-job")
+    assert source_set.type == "transcoder"
+    sources = {s.name: s for s in Source.objects.filter(source_set=source_set)}
+    assert set(sources) == {"0-tc-job", "1-tc-job"}
+    for source in sources.values():
+        m = source.metrics
+        for key in ("explained_variance", "l0", "dead_fraction", "ce_loss_replaced", "ce_loss_clean", "ce_loss_score"):
+            assert isinstance(m[key], float), key
+        assert 0 < m["l0"] < 64 and 0 <= m["dead_fraction"] <= 1
+        assert (corpus_var / "transcoders" / TINY_ID / "tc-job" / "config.yaml").exists()
+        # the batched dashboard generator ran on the transcoder (its MLP-input hook): one row per feature
+        assert Feature.objects.filter(source=source).count() == 64
+        assert source.has_dashboards
+    training = [s for s in seen if s[2] and s[2].startswith("training: layer")]
+    assert {s[2].split(",")[0] for s in training} == {"training: layer 1/2", "training: layer 2/2"}
+    assert training[-1][0] == training[-1][1]  # progress reaches its total
+
+
+def test_an_interrupted_training_job_resumes_from_its_finished_layers(tiny_model, corpus_var, tiny_lm):
+    job = transcoders_job_create(model_id=TINY_ID, set_name="tc-resume", dashboards=False, explain=False,
+                                 send=False, **TINY_JOB)  # fmt: skip
+    out = corpus_var / "transcoders" / TINY_ID / "tc-resume"
+
+    def stop_in_layer_2(done, total, message=None):
+        if message and message.startswith("training: layer 2/2"):
+            raise JobInterrupted("stopped in layer 2")
+
+    job = job_run(job_id=job.pk, lm=tiny_lm, echo=stop_in_layer_2)
+    assert job.status == Job.Status.RUNNING  # left for a rerun
+    assert (out / "layer_0" / "metrics.json").exists() and not (out / "layer_1").exists()
+    first = (out / "layer_0.safetensors").stat().st_mtime_ns
+    seen = []
+    job = job_run(job_id=job.pk, lm=tiny_lm, echo=lambda d, t, m=None: seen.append(m or ""))
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert (out / "layer_0.safetensors").stat().st_mtime_ns == first  # layer 0 was not trained again
+    assert not any(m.startswith("training: layer 1/2") for m in seen)
+    assert Source.objects.filter(model_id=TINY_ID, source_set__name="tc-resume").count() == 2
+
+
+def test_add_source_registers_a_transcoder_set_from_disk(tiny_model, tset_dir, corpus_var):
+    call_command("add_source", TINY_ID, "--transcoder-dir", str(tset_dir), "--set-name", "tc-disk", "--queue")
+    sources = Source.objects.filter(model_id=TINY_ID, source_set__name="tc-disk").order_by("name")
+    assert [s.name for s in sources] == ["0-tc-disk", "1-tc-disk"]
+    assert json.loads((tset_dir / "layer_1" / "cfg.json").read_text())["d_sae"] == 64
+    assert all(s.sae_path.endswith(f"layer_{i}") for i, s in enumerate(sources))
+    assert Job.objects.filter(kind="dashboards", model_id=TINY_ID).count() == 2
