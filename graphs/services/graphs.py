@@ -28,6 +28,15 @@ from graphs.services.storage import graph_object_delete, graph_object_get, graph
 from graphs.services.transcoders import SOURCE_SET_TYPE, transcoder_set_path
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # Neuronpedia's MAX_GRAPH_UPLOAD_SIZE_BYTES (gzipped size)
+
+
+def upload_limit() -> int:
+    """settings.GRAPH_UPLOAD_MAX_BYTES (tests lower it), else Neuronpedia's 100 MiB."""
+    from django.conf import settings
+
+    return int(getattr(settings, "GRAPH_UPLOAD_MAX_BYTES", MAX_UPLOAD_BYTES))
+
+
 MIN_UPLOAD_BYTES = 1024
 MAX_JSON_BYTES = 1024 * 1024 * 1024  # a gzip bomb stops here
 PUT_TTL = timedelta(hours=1)
@@ -195,8 +204,8 @@ def graph_put_request_create(*, user, filename: str, content_length, ip_address:
         raise ValidationError("filename: a name ending in .json, without '/'")
     if isinstance(content_length, bool) or not isinstance(content_length, int):
         raise ValidationError("contentLength: the gzipped size in bytes, an integer")
-    if not MIN_UPLOAD_BYTES <= content_length <= MAX_UPLOAD_BYTES:
-        raise ValidationError(f"contentLength: must be between {MIN_UPLOAD_BYTES} and {MAX_UPLOAD_BYTES} bytes")
+    if not MIN_UPLOAD_BYTES <= content_length <= upload_limit():
+        raise ValidationError(f"contentLength: must be between {MIN_UPLOAD_BYTES} and {upload_limit()} bytes")
     key = _key(owner_id=user.pk, slug=Path(filename).stem[:100])
     return GraphPutRequest.objects.create(
         user=user, filename=filename, content_length=content_length, storage_key=key, ip_address=ip_address[:64]
@@ -219,8 +228,8 @@ def graph_put_receive(*, put_request_id, stream) -> int:
         if not chunk:
             break
         size += len(chunk)
-        if size > MAX_UPLOAD_BYTES:
-            raise ValidationError(f"The graph is over the upload limit of {MAX_UPLOAD_BYTES:,} bytes (gzipped)")
+        if size > upload_limit():
+            raise ValidationError(f"The graph is over the upload limit of {upload_limit():,} bytes (gzipped)")
         chunks.append(chunk)
     if size == 0:
         raise ValidationError("The upload is empty")

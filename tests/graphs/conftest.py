@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.client.conftest import key, np_base, other_key  # noqa: F401 (fixtures)
 from tests.inference.conftest import TINY_ID, TINY_LOADER, tiny_lm  # noqa: F401 (fixture)
 
 TC_PARAMS = {"width": 64, "k": 4, "tokens": 4096, "batch_size_tokens": 256, "eval_contexts": 8, "lr": 3e-3}
@@ -40,3 +41,17 @@ def tiny_graph_model(tiny_model, tset_dir):
 def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_graph_json(tiny_lm, tset_dir):  # noqa: F811
+    """One real graph of the tiny model (circuit-tracer through the runtime), as a dict."""
+    from inference.runtime import graphs as G
+    from inference.runtime import transcoders as T
+
+    rm = G.replacement_model_build(tiny_lm, T.transcoder_set_load(tset_dir, scan=TINY_ID))
+    result = G.graph_generate(
+        tiny_lm, rm, prompt="The capital of France is", model_id=TINY_ID, slug="capital",
+        params=G.GraphParams(max_feature_nodes=200), source_set=SET_NAME,
+    )  # fmt: skip
+    return result.graph
