@@ -18,13 +18,14 @@ from graphs.services import graphs as services
 
 TAG = ["graphs"]
 ERR = {400: out.ErrorOut, 401: out.ErrorOut, 403: out.ErrorOut, 404: out.ErrorOut}
-VIS = serializers.ChoiceField(choices=["PUBLIC", "UNLISTED", "PRIVATE"], default="PUBLIC", required=False)
+# a plain string checked by the services: a ChoiceField here would add a second "visibility" enum to the schema
+VIS = serializers.CharField(default="PUBLIC", required=False, help_text="PUBLIC (default), UNLISTED or PRIVATE")
 
 
 # --- wire -------------------------------------------------------------------------------------------------
 
 
-class UserOut(serializers.Serializer):
+class GraphUserOut(serializers.Serializer):
     id = serializers.CharField()
     name = serializers.CharField()
 
@@ -41,7 +42,7 @@ class GraphOut(serializers.Serializer):
     url = serializers.URLField(help_text="the graph JSON (gzip); readable by whoever may read the graph")
     pageUrl = serializers.URLField()
     userId = serializers.CharField(allow_null=True)
-    user = UserOut(allow_null=True)
+    user = GraphUserOut(allow_null=True)
     visibility = serializers.CharField()
     status = serializers.ChoiceField(choices=["PENDING", "READY", "FAILED"])
     jobId = serializers.IntegerField(allow_null=True, help_text="the generate job (GET /api/job/<id>)")
@@ -116,17 +117,17 @@ class SaveToDbIn(serializers.Serializer):
     visibility = VIS
 
 
-class MessageUrlOut(serializers.Serializer):
+class GraphMessageUrlOut(serializers.Serializer):
     message = serializers.CharField()
     url = serializers.URLField()
 
 
-class ModelSlugIn(serializers.Serializer):
+class GraphModelSlugIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     slug = serializers.CharField(max_length=128)
 
 
-class MessageOut(serializers.Serializer):
+class GraphMessageOut(serializers.Serializer):
     message = serializers.CharField()
 
 
@@ -135,7 +136,7 @@ def _limit_text(name):
     return f"{lo}–{hi}, default {default}"
 
 
-class GenerateIn(serializers.Serializer):
+class GraphGenerateIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     prompt = serializers.CharField(
         max_length=services.MAX_PROMPT_CHARS, trim_whitespace=False,
@@ -157,7 +158,7 @@ class GenerateIn(serializers.Serializer):
     visibility = VIS
 
 
-class GenerateOut(serializers.Serializer):
+class GraphGenerateOut(serializers.Serializer):
     message = serializers.CharField()
     url = serializers.URLField(help_text="the graph's page")
     s3url = serializers.URLField(help_text="the graph JSON")
@@ -167,12 +168,12 @@ class GenerateOut(serializers.Serializer):
     status = serializers.CharField()
 
 
-class TokenizeIn(serializers.Serializer):
+class GraphTokenizeIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     prompt = serializers.CharField(max_length=services.MAX_PROMPT_CHARS, trim_whitespace=False)
 
 
-class TokenizeOut(serializers.Serializer):
+class GraphTokenizeOut(serializers.Serializer):
     prompt = serializers.CharField()
     input_tokens = serializers.ListField(child=serializers.CharField(allow_blank=True))
     input_token_ids = serializers.ListField(child=serializers.IntegerField())
@@ -180,11 +181,11 @@ class TokenizeOut(serializers.Serializer):
     too_long = serializers.BooleanField()
 
 
-class ClerpsIn(ModelSlugIn):
+class ClerpsIn(GraphModelSlugIn):
     clerps = serializers.JSONField(help_text="[[nodeId or layer_feature_ctx, label], ...]")
 
 
-class SubgraphSaveIn(ModelSlugIn):
+class SubgraphSaveIn(GraphModelSlugIn):
     displayName = serializers.CharField(required=False, allow_blank=True, max_length=255)
     pinnedIds = serializers.JSONField()
     supernodes = serializers.JSONField(required=False, default=list)
@@ -208,7 +209,7 @@ class SubgraphDeleteIn(serializers.Serializer):
     subgraphId = serializers.CharField(max_length=32)
 
 
-class SuccessOut(serializers.Serializer):
+class GraphSuccessOut(serializers.Serializer):
     success = serializers.BooleanField()
     message = serializers.CharField()
 
@@ -246,7 +247,7 @@ class PutView(ApiView):
     @extend_schema(
         operation_id="graph_put", tags=TAG, summary="Upload the gzip graph JSON (the URL signed-put returned)",
         description=f"Body: the graph JSON, gzip-encoded, at most {services.MAX_UPLOAD_BYTES:,} bytes.",
-        request={"application/octet-stream": OpenApiTypes.BINARY}, responses={200: MessageOut, **ERR},
+        request={"application/octet-stream": OpenApiTypes.BINARY}, responses={200: GraphMessageOut, **ERR},
     )  # fmt: skip
     def put(self, request, put_request_id: str):
         size = services.graph_put_receive(put_request_id=put_request_id, stream=request._request)
@@ -258,7 +259,7 @@ class SaveToDbView(AuthedApiView):
         operation_id="graph_save_to_db", tags=TAG, summary="Finish an upload: validate the graph and save it",
         description="The JSON is checked against the graph schema (required keys, node ids unique, links naming "
         "nodes); a problem is a 400 that names it. metadata.scan must name a model here.",
-        request=SaveToDbIn, responses={200: MessageUrlOut, **ERR},
+        request=SaveToDbIn, responses={200: GraphMessageUrlOut, **ERR},
     )  # fmt: skip
     def post(self, request):
         data = validated(SaveToDbIn, request.data)
@@ -329,10 +330,10 @@ class GraphListView(ApiView):
 class DeleteView(AuthedApiView):
     @extend_schema(
         operation_id="graph_delete", tags=TAG, summary="Delete a graph (its owner only)",
-        request=ModelSlugIn, responses={200: MessageOut, **ERR},
+        request=GraphModelSlugIn, responses={200: GraphMessageOut, **ERR},
     )  # fmt: skip
     def post(self, request):
-        data = validated(ModelSlugIn, request.data)
+        data = validated(GraphModelSlugIn, request.data)
         services.graph_delete(user=request.user, model_id=data["modelId"], slug=data["slug"])
         return Response({"message": "Graph deleted."})
 
@@ -345,10 +346,10 @@ class GenerateView(ApiView):
         description="Queues a `graph_generate` job and answers at once (follow `jobId` at GET /api/job/<id>, or "
         "the graph's `status`). Limits: " + "; ".join(f"{k} {_limit_text(k)}" for k in services.GENERATE_LIMITS)
         + f"; prompt at most {services.MAX_PROMPT_TOKENS} tokens (BOS included). Anonymous graphs are PUBLIC.",
-        request=GenerateIn, responses={200: GenerateOut, **ERR},
+        request=GraphGenerateIn, responses={200: GraphGenerateOut, **ERR},
     )  # fmt: skip
     def post(self, request):
-        data = validated(GenerateIn, request.data)
+        data = validated(GraphGenerateIn, request.data)
         model = model_get(model_id=data["modelId"], user=request.user)
         settings = {k: data[k] for k in services.GENERATE_LIMITS if k in data}
         graph = services.graph_generate_start(
@@ -371,13 +372,13 @@ class TokenizeView(ApiView):
 
     @extend_schema(
         operation_id="graph_tokenize", tags=TAG, summary="Tokenize a prompt as graph generation will",
-        request=TokenizeIn, responses={200: TokenizeOut, **ERR},
+        request=GraphTokenizeIn, responses={200: GraphTokenizeOut, **ERR},
     )  # fmt: skip
     def post(self, request):
         from inference import services as inference_services
         from inference import tasks
 
-        data = validated(TokenizeIn, request.data)
+        data = validated(GraphTokenizeIn, request.data)
         model = model_get(model_id=data["modelId"], user=request.user)
         result = inference_services.inference_call(
             model=model, task=tasks.tokenize, payload={"text": data["prompt"], "prepend_bos": True}
@@ -419,10 +420,10 @@ class SubgraphSaveView(AuthedApiView):
 class SubgraphListView(AuthedApiView):
     @extend_schema(
         operation_id="graph_subgraph_list", tags=TAG, summary="The caller's saved subgraphs of a graph",
-        request=ModelSlugIn, responses={200: SubgraphListOut, **ERR},
+        request=GraphModelSlugIn, responses={200: SubgraphListOut, **ERR},
     )  # fmt: skip
     def post(self, request):
-        data = validated(ModelSlugIn, request.data)
+        data = validated(GraphModelSlugIn, request.data)
         graph = selectors.graph_get(model_id=data["modelId"], slug=data["slug"], user=request.user)
         subs = selectors.subgraph_list(graph=graph, user=request.user)
         return Response({"success": True, "subgraphs": [subgraph_wire(s) for s in subs]})
@@ -440,7 +441,7 @@ class SubgraphDetailView(ApiView):
 class SubgraphDeleteView(AuthedApiView):
     @extend_schema(
         operation_id="graph_subgraph_delete", tags=TAG, summary="Delete a saved subgraph (its owner)",
-        request=SubgraphDeleteIn, responses={200: SuccessOut, **ERR},
+        request=SubgraphDeleteIn, responses={200: GraphSuccessOut, **ERR},
     )  # fmt: skip
     def post(self, request):
         data = validated(SubgraphDeleteIn, request.data)
