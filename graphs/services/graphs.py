@@ -281,6 +281,8 @@ def graph_save_uploaded(*, user, put_request_id, visibility: str = Visibility.PU
         for name, value in (("slug", slug), ("scan", model_id)):
             if not SLUG_RE.match(value):
                 raise ValidationError(f"metadata.{name}: letters, digits, '.', '-' and '_' only (got {value!r})")
+        if _has_nul([meta["prompt"], meta["prompt_tokens"], meta.get("feature_details")]):
+            raise ValidationError("metadata: strings must not contain NUL characters")
         model = Model.objects.filter(readable_q(user), pk=model_id).first()
         if model is None:
             raise ValidationError(f"ERR_MODEL_DOES_NOT_EXIST: metadata.scan names no model here ({model_id!r})")
@@ -365,6 +367,17 @@ def graph_clerps_set(*, user, graph: Graph, clerps: list) -> Graph:
     return graph
 
 
+def _has_nul(value) -> bool:
+    """Postgres jsonb refuses \\u0000 in strings: refuse it as a 400 rather than fail as a 500."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 def _string_list(value, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValidationError(f"{name}: a list of strings")
@@ -387,6 +400,8 @@ def subgraph_save(
             isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1
         ):
             raise ValidationError(f"{name}: a number between 0 and 1")
+    if _has_nul([display_name, pinned_ids, supernodes, clerps]):
+        raise ValidationError("subgraph: strings must not contain NUL characters")
     fields = dict(
         display_name=(display_name or "")[:255], pinned_ids=pinned_ids, supernodes=supernodes, clerps=clerps,
         pruning_threshold=pruning_threshold, density_threshold=density_threshold,

@@ -110,6 +110,7 @@
     renderSubgraph();
     if (state.clicked && byId[state.clicked]) showDetail(byId[state.clicked]);
     window.memicosGraph = {ready: true, data: d};
+    document.body.dataset.graphDrawn = "1";
     document.dispatchEvent(new CustomEvent("graph:drawn"));
   });
 

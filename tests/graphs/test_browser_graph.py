@@ -1,0 +1,88 @@
+"""The graph page in Chromium: it draws; clicking a node shows its dashboard; pins and supernodes survive a reload
+through the URL."""
+
+import gzip
+import json
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from features.models import Feature, Source
+from graphs.models import Graph
+from graphs.services.storage import graph_object_put
+from tests.graphs.conftest import TINY_ID
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def page_graph(var_dir, tiny_graph_model, tiny_graph_json, user):
+    for source in Source.objects.filter(model=tiny_graph_model):
+        Feature.objects.bulk_create([Feature(model=tiny_graph_model, source=source, index=i) for i in range(64)])
+    data = json.loads(json.dumps(tiny_graph_json))
+    data["metadata"]["slug"] = "br"
+    graph_object_put(key="user-graphs/br.json", body=gzip.compress(json.dumps(data).encode()))
+    Graph.objects.create(
+        model=tiny_graph_model, slug="br", creator=user, prompt=data["metadata"]["prompt"], storage_key="user-graphs/br.json",
+        prompt_tokens=data["metadata"]["prompt_tokens"], n_nodes=len(data["nodes"]), source_set_name="tc-tiny",
+    )  # fmt: skip
+    return data
+
+
+def _ready(page):
+    page.wait_for_selector("body[data-graph-drawn]", state="attached", timeout=20_000)
+
+
+def test_the_graph_page_draws_shows_a_dashboard_and_keeps_pins_and_supernodes_in_the_url(live_server, page, page_graph):
+    features = [n for n in page_graph["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    logit = next(n for n in page_graph["nodes"] if n["feature_type"] == "logit")
+    assert len(features) >= 2
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=br&pruningThreshold=1")
+    _ready(page)
+    # every node of the graph is drawn at threshold 1, and the links are painted on the canvas
+    assert page.locator("#graph-svg .graph-node").count() == len(page_graph["nodes"])
+    painted = page.evaluate(
+        "() => { const c = document.getElementById('graph-links'); const d = c.getContext('2d')"
+        ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++;"
+        " return n; }"
+    )
+    assert painted > 1000
+    # click a feature: its dashboard opens in the side pane
+    first = features[0]
+    layer, index, _ = first["node_id"].split("_")
+    page.locator(f'[data-node-id="{first["node_id"]}"]').click(force=True)
+    frame = page.locator("iframe.graph-dashboard")
+    assert f"/{TINY_ID}/{layer}-tc-tiny/{index}/?embed=true" in frame.get_attribute("src")
+    body = page.frame_locator("iframe.graph-dashboard").locator("body")
+    body.wait_for(timeout=15_000)
+    assert f"{layer}-tc-tiny" in body.inner_text()
+    # pin two nodes (shift-click and the side pane's button), group them into a named supernode
+    page.locator(f'[data-node-id="{features[1]["node_id"]}"]').click(modifiers=["Shift"], force=True)
+    page.locator(f'[data-node-id="{logit["node_id"]}"]').click(force=True)
+    page.locator("#graph-pin").click()
+    assert page.locator("#graph-pins li").count() == 2
+    page.locator("#graph-pins input[type=checkbox]").nth(0).check()
+    page.locator("#graph-pins input[type=checkbox]").nth(1).check()
+    page.fill("#graph-supernode-name", "answer path")
+    page.click("#graph-group")
+    q = parse_qs(urlparse(page.url).query)
+    assert q["pinnedIds"] == [f"{features[1]['node_id']},{logit['node_id']}"]
+    assert json.loads(q["supernodes"][0]) == [["answer path", features[1]["node_id"], logit["node_id"]]]
+    assert q["clickedId"] == [logit["node_id"]]
+    page.reload()
+    _ready(page)
+    assert page.locator("#graph-pins li").count() == 2
+    assert page.locator('#graph-supernodes li[data-supernode="answer path"]').count() == 1
+    assert page.locator(".graph-node.pinned").count() == 2
+    assert page.locator(".graph-node.clicked").get_attribute("data-node-id") == logit["node_id"]
+    assert "Output" in page.locator(".graph-detail-title").inner_text()
+    assert errors == []
+
+
+def test_the_embed_view_has_no_site_chrome(live_server, page, page_graph):
+    page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=br&embed=true")
+    _ready(page)
+    assert page.locator("header.site-header").count() == 0
+    assert page.locator("#graph-svg .graph-node").count() > 0
