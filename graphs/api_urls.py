@@ -14,7 +14,7 @@ SEG = r"[A-Za-z0-9_.\-]+"
 
 urlpatterns = [
     route(r"graph/signed-put", views.SignedPutView, "api-graph-signed-put"),
-    route(r"graph/put/(?P<put_request_id>[0-9a-fA-F-]{36})", views.PutView, "api-graph-put"),
+    route(r"graph/put/(?P<put_request_id>[^/]+)", views.PutView, "api-graph-put"),
     route(r"graph/save-to-db", views.SaveToDbView, "api-graph-save-to-db"),
     route(r"graph/list-owned", views.ListOwnedView, "api-graph-list-owned"),
     route(r"graph/list", views.GraphListView, "api-graph-list"),

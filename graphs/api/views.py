@@ -13,6 +13,8 @@ from features.api import outputs as out
 from features.api.base import ApiView, AuthedApiView, validated
 from features.selectors import model_get
 from graphs import selectors
+from inference.api.views import ERRORS as INFERENCE_ERRORS
+from inference.api.views import InferenceView
 from graphs.models import Graph, Subgraph
 from graphs.services import graphs as services
 
@@ -319,11 +321,10 @@ class GraphListView(ApiView):
         responses={200: GraphOut(many=True)},
     )  # fmt: skip
     def get(self, request):
-        qs = selectors.graph_list(
-            user=request.user,
-            model_id=request.GET.get("modelId") or None,
-            owner_username=request.GET.get("user") or None,
-        )
+        model_id, owner = request.GET.get("modelId") or None, request.GET.get("user") or None
+        if "\x00" in (model_id or "") + (owner or ""):
+            return Response([])  # Postgres text cannot hold NUL: nothing can match
+        qs = selectors.graph_list(user=request.user, model_id=model_id, owner_username=owner)
         return Response([graph_wire(request, g) for g in qs[:500]])
 
 
@@ -367,12 +368,12 @@ class GenerateView(ApiView):
         })  # fmt: skip
 
 
-class TokenizeView(ApiView):
+class TokenizeView(InferenceView):
     throttle_scope = "util"
 
     @extend_schema(
         operation_id="graph_tokenize", tags=TAG, summary="Tokenize a prompt as graph generation will",
-        request=GraphTokenizeIn, responses={200: GraphTokenizeOut, **ERR},
+        request=GraphTokenizeIn, responses={200: GraphTokenizeOut, **ERR, **INFERENCE_ERRORS},
     )  # fmt: skip
     def post(self, request):
         from inference import services as inference_services

@@ -213,6 +213,8 @@ def graph_put_request_create(*, user, filename: str, content_length, ip_address:
 
 
 def _live_ticket(put_request_id) -> GraphPutRequest:
+    if not re.fullmatch(r"[0-9a-fA-F-]{36}", str(put_request_id)):
+        raise Http404("No such upload URL.")
     ticket = GraphPutRequest.objects.filter(pk=put_request_id, created_at__gte=timezone.now() - PUT_TTL).first()
     if ticket is None:
         raise Http404("No such upload URL, or it expired (they last an hour).")
@@ -265,10 +267,9 @@ def graph_json_decode(body: bytes) -> dict:
 
 def graph_save_uploaded(*, user, put_request_id, visibility: str = Visibility.PUBLIC) -> Graph:
     """save-to-db: validate the uploaded object and create (or, for its owner, replace) the graph's row."""
-    try:
+    ticket = None
+    if re.fullmatch(r"[0-9a-fA-F-]{36}", str(put_request_id)):
         ticket = GraphPutRequest.objects.filter(pk=put_request_id, user=user).first()
-    except ValidationError:
-        ticket = None  # not a UUID
     if ticket is None:
         raise ValidationError("putRequestId: no upload of yours with this id")
     body = graph_object_get(key=ticket.storage_key)
