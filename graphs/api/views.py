@@ -13,10 +13,10 @@ from features.api import outputs as out
 from features.api.base import ApiView, AuthedApiView, validated
 from features.selectors import model_get
 from graphs import selectors
-from inference.api.views import ERRORS as INFERENCE_ERRORS
-from inference.api.views import InferenceView
 from graphs.models import Graph, Subgraph
 from graphs.services import graphs as services
+from inference.api.views import ERRORS as INFERENCE_ERRORS
+from inference.api.views import InferenceView
 
 TAG = ["graphs"]
 ERR = {400: out.ErrorOut, 401: out.ErrorOut, 403: out.ErrorOut, 404: out.ErrorOut}
