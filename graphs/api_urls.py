@@ -13,6 +13,7 @@ def route(pattern: str, view, name: str):
 SEG = r"[A-Za-z0-9_.\-]+"
 
 urlpatterns = [
+    route(r"steer-logits", views.SteerLogitsView, "api-steer-logits"),
     route(r"graph/signed-put", views.SignedPutView, "api-graph-signed-put"),
     route(r"graph/put/(?P<put_request_id>[^/]+)", views.PutView, "api-graph-put"),
     route(r"graph/save-to-db", views.SaveToDbView, "api-graph-save-to-db"),

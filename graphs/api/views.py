@@ -2,6 +2,7 @@
 signed-put → PUT → save-to-db, get, list-owned, delete, generate; plus list and the JSON for anonymous readers of
 PUBLIC graphs, tokenize, labels, and saved subgraphs."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -15,6 +16,7 @@ from features.selectors import model_get
 from graphs import selectors
 from graphs.models import Graph, Subgraph
 from graphs.services import graphs as services
+from graphs.services.transcoders import transcoder_set_path
 from inference.api.views import ERRORS as INFERENCE_ERRORS
 from inference.api.views import InferenceView
 
@@ -448,3 +450,86 @@ class SubgraphDeleteView(AuthedApiView):
         data = validated(SubgraphDeleteIn, request.data)
         services.subgraph_delete(user=request.user, subgraph_id=data["subgraphId"])
         return Response({"success": True, "message": "Subgraph deleted."})
+
+
+# --- steer-logits (reference/graphs.md §6) -------------------------------------------------------------
+
+
+class SteerLogitsFeatureIn(serializers.Serializer):
+    layer = serializers.IntegerField(min_value=0)
+    index = serializers.IntegerField(min_value=0)
+    token_active_position = serializers.IntegerField(min_value=0)
+    steer_position = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+    steer_generated_tokens = serializers.BooleanField(required=False, default=False)
+    delta = serializers.FloatField(required=False, allow_null=True, default=None)
+    ablate = serializers.BooleanField(required=False, default=False)
+
+
+class SteerLogitsIn(serializers.Serializer):
+    modelId = serializers.CharField(max_length=128)
+    sourceSetName = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, help_text="default: the newest transcoder set"
+    )
+    prompt = serializers.CharField(max_length=services.MAX_PROMPT_CHARS, trim_whitespace=False)
+    features = SteerLogitsFeatureIn(many=True, allow_empty=False, max_length=64)
+    nTokens = serializers.IntegerField(min_value=1, max_value=256, default=10)
+    topK = serializers.IntegerField(min_value=1, max_value=10, default=5)
+    freezeAttention = serializers.BooleanField(default=True)
+    temperature = serializers.FloatField(min_value=0, max_value=2, default=0.0)
+    freqPenalty = serializers.FloatField(min_value=-2, max_value=2, default=0.0)
+    seed = serializers.IntegerField(default=16, min_value=0, max_value=2**31 - 1)
+
+
+class TopLogitOut(serializers.Serializer):
+    token = serializers.CharField(allow_blank=True)
+    prob = serializers.FloatField()
+
+
+class TokenLogitsOut(serializers.Serializer):
+    token = serializers.CharField(allow_blank=True)
+    top_logits = TopLogitOut(many=True)
+
+
+class SteerLogitsOut(serializers.Serializer):
+    DEFAULT_GENERATION = serializers.CharField(allow_blank=True)
+    STEERED_GENERATION = serializers.CharField(allow_blank=True)
+    DEFAULT_LOGITS_BY_TOKEN = TokenLogitsOut(many=True)
+    STEERED_LOGITS_BY_TOKEN = TokenLogitsOut(many=True)
+
+
+class SteerLogitsView(InferenceView):
+    throttle_scope = "steer"
+
+    @extend_schema(
+        operation_id="steer_logits", tags=TAG, summary="Intervene on transcoder features (from a graph)",
+        description="Clamp features to 0 (`ablate`) or add `delta` to their activation at `token_active_position`, "
+        "at `steer_position` or on every generated token (`steer_generated_tokens`); the default and steered "
+        "continuations with the top next-token probabilities per step. Runs on the model's inference worker.",
+        request=SteerLogitsIn, responses={200: SteerLogitsOut, **ERR, **INFERENCE_ERRORS},
+    )  # fmt: skip
+    def post(self, request):
+        from inference import services as inference_services
+        from inference import tasks
+
+        data = validated(SteerLogitsIn, request.data)
+        model = model_get(model_id=data["modelId"], user=request.user)
+        features = [dict(f) for f in data["features"]]
+        for i, f in enumerate(features):
+            if f["ablate"] == (f["delta"] is not None):
+                raise DjangoValidationError(f"features[{i}]: give either ablate: true or a delta, not both or neither")
+            if f["steer_generated_tokens"] == (f["steer_position"] is not None):
+                raise DjangoValidationError(
+                    f"features[{i}]: give either a steer_position or steer_generated_tokens: true"
+                )
+        source_set = services.graph_source_set(model=model, name=data.get("sourceSetName", ""))
+        try:
+            set_path = transcoder_set_path(source_set=source_set)
+        except ValueError as exc:
+            raise DjangoValidationError(str(exc)) from exc
+        payload = {
+            "transcoder_set_path": str(set_path), "prompt": data["prompt"],
+            "features": features, "n_tokens": data["nTokens"], "top_k": data["topK"],
+            "freeze_attention": data["freezeAttention"], "temperature": data["temperature"],
+            "freq_penalty": data["freqPenalty"], "seed": data["seed"],
+        }  # fmt: skip
+        return Response(inference_services.inference_call(model=model, task=tasks.steer_logits, payload=payload))
