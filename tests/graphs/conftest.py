@@ -3,6 +3,7 @@
 import pytest
 
 from tests.client.conftest import key, np_base, other_key  # noqa: F401 (fixtures)
+from tests.imports.conftest import s3_client, s3_endpoint  # noqa: F401 (fixtures)
 from tests.inference.conftest import TINY_ID, TINY_LOADER, tiny_lm  # noqa: F401 (fixture)
 
 TC_PARAMS = {"width": 64, "k": 4, "tokens": 4096, "batch_size_tokens": 256, "eval_contexts": 8, "lr": 3e-3}
