@@ -86,3 +86,23 @@ def test_the_embed_view_has_no_site_chrome(live_server, page, page_graph):
     _ready(page)
     assert page.locator("header.site-header").count() == 0
     assert page.locator("#graph-svg .graph-node").count() > 0
+
+
+def test_a_graph_generated_from_the_models_page_opens_when_its_job_finishes(
+    live_server, page, tiny_graph_model, var_dir
+):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/{TINY_ID}/graph")
+    page.fill("#graph-generate textarea[name=prompt]", "The capital of France is")
+    page.fill("#graph-generate input[name=slug]", "from-page")
+    page.fill("#graph-generate input[name=maxFeatureNodes]", "200")
+    page.click("#graph-generate button[type=submit]")
+    # the form follows the job (static/js/jobs.js) and opens the graph when it has succeeded
+    page.wait_for_url("**/graph?slug=from-page", timeout=120_000)
+    _ready(page)
+    assert page.locator("#graph-svg .graph-node").count() > 0
+    assert Graph.objects.get(slug="from-page").status == "READY"
+    page.goto(f"{live_server.url}/{TINY_ID}/graph")
+    assert page.locator('tr[data-slug="from-page"]').count() == 1
+    assert errors == []
