@@ -106,3 +106,14 @@ def test_a_graph_generated_from_the_models_page_opens_when_its_job_finishes(
     page.goto(f"{live_server.url}/{TINY_ID}/graph")
     assert page.locator('tr[data-slug="from-page"]').count() == 1
     assert errors == []
+
+
+def test_pinned_features_can_be_zeroed_from_the_graph_page_to_compare_the_next_tokens(live_server, page, page_graph):
+    feature = next(n for n in page_graph["nodes"] if n["feature_type"] == "cross layer transcoder")
+    page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=br&pruningThreshold=1&pinnedIds={feature['node_id']}")
+    _ready(page)
+    page.click("#graph-steer-run")
+    page.wait_for_selector("#graph-steer-out:not([hidden])", timeout=60_000)
+    assert page.locator("#graph-steer-default-top li").count() == 5
+    assert page.locator("#graph-steer-steered-top li").count() == 5
+    assert page.locator("#graph-steer-default").inner_text() != ""

@@ -317,5 +317,36 @@
       out.innerHTML = `saved: <a href="${url}">${url}</a>`;
     }).catch(e => { document.getElementById("graph-subgraph-saved").textContent = e.message; });
   });
+  // --- interventions on the pinned transcoder features (POST /api/steer-logits) ---
+  document.getElementById("graph-steer-run").addEventListener("click", () => {
+    const mode = document.getElementById("graph-steer-mode").value;
+    const mult = parseFloat(document.getElementById("graph-steer-mult").value) || 0;
+    const err = document.getElementById("graph-steer-error");
+    err.hidden = true;
+    const features = state.pinned.map(id => byId[id]).filter(n => n && n.feature_type === "cross layer transcoder").map(n => {
+      const [layer, index] = n.node_id.split("_").map(Number);
+      const f = {layer: layer, index: index, token_active_position: n.ctx_idx, steer_position: n.ctx_idx};
+      if (mode === "ablate") f.ablate = true; else f.delta = mult * (n.activation || 0);
+      return f;
+    });
+    if (!features.length) { err.textContent = "Pin at least one transcoder feature first."; err.hidden = false; return; }
+    const prompt = meta.prompt.replace(/^<\|[^|]*\|>/, "");  // the BOS is added again by the worker
+    post("/api/steer-logits", {
+      modelId: meta.modelId, sourceSetName: meta.sourceSetName || undefined, prompt: prompt, features: features,
+      nTokens: parseInt(document.getElementById("graph-steer-tokens").value, 10) || 10, topK: 5,
+    }).then(res => {
+      document.getElementById("graph-steer-out").hidden = false;
+      document.getElementById("graph-steer-default").textContent = res.DEFAULT_GENERATION;
+      document.getElementById("graph-steer-steered").textContent = res.STEERED_GENERATION;
+      const top = (list, elId) => {
+        const ol = document.getElementById(elId);
+        ol.textContent = "";
+        ((list[0] || {}).top_logits || []).forEach(t => ol.appendChild(el("li", {}, `${JSON.stringify(t.token)} ${(100 * t.prob).toFixed(1)}%`)));
+      };
+      top(res.DEFAULT_LOGITS_BY_TOKEN, "graph-steer-default-top");
+      top(res.STEERED_LOGITS_BY_TOKEN, "graph-steer-steered-top");
+    }).catch(e => { err.textContent = e.message; err.hidden = false; });
+  });
+
   window.addEventListener("resize", () => { if (data) draw(); });
 })();
