@@ -511,6 +511,9 @@ class SteerLogitsView(InferenceView):
         from inference import services as inference_services
         from inference import tasks
 
+        model_id = request.data.get("modelId") if isinstance(request.data, dict) else None
+        if isinstance(model_id, str) and 0 < len(model_id) <= 128 and "\x00" not in model_id:
+            model_get(model_id=request.data["modelId"], user=request.user)  # an unreadable model: 404 before all else
         data = validated(SteerLogitsIn, request.data)
         model = model_get(model_id=data["modelId"], user=request.user)
         features = [dict(f) for f in data["features"]]

@@ -271,7 +271,7 @@ def graph_save_uploaded(*, user, put_request_id, visibility: str = Visibility.PU
     if re.fullmatch(r"[0-9a-fA-F-]{36}", str(put_request_id)):
         ticket = GraphPutRequest.objects.filter(pk=put_request_id, user=user).first()
     if ticket is None:
-        raise ValidationError("putRequestId: no upload of yours with this id")
+        raise Http404("putRequestId: no upload of yours with this id")
     body = graph_object_get(key=ticket.storage_key)
     if body is None:
         raise ValidationError("putRequestId: nothing was uploaded to this URL yet")
