@@ -74,3 +74,35 @@ def test_add_source_registers_a_transcoder_set_from_disk(tiny_model, tset_dir, c
     assert json.loads((tset_dir / "layer_1" / "cfg.json").read_text())["d_sae"] == 64
     assert all(s.sae_path.endswith(f"layer_{i}") for i, s in enumerate(sources))
     assert Job.objects.filter(kind="dashboards", model_id=TINY_ID).count() == 2
+
+
+@pytest.mark.slow
+def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_after_its_finished_layers(
+    transactional_db, start_worker, settings, tmp_path
+):
+    from features.services.jobs import job_send
+    from tests.conftest import wait_until
+    from tests.factories import ModelFactory
+    from tests.inference.conftest import TINY_LOADER
+
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "corpus").symlink_to(ROOT / "var" / "corpus")
+    ModelFactory(id=TINY_ID, loader=TINY_LOADER, layers=2, dimension=64)
+    params = {**TINY_JOB, "tokens": 200_000}  # long enough that layer 2 is still training when the kill comes
+    job = transcoders_job_create(model_id=TINY_ID, set_name="tc-kill", dashboards=False, explain=False, send=False,
+                                 **params)  # fmt: skip
+    out = tmp_path / "transcoders" / TINY_ID / "tc-kill"
+    env = {"MEMICOS_VAR_DIR": tmp_path, "MEMICOS_JOB_LEASE_TTL": 2, "MEMICOS_JOB_SWEEP_S": 1}
+    worker = start_worker(["gpu_batch"], name="tc-kill", **env)
+    job_send(job_id=job.pk)
+    wait_until(lambda: (out / "layer_0" / "metrics.json").exists(), 300, "layer 0 to finish", 0.1)
+    worker.kill()  # SIGKILL while layer 1 trains
+    assert not (out / "layer_1").exists() and Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
+    first = (out / "layer_0.safetensors").stat().st_mtime_ns
+    start_worker(["gpu_batch"], name="tc-resume", wait=False, **env)
+    wait_until(lambda: Job.objects.get(pk=job.pk).finished, 300, "the job to finish on the second worker", 0.5)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert (out / "layer_0.safetensors").stat().st_mtime_ns == first  # layer 0 was kept, not trained again
+    assert (out / "config.yaml").exists()
+    assert Source.objects.filter(model_id=TINY_ID, source_set__name="tc-kill").count() == 2
