@@ -21,7 +21,7 @@ def corpus_var(var_dir):
 
 
 def test_the_training_job_registers_one_source_per_layer_with_its_quality_and_writes_their_dashboards(
-    tiny_model, corpus_var, tiny_lm
+    tiny_model, corpus_var, tiny_lm, client
 ):
     job = transcoders_job_create(model_id=TINY_ID, set_name="tc-job", dashboards=True, dashboard_tokens=2048,
                                  explain=False, send=False, **TINY_JOB)  # fmt: skip
@@ -44,6 +44,8 @@ def test_the_training_job_registers_one_source_per_layer_with_its_quality_and_wr
     training = [s for s in seen if s[2] and s[2].startswith("training: layer")]
     assert {s[2].split(",")[0] for s in training} == {"training: layer 1/2", "training: layer 2/2"}
     assert training[-1][0] == training[-1][1]  # progress reaches its total
+    page = client.get(f"/{TINY_ID}/0-tc-job/").content.decode()  # the quality is shown on the source's page
+    assert "explained variance" in page and "dead_fraction" in page and "ce_loss_replaced" in page
 
 
 def test_an_interrupted_training_job_resumes_from_its_finished_layers(tiny_model, corpus_var, tiny_lm):
