@@ -108,3 +108,15 @@ def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_afte
     assert (out / "layer_0.safetensors").stat().st_mtime_ns == first  # layer 0 was kept, not trained again
     assert (out / "config.yaml").exists()
     assert Source.objects.filter(model_id=TINY_ID, source_set__name="tc-kill").count() == 2
+
+
+def test_each_layer_of_a_trained_set_gets_an_autointerp_job_for_its_explanations(tiny_graph_model, user):
+    from graphs.services.transcoders import transcoder_explanations_queue
+
+    sources = list(Source.objects.filter(model=tiny_graph_model, source_set__type="transcoder").order_by("name"))
+    ids = transcoder_explanations_queue(sources=sources, created_by=user)
+    jobs = Job.objects.filter(pk__in=ids).order_by("source_name")
+    assert [(j.kind, j.source_name, j.params["type_name"]) for j in jobs] == [
+        ("autointerp", "0-tc-tiny", "np_max-act"),
+        ("autointerp", "1-tc-tiny", "np_max-act"),
+    ]
