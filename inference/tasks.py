@@ -119,6 +119,11 @@ def tokenize(payload: dict) -> dict:
     return _run("run_tokenize", payload)
 
 
+@shared_task(name="inference.steer_logits", **INTERACTIVE)
+def steer_logits(payload: dict) -> dict:
+    return _run("run_steer_logits", payload)
+
+
 @shared_task(name="inference.cossim", **INTERACTIVE)
 def cossim(payload: dict) -> dict:
     return _run("run_cossim", payload)

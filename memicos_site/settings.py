@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "imports",
     "autointerp",
     "retrieval",
+    "graphs",
     # the project itself, for what spans every app: the commands demo_prepare and health, and the demo's job kind
     # (memicos_site/jobs.py); in features they would make the domain app import the others (import-linter's
     # contracts in pyproject.toml forbid that)
@@ -218,6 +219,8 @@ _RATE_LIMITS = {
     "upload": "600/hour",  # feature/upload-batch (≤128 features each), activation/upload-batch, vector/new
     "model-new": "5/hour",  # model/new (Neuronpedia's limit)
     "source-set-new": "10/hour",  # source-set/new: each makes one source per layer (Neuronpedia's limit)
+    "graph-generate": "30/hour",  # graph/generate (Neuronpedia's limit): each is a GPU job
+    "graph-upload": "200/hour",  # graph/signed-put (Neuronpedia allows 200 a day per IP)
 }
 
 

@@ -15,11 +15,13 @@ urlpatterns = [
     path("api/", include("inference.api_urls")),
     path("api/", include("autointerp.api_urls")),
     path("api/", include("retrieval.api_urls")),
+    path("api/", include("graphs.api_urls")),
     re_path(r"^api/.*$", api_not_found),
     path("", include("imports.urls")),
     path("", include("inference.urls")),
     path("", include("autointerp.urls")),
     path("", include("retrieval.urls")),
+    path("", include("graphs.urls")),
     path("", include("features.urls")),
 ]
 

@@ -239,3 +239,42 @@ def run_intervene(payload: dict) -> dict:
             lm, sae, toy_cyclic.Toy.read(lm.spec.name), index=index, mode=mode, value=value
         )
     return result
+
+
+_replacement_models: dict[tuple[str, str], object] = {}  # (model id, transcoder set dir) → circuit-tracer model
+
+
+def _replacement_model(payload: dict):
+    from inference.runtime.graphs import replacement_model_build
+    from inference.runtime.transcoders import transcoder_set_load
+
+    lm = _lm(payload)
+    key = (payload["model_id"], payload["transcoder_set_path"])
+    with _lock:
+        if key not in _replacement_models:
+            try:
+                tset = transcoder_set_load(payload["transcoder_set_path"], scan=payload["model_id"])
+            except FileNotFoundError as exc:
+                raise UserError(f"Cannot load the transcoder set: {exc}") from exc
+            _replacement_models.clear()  # one set at a time: each holds every layer's transcoder
+            _replacement_models[key] = replacement_model_build(lm, tset)
+        return lm, _replacement_models[key]
+
+
+def run_steer_logits(payload: dict) -> dict:
+    """Neuronpedia's steer-logits with circuit-tracer's interventions on the transcoders' features. payload:
+    model_id, loader, transcoder_set_path, prompt, features [{layer, index, token_active_position, steer_position,
+    steer_generated_tokens, delta, ablate}], n_tokens, top_k, freeze_attention, temperature, freq_penalty, seed."""
+    from inference.runtime.graphs import FeatureSteer, SteerLogitsParams, steer_logits
+
+    lm, rm = _replacement_model(payload)
+    features = [FeatureSteer(**f) for f in payload["features"]]
+    params = SteerLogitsParams(
+        n_tokens=int(payload["n_tokens"]), top_k=int(payload["top_k"]), freeze_attention=bool(payload["freeze_attention"]),
+        temperature=float(payload["temperature"]), freq_penalty=float(payload["freq_penalty"]), seed=int(payload["seed"]),
+    )  # fmt: skip
+    _check_length(lm, len(lm.tokenizer.encode(payload["prompt"])) + 1, params.n_tokens)
+    try:
+        return steer_logits(lm, rm, prompt=payload["prompt"], features=features, params=params).as_neuronpedia()
+    except ValueError as exc:  # an index out of range, both or neither of ablate/delta, …
+        raise UserError(str(exc)) from exc

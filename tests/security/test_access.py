@@ -42,6 +42,7 @@ from features.models import (
     Visibility,
 )
 from features.services.api_keys import api_key_create
+from graphs.models import Graph, GraphPutRequest, Subgraph
 from inference.services import InferenceError
 from retrieval.models import Passage, PassageCode
 from tests.factories import (
@@ -97,6 +98,10 @@ OPEN = {
     "robots": "robots.txt, the same for everyone",
     "sitemap": "listing: PUBLIC sources under PUBLIC parents only, whoever asks",
     "sitemap-pages": "listing: PUBLIC models, sets, sources and lists only, whoever asks",
+    "api-graph-list": "listing: PUBLIC graphs and the caller's own",
+    "api-graph-list-owned": "the caller's own graphs",
+    "api-graph-signed-put": "creates the caller's own upload ticket",
+    "graph-list": "listing: PUBLIC graphs and the caller's own",
 }
 # Routes whose request names only the model (or source set): denied only when that level is private.
 NAMES = {
@@ -108,6 +113,9 @@ NAMES = {
     "api-explanation-search-model": "model",
     "model": "model",
     "api-source-set": "source_set",
+    "api-graph-generate": "model",  # graphs hang off the model (and its transcoder set), not a source
+    "api-graph-tokenize": "model",
+    "api-steer-logits": "model",
 }
 PARAM_DEPTH = {"model_id": DEPTH["model"], "source_id": DEPTH["source"]}  # other path parameters: ALWAYS
 
@@ -202,6 +210,12 @@ def private(request):
     job = Job.objects.create(
         kind="autointerp", model_id=model.id, source_name=source.name, message=f"{SECRET} job", created_by=owner
     )
+    graph = Graph.objects.create(
+        model=model, slug="owners-graph", creator=owner, visibility=Visibility.PRIVATE, prompt=f"{SECRET} prompt",
+        prompt_tokens=[f"{SECRET}-tok"], storage_key="user-graphs/none.json",
+    )  # fmt: skip
+    subgraph = Subgraph.objects.create(graph=graph, user=owner, display_name=f"{SECRET} subgraph", pinned_ids=[])
+    ticket = GraphPutRequest.objects.create(user=owner, filename="g.json", content_length=2048, storage_key="k.json")
     key, _ = api_key_create(user=owner, name="owner's key")
     # the owner's provider key shares the API key's id, so that `key_id` names both; a score with a breakdown
     provider_key_set(user=owner, provider="openai", api_key=f"sk-{SECRET}-provider-key")
@@ -220,7 +234,8 @@ def private(request):
         "model_id": model.id, "source_id": source.name, "index": feature.index, "name": source_set.name,
         "list_id": feature_list.id, "explanation_id": explanation.id, "output_id": steer.id,
         "comment_id": comment.id, "key_id": key.id, "run_id": 1, "username": owner.username,
-        "feature_id": feature.pk, "job_id": job.pk, "score_id": score.id, "type_name": "core",
+        "feature_id": feature.pk, "job_id": job.pk, "score_id": score.id, "type_name": "core", "slug": graph.slug,
+        "subgraph_id": subgraph.pk, "put_request_id": str(ticket.pk),
         # the admin's: every one is behind the staff check, whatever object it names
         "object_id": model.id, "id": owner.pk, "content_type_id": content_type.pk, "app_label": "features", "url": "features/nothing/",
     }  # fmt: skip
@@ -327,6 +342,8 @@ def api_body(route: Route, p: Private):
         "activations": [{"tokens": ["a"], "values": [1.0]}], "steer_special_tokens": True,
         "defaultChatMessages": [{"role": "user", "content": "hi"}],
         "steeredChatMessages": [{"role": "user", "content": "hi"}],
+        "slug": "owners-graph", "subgraphId": str(Subgraph.objects.get(graph__slug="owners-graph").pk),
+        "putRequestId": str(GraphPutRequest.objects.get().pk), "pinnedIds": [], "clerps": [],
     }  # fmt: skip
     if route.name == "api-features":
         return [ref]

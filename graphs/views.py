@@ -1,0 +1,50 @@
+"""Graph pages: the viewer at Neuronpedia's `/<model>/graph?slug=…` (state in the URL: pinnedIds, supernodes,
+clickedId, clerps, pruningThreshold, subgraph), the model's graph list with a generate form, and /graphs/."""
+
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET
+
+from features.selectors import model_get
+from graphs import selectors
+from graphs.api.views import graph_wire, subgraph_wire
+from graphs.services.graphs import GENERATE_LIMITS, MAX_PROMPT_TOKENS
+from memicos_site.embed import embeddable
+
+
+@require_GET
+@ensure_csrf_cookie
+@embeddable
+def graph_page(request, model_id: str):
+    model = model_get(model_id=model_id, user=request.user)
+    slug = request.GET.get("slug") or ""
+    subgraph = None
+    if request.GET.get("subgraph"):
+        sub = selectors.subgraph_get(subgraph_id=request.GET["subgraph"], user=request.user)
+        subgraph = subgraph_wire(sub)
+        slug = sub.graph.slug
+    if not slug:
+        graphs = selectors.graph_list(user=request.user, model_id=model.id)[:200]
+        return render(
+            request,
+            "graphs/list.html",
+            {
+                "model": model, "graphs": [graph_wire(request, g) for g in graphs], "limits": GENERATE_LIMITS,
+                "max_prompt_tokens": MAX_PROMPT_TOKENS,
+            },
+        )  # fmt: skip
+    graph = selectors.graph_get(model_id=model.id, slug=slug, user=request.user)
+    wire = graph_wire(request, graph)
+    wire["isOwner"] = bool(request.user.is_authenticated and graph.creator_id == request.user.pk)
+    wire["embedUrl"] = (
+        request.build_absolute_uri(reverse("graph", kwargs={"model_id": model.id})) + f"?slug={slug}&embed=true"
+    )
+    return render(request, "graphs/graph.html", {"model": model, "graph": wire, "subgraph": subgraph})
+
+
+@require_GET
+def graph_list_page(request):
+    owner = request.GET.get("user") or None
+    graphs = selectors.graph_list(user=request.user, owner_username=owner)[:500]
+    return render(request, "graphs/list.html", {"graphs": [graph_wire(request, g) for g in graphs], "owner": owner})

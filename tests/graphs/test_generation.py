@@ -1,0 +1,52 @@
+"""Generation in-process (eager job): clerp labels from the features' explanations, scores and settings stored."""
+
+import gzip
+import json
+
+import pytest
+
+from features.models import Explanation, Feature, Source
+from graphs.models import Graph
+from graphs.services.graphs import graph_generate_start, graph_json_bytes
+from graphs.services.storage import graph_object_get
+
+
+def test_a_generated_graph_labels_its_features_with_their_explanations_and_stores_its_scores(
+    tiny_graph_model, user, var_dir, run_on_commit
+):
+    explanations = []
+    for source in Source.objects.filter(model=tiny_graph_model):
+        features = Feature.objects.bulk_create(
+            [Feature(model=tiny_graph_model, source=source, index=i) for i in range(64)]
+        )
+        explanations += [
+            Explanation(feature=f, model=tiny_graph_model, source=source, description=f"{source.name} says {f.index}")
+            for f in features
+        ]
+    Explanation.objects.bulk_create(explanations)
+    with run_on_commit():
+        graph = graph_generate_start(model=tiny_graph_model, prompt="The capital of France is", slug="labelled",
+                                     settings={"maxFeatureNodes": 200}, user=user)  # fmt: skip
+    graph = Graph.objects.get(pk=graph.pk)
+    assert graph.status == Graph.Status.READY and graph.job.status == "SUCCEEDED"
+    data = json.loads(gzip.decompress(graph_json_bytes(graph=graph)))
+    features = [n for n in data["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert features
+    for node in features:
+        layer, index, _ = node["node_id"].split("_")
+        assert node["clerp"] == f"{layer}-tc-tiny says {index}"
+    assert data["metadata"]["feature_details"] == {"neuronpedia_source_set": "tc-tiny"}
+    assert data["metadata"]["info"]["creator_name"] == user.username
+    assert graph.n_nodes == len(data["nodes"]) and graph.n_links == len(data["links"])
+    assert graph.params["maxFeatureNodes"] == 200 and graph.params["nodeThreshold"] == 0.8
+    assert 0 <= graph.replacement_score <= 1 and 0 <= graph.completeness_score <= 1
+    assert graph_object_get(key=graph.storage_key) is not None
+
+
+def test_a_prompt_over_the_token_limit_fails_the_job_and_marks_the_graph_failed(
+    tiny_graph_model, var_dir, run_on_commit
+):
+    with pytest.raises(Exception, match="64"), run_on_commit():
+        graph_generate_start(model=tiny_graph_model, prompt="word " * 100, slug="too-long")
+    graph = Graph.objects.get(slug="too-long")
+    assert graph.status == Graph.Status.FAILED and graph.job.status == "FAILED" and "64" in graph.job.error
