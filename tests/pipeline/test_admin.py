@@ -6,7 +6,7 @@ from features.models import Feature, Job, Source
 
 
 @pytest.mark.slow
-def test_admin_form_trains_and_shows_progress(client, staff_user, brown, tiny_model, pipeline_var):
+def test_admin_form_trains_and_shows_progress(client, staff_user, brown, tiny_model, pipeline_var, run_on_commit):
     staff_user.is_superuser = True
     staff_user.save()
     client.force_login(staff_user)
@@ -30,22 +30,23 @@ def test_admin_form_trains_and_shows_progress(client, staff_user, brown, tiny_mo
     )
     assert bad.status_code == 200 and b"No such file" in bad.content
 
-    resp = client.post(
-        "/admin/inference/pipelinejob/add/",
-        {
-            "action": "train",
-            "model": tiny_model.id,
-            "corpus": "brown",
-            "hook": "blocks.0.hook_resid_post",
-            "source_id": "0-res-admin",
-            "arch": "topk",
-            "width": 64,
-            "k": 4,
-            "l1_coefficient": 5,
-            "tokens": 4096,
-            "dashboard_tokens": 4096,
-        },
-    )
+    with run_on_commit():  # the form's job is sent on commit, and runs eagerly here
+        resp = client.post(
+            "/admin/inference/pipelinejob/add/",
+            {
+                "action": "train",
+                "model": tiny_model.id,
+                "corpus": "brown",
+                "hook": "blocks.0.hook_resid_post",
+                "source_id": "0-res-admin",
+                "arch": "topk",
+                "width": 64,
+                "k": 4,
+                "l1_coefficient": 5,
+                "tokens": 4096,
+                "dashboard_tokens": 4096,
+            },
+        )
     job = Job.objects.get(kind="train_sae", model_id=tiny_model.id, source_name="0-res-admin")
     assert resp.status_code == 302 and resp["Location"].endswith(f"/admin/inference/pipelinejob/{job.pk}/change/")
     assert job.status == "SUCCEEDED" and job.created_by == staff_user
