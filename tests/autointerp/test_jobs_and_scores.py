@@ -85,8 +85,10 @@ def test_a_killed_batch_job_resumes_without_explaining_a_feature_twice(start_wor
     from memicos_site.celery import app
 
     app.control.purge()  # the dead worker's queue is gone with it; resume re-plans from the database
-    start_worker(["autointerp"], name="ai-resume", **env)
+    # resumed (PENDING) before a worker is back: chunk messages the dead worker left in the queue find the job not
+    # RUNNING and do nothing, and the re-sent plan counts what was explained before as skipped
     job_resume(job_id=job.pk)
+    start_worker(["autointerp"], name="ai-resume", **env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job.refresh_from_db()
