@@ -266,7 +266,7 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
     from inference.runtime.dashboards import DashboardParams, dashboards_generate
     from inference.runtime.saes import SaeRef, load_sae
 
-    source = Source.objects.select_related("model").get(model_id=p["model_id"], name=p["source_id"])
+    source = Source.objects.select_related("model", "source_set").get(model_id=p["model_id"], name=p["source_id"])
     lm = lm or _load_model(source.model)
     sae = load_sae(SaeRef(path=source.sae_path))
     contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
@@ -319,7 +319,8 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
         num_tokens_in_prompt=result["context_size"],
         dataset=p["corpus"],
     )
-    evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks: the `sae_evals` job
+    if source.source_set.type != "transcoder":  # the SAE benchmarks splice an SAE into one hook; not a transcoder's
+        evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks: the `sae_evals` job
     job.message = f"{sae.cfg.d_sae} dashboards"
     return result
 
