@@ -161,6 +161,16 @@ class JobContext:
         if reached or time.monotonic() - self._last >= PROGRESS_EVERY_S:
             self.flush()
 
+    def reporter(self, echo: Callable | None = None) -> Callable[..., None]:
+        """A `(done, total, message=None)` callback for runtime code: throttled progress, echoed to a CLI's bar too."""
+
+        def report(done: int, total: int, message: str | None = None):
+            if echo:
+                echo(done, total, message)
+            self.progress(done=done, total=total, message=message)
+
+        return report
+
     def flush(self):
         if self._pending:
             pending, self._pending, self._last = self._pending, None, time.monotonic()

@@ -116,15 +116,6 @@ def transcoder_set_path(*, source_set: SourceSet) -> Path:
     return Path(source.metrics["transcoder_set_path"])
 
 
-def _reporter(job: JobContext, echo):
-    def report(done: int, total: int, message: str | None = None):
-        if echo:
-            echo(done, total, message)
-        job.progress(done=done, total=total, message=message)
-
-    return report
-
-
 def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
     """The `train_transcoders` job: train (resuming from finished layers), register, dashboards, explanations."""
     from inference.runtime.transcoders import TranscoderParams, transcoders_train
@@ -140,7 +131,7 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
         width=p["width"], arch=p["arch"], k=p["k"], skip=p["skip"], tokens=p["tokens"],
         batch_size_tokens=p["batch_size_tokens"], lr=p["lr"],
     )  # fmt: skip
-    report = _reporter(job, echo)
+    report = job.reporter(echo)
     n_layers = lm.n_layers
 
     def progress(layer: int, done: int, total: int):

@@ -44,7 +44,7 @@ def evals_job_create(
 
 
 def evals_run(job: JobContext, *, echo=None, lm=None) -> dict:
-    from inference.pipeline.services import _contexts, _load_model, _reporter
+    from inference.pipeline.services import _contexts, _load_model
     from inference.runtime.evals import CoreParams, ProbeParams, core_eval, sparse_probing_eval
     from inference.runtime.saes import SaeRef, load_sae
 
@@ -54,7 +54,7 @@ def evals_run(job: JobContext, *, echo=None, lm=None) -> dict:
     lm = lm or _load_model(source.model)
     sae = load_sae(SaeRef(path=source.sae_path))
     contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=None)
-    report = _reporter(job, echo)
+    report = job.reporter(echo)
     done_before = set(
         Eval.objects.filter(source=source, output__eval_config__memicos_job=job.job_id).values_list(
             "type_id", flat=True

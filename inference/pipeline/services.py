@@ -167,15 +167,6 @@ def train_job_create(
     )  # fmt: skip
 
 
-def _reporter(job: JobContext, echo):
-    def report(done: int, total: int, message: str | None = None):
-        if echo:
-            echo(done, total, message)
-        job.progress(done=done, total=total, message=message)
-
-    return report
-
-
 def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
     """The `train_sae` job: train (resuming), register the Source with its metrics, then run its dashboards job."""
     from inference.runtime.training import TrainParams, sae_train
@@ -198,7 +189,7 @@ def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
         batch_size_tokens=p["batch_size_tokens"],
         lr=p.get("lr", 3e-4),
     )
-    progress = _reporter(job, echo)
+    progress = job.reporter(echo)
     metrics = sae_train(
         lm,
         contexts,
@@ -284,7 +275,7 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
         shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
     work.mkdir(parents=True, exist_ok=True)
     stamp_file.write_text(json.dumps(stamp))
-    progress = _reporter(job, echo)
+    progress = job.reporter(echo)
     units = {"n": 0}
 
     def on_progress(done, total, message):
