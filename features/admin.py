@@ -1,6 +1,8 @@
 """Django admin for the domain (staff only). Heavy tables use raw_id_fields so pages stay fast at scale."""
 
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from features import models as m
 
@@ -85,3 +87,34 @@ class JobAdmin(admin.ModelAdmin):
 class SteerOutputAdmin(admin.ModelAdmin):
     list_display = ("id", "model", "type", "steer_method", "created_at")
     raw_id_fields = ("model", "creator", "connected_default_output")
+
+
+class JobKindAdmin(admin.ModelAdmin):
+    """Base of the admins that start one kind of job from a form (SAE pipeline, transcoders) and follow it: a read-only
+    job page with a live progress bar (static/js/jobs.js while the job runs)."""
+
+    list_display = ("id", "kind", "model", "source_name", "status", "progress", "message", "created_at")
+    readonly_fields = (
+        "kind", "model", "source_name", "status", "progress", "message", "error", "params", "result",
+        "created_at", "started_at", "finished_at", "updated_at",
+    )  # fmt: skip
+    fields = readonly_fields
+    change_form_template = "admin/inference/pipelinejob/change_form.html"
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        pct = round(100 * obj.fraction)
+        return format_html('<progress max="100" value="{}"></progress> {}% ({} / {})', pct, pct, obj.done, obj.total)
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is None else request.user.is_staff
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = m.Job.objects.filter(pk=object_id).first()
+        extra = {"live": job is not None and not job.finished, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def form_page(self, request, *, title: str, form):
+        """The add page: the form that starts the job."""
+        context = {**self.admin_site.each_context(request), "title": title, "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/inference/pipelinejob/add_form.html", context)

@@ -3,11 +3,10 @@
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
 
-from features.models import Job, Model
+from features.admin import JobKindAdmin
+from features.models import Model
 from graphs.jobs import KIND_TRAIN_TRANSCODERS
 from graphs.models import Graph, Subgraph, TranscoderJob
 
@@ -26,26 +25,12 @@ class TranscoderForm(forms.Form):
 
 
 @admin.register(TranscoderJob)
-class TranscoderJobAdmin(admin.ModelAdmin):
+class TranscoderJobAdmin(JobKindAdmin):
     list_display = ("id", "model", "source_name", "status", "progress", "message", "created_at")
     list_filter = ("status",)
-    readonly_fields = (
-        "kind", "model", "source_name", "status", "progress", "message", "error", "params", "result",
-        "created_at", "started_at", "finished_at", "updated_at",
-    )  # fmt: skip
-    fields = readonly_fields
-    change_form_template = "admin/inference/pipelinejob/change_form.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(kind=KIND_TRAIN_TRANSCODERS)
-
-    @admin.display(description="progress")
-    def progress(self, obj):
-        pct = round(100 * obj.fraction)
-        return format_html('<progress max="100" value="{}"></progress> {}% ({} / {})', pct, pct, obj.done, obj.total)
-
-    def has_change_permission(self, request, obj=None):
-        return False if obj is None else request.user.is_staff
 
     def add_view(self, request, form_url="", extra_context=None):
         from graphs.services.transcoders import transcoders_job_create
@@ -64,18 +49,7 @@ class TranscoderJobAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, f"Queued job {job.pk} ({job.subject}) on gpu_batch")
                 return HttpResponseRedirect(reverse("admin:graphs_transcoderjob_change", args=[job.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Train transcoders (one per layer)",
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/inference/pipelinejob/add_form.html", context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = Job.objects.filter(pk=object_id).first()
-        extra = {"live": job is not None and not job.finished, **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, extra_context=extra)
+        return self.form_page(request, title="Train transcoders (one per layer)", form=form)
 
 
 @admin.register(Graph)

@@ -8,9 +8,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
 
-from features.models import Job, Model
+from features.admin import JobKindAdmin
+from features.models import Model
 from inference.jobs import KIND_DASHBOARDS, KIND_TRAIN
 from inference.models import PipelineJob
 
@@ -39,41 +39,13 @@ class PipelineForm(forms.Form):
 
 
 @admin.register(PipelineJob)
-class PipelineJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "model", "source_name", "status", "progress", "message", "created_at")
+class PipelineJobAdmin(JobKindAdmin):
     list_filter = ("kind", "status")
-    readonly_fields = (
-        "kind",
-        "model",
-        "source_name",
-        "status",
-        "progress",
-        "message",
-        "error",
-        "params",
-        "result",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "updated_at",
-    )
-    fields = readonly_fields
-    change_form_template = "admin/inference/pipelinejob/change_form.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(kind__in=[KIND_TRAIN, KIND_DASHBOARDS])
 
-    @admin.display(description="progress")
-    def progress(self, obj):
-        pct = round(100 * obj.fraction)
-        return format_html('<progress max="100" value="{}"></progress> {}% ({} / {})', pct, pct, obj.done, obj.total)
-
-    def has_change_permission(self, request, obj=None):
-        return False if obj is None else request.user.is_staff
-
     def add_view(self, request, form_url="", extra_context=None):
-        from django.template.response import TemplateResponse
-
         from inference.pipeline import services
 
         form = PipelineForm(request.POST or None)
@@ -108,15 +80,4 @@ class PipelineJobAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, f"Queued job {job.pk} ({job.subject}) on gpu_batch")
                 return HttpResponseRedirect(reverse("admin:inference_pipelinejob_change", args=[job.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Train an SAE or add a source",
-            "form": form,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/inference/pipelinejob/add_form.html", context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = Job.objects.filter(pk=object_id).first()
-        extra = {"live": job is not None and not job.finished, **(extra_context or {})}
-        return super().change_view(request, object_id, form_url, extra_context=extra)
+        return self.form_page(request, title="Train an SAE or add a source", form=form)
