@@ -20,6 +20,9 @@ class TranscoderForm(forms.Form):
     k = forms.IntegerField(initial=32, min_value=1, help_text="topk: active features per token")
     skip = forms.BooleanField(required=False, help_text="a linear skip connection (W_skip)")
     tokens = forms.IntegerField(initial=200_000, min_value=1024, help_text="training tokens per layer")
+    epochs = forms.IntegerField(
+        required=False, min_value=1, max_value=100, help_text="default 1; >1: tokens/epochs distinct tokens, replayed"
+    )
     dashboard_tokens = forms.IntegerField(initial=65_536, min_value=1024)
     explain = forms.BooleanField(required=False, initial=True, help_text="queue autointerp explanations")
 
@@ -41,7 +44,7 @@ class TranscoderJobAdmin(JobKindAdmin):
             try:
                 job = transcoders_job_create(
                     model_id=d["model"].id, set_name=d["set_name"], corpus=d["corpus"], arch=d["arch"],
-                    width=d["width"], k=d["k"], skip=d["skip"], tokens=d["tokens"],
+                    width=d["width"], k=d["k"], skip=d["skip"], tokens=d["tokens"], epochs=d["epochs"] or 1,
                     dashboard_tokens=d["dashboard_tokens"], explain=d["explain"], created_by=request.user,
                 )  # fmt: skip
             except (FileNotFoundError, ValueError) as exc:

@@ -21,8 +21,11 @@ from django.conf import settings
 from autointerp.jobs import AUTOINTERP_JOB, UMAP_JOB
 from autointerp.services import autointerp_job_create
 from autointerp.services_umap import umap_job_create
-from features.models import Job, Source
+from features.models import Explanation, Job, Source
 from features.services.jobs import JobContext, JobInterrupted, job_enqueue, job_resume, job_run
+from graphs.jobs import KIND_TRAIN_TRANSCODERS
+from graphs.models import Graph
+from graphs.services.transcoders import default_set_name, transcoders_job_create
 from inference.jobs import KIND_EVALS, KIND_TRAIN
 from inference.pipeline.evals import evals_job_create
 from inference.pipeline.services import model_ensure, train_job_create
@@ -43,6 +46,27 @@ DEMO = {
     "lr": 1e-3,
     "dashboard_tokens": 65_536,
 }
+# Attribution graphs: one transcoder per layer (30), small enough to train, dashboard and trace on 2 cores. The
+# distinct tokens go through the model once (the forward pass is most of the cost on a CPU) and are replayed.
+DEMO_TRANSCODERS = {
+    "width": 512,
+    "k": 16,
+    "tokens": 196_608,
+    "epochs": 6,
+    "layers_per_pass": 30,
+    "batch_size_tokens": 512,
+    "corpus": "brown",
+    "dashboard_tokens": 16_384,
+    "explain": False,  # the graphs' own most influential features are explained instead (DEMO_GRAPH_EXPLAIN)
+}
+DEMO_TRANSCODER_SET = default_set_name(arch="topk", width=DEMO_TRANSCODERS["width"], corpus="brown")
+DEMO_GRAPHS = [  # (slug, prompt): a capital city, a fact about a person, and a multi-step task (indirect object)
+    ("capital-of-france", "The capital of France is"),
+    ("michael-jordan-sport", "Michael Jordan plays the sport of"),
+    ("john-mary-drink", "When John and Mary went to the store, John gave a drink to"),
+]
+DEMO_GRAPH_EXPLAIN = 8  # most influential features of each graph explained by the local LLM, then its labels
+KIND_DEMO_GRAPHS = "demo_graphs"
 DEMO_TOY_MODEL_ID = "toy-cyclic-4x4"  # seed 003's toy; the Procfile's `toy` worker serves its interventions
 DEMO_EXPLAIN = {"type_name": "np_max-act", "count": 32}  # the local SmolLM2 explains ~3 features a minute
 KIND_DEMO = "demo"
@@ -87,11 +111,7 @@ def demo_pipeline_start(*, enqueue: bool = True) -> Job:
 def demo_run(job: JobContext, **inline) -> dict:
     """The `demo` job: the SAE pipeline, then the follow-ups."""
     train = train_job_create(model_id=DEMO_MODEL_ID, **DEMO, send=False)
-    train = job_run(job_id=train.pk)
-    if train.status == Job.Status.RUNNING:
-        raise JobInterrupted(f"its train_sae job {train.pk} runs elsewhere")  # the sweep sends this again
-    if train.status != Job.Status.SUCCEEDED:
-        raise RuntimeError(f"train_sae job {train.pk} {train.status}: {train.error}")
+    train = _run_inline(train)
     followups = demo_followups_start()
     job.message = f"trained {DEMO['source_id']}; {len(followups)} follow-up job(s) queued"
     return {"train_job": train.pk, "followups": [f.pk for f in followups]}
@@ -126,6 +146,8 @@ def demo_followups_start(*, enqueue: bool = True) -> list[Job]:
          lambda: retrieval.lm_codes_job_create(model_id=DEMO_MODEL_ID, source_id=source.name, **send)),
         (KIND_TOY, DEMO_TOY_MODEL_ID, None, lambda: retrieval.toy_job_create(model_id=DEMO_TOY_MODEL_ID, **send)),
         (KIND_EVALS, DEMO_MODEL_ID, source.name, lambda: evals_job_create(model_id=DEMO_MODEL_ID, source_id=source.name, **send)),
+        (KIND_DEMO_GRAPHS, DEMO_MODEL_ID, DEMO_TRANSCODER_SET, lambda: job_enqueue(
+            kind=KIND_DEMO_GRAPHS, model_id=DEMO_MODEL_ID, source=DEMO_TRANSCODER_SET, **send)),
     ]  # fmt: skip
     jobs = []
     for kind, model_id, source_name, enqueue_new in followups:
@@ -135,6 +157,53 @@ def demo_followups_start(*, enqueue: bool = True) -> list[Job]:
         elif job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
             jobs.append(job_resume(job_id=job.pk) if enqueue else job)
     return jobs
+
+
+def demo_graphs_run(job: JobContext, **inline) -> dict:
+    """The `demo_graphs` job: SmolLM2's transcoders (trained, dashboards in one shared pass), the demo's graphs,
+    then explanations of each graph's most influential features, written into the graphs' empty labels.
+    Resumes: finished layers, READY graphs and explained features are skipped."""
+    from autointerp.services import explanation_generate
+    from graphs.services.graphs import graph_generate_start
+    from graphs.services.labels import graph_features, graph_labels_refresh, graph_top_features
+    from inference.runtime import worker
+
+    model = demo_model()
+    lm = worker.model_for(model.id, model.loader)  # shared with the graph jobs below (one copy in memory)
+    train = _latest(KIND_TRAIN_TRANSCODERS, model.id, DEMO_TRANSCODER_SET)
+    if train is None or train.status != Job.Status.SUCCEEDED:
+        train = transcoders_job_create(model_id=model.id, **DEMO_TRANSCODERS, send=False)
+        train = _run_inline(train, lm=lm)
+    graphs = []
+    for slug, prompt in DEMO_GRAPHS:
+        graph = Graph.objects.filter(model=model, slug=slug).first()
+        if graph is None:
+            graph = graph_generate_start(model=model, prompt=prompt, slug=slug, source_set_name=DEMO_TRANSCODER_SET,
+                                         send=False)  # fmt: skip
+        if graph.status != Graph.Status.READY:
+            job.progress(message=f"tracing {prompt!r}")
+            _run_inline(job_resume(job_id=graph.job_id, send=False))
+            graph.refresh_from_db()
+        graphs.append(graph)
+    explained = labelled = 0
+    for graph in graphs:
+        for feature in graph_features(graph=graph, keys=graph_top_features(graph=graph, count=DEMO_GRAPH_EXPLAIN)):
+            if not Explanation.objects.filter(feature=feature).exists():
+                job.progress(message=f"explaining {feature.source_id}/{feature.index} of {graph.slug}")
+                explanation_generate(feature=feature, type_name=DEMO_EXPLAIN["type_name"])
+                explained += 1
+        labelled += graph_labels_refresh(graph=graph)
+    job.message = f"{len(graphs)} graphs; {explained} features explained, {labelled} labels filled"
+    return {"train_job": train.pk, "graphs": [g.slug for g in graphs], "explained": explained, "labelled": labelled}
+
+
+def _run_inline(job: Job, **inline) -> Job:
+    job = job_run(job_id=job.pk, **inline)
+    if job.status == Job.Status.RUNNING:
+        raise JobInterrupted(f"its {job.kind} job {job.pk} runs elsewhere")  # the sweep sends this again
+    if job.status != Job.Status.SUCCEEDED:
+        raise RuntimeError(f"{job.kind} job {job.pk} {job.status}: {job.error}")
+    return job
 
 
 def _latest(kind: str, model_id: str, source_name: str | None) -> Job | None:

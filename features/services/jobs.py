@@ -124,12 +124,14 @@ def job_send(*, job_id: int, kind: str | None = None) -> None:
     transaction.on_commit(lambda: job_run_task.apply_async(kwargs={"job_id": job_id}, queue=queue))
 
 
-def job_resume(*, job_id: int) -> Job:
-    """Make a failed, cancelled or interrupted job runnable again and send it; its run skips what is done."""
+def job_resume(*, job_id: int, send: bool = True) -> Job:
+    """Make a failed, cancelled or interrupted job runnable again and send it (or, send=False, leave it for an
+    inline `job_run`); its run skips what is done."""
     Job.objects.filter(pk=job_id).exclude(status=Job.Status.SUCCEEDED).update(
         status=Job.Status.PENDING, finished_at=None, updated_at=timezone.now()
     )
-    job_send(job_id=job_id)
+    if send:
+        job_send(job_id=job_id)
     return Job.objects.get(pk=job_id)
 
 

@@ -79,10 +79,10 @@ def graph_source_set(*, model: Model, name: str = "") -> SourceSet:
 
 def graph_generate_start(
     *, model: Model, prompt: str, slug: str = "", settings: dict | None = None, user=None,
-    source_set_name: str = "", visibility: str = Visibility.PUBLIC,
+    source_set_name: str = "", visibility: str = Visibility.PUBLIC, send: bool = True,
 ) -> Graph:  # fmt: skip
-    """Check the request, create the graph's row (PENDING) and queue its job. `settings` are the camelCase
-    parameters of GENERATE_LIMITS."""
+    """Check the request, create the graph's row (PENDING) and queue its job (send=False: leave it for an inline
+    `job_run`). `settings` are the camelCase parameters of GENERATE_LIMITS."""
     settings = dict(settings or {})
     if not prompt or not prompt.strip():
         raise ValidationError("prompt: must not be empty")
@@ -113,14 +113,14 @@ def graph_generate_start(
         )  # fmt: skip
         job = job_enqueue(
             kind=KIND_GRAPH_GENERATE, model_id=model.id, source=source_set.name,
-            params={"graph_pk": graph.pk}, created_by=owner,
+            params={"graph_pk": graph.pk}, created_by=owner, send=send,
         )  # fmt: skip
         Graph.objects.filter(pk=graph.pk).update(job=job)
         graph.job = job
     return graph
 
 
-def _explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:
+def set_explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:
     """(layer, feature index) → the newest explanation, for the graph's clerp labels."""
     out: dict[tuple[int, int], str] = {}
     rows = (
@@ -172,7 +172,7 @@ def graph_generate_run(job: JobContext) -> dict:
         creator = graph.creator.get_username() if graph.creator else ""
         result = graph_generate(
             lm, rm, prompt=graph.prompt, model_id=graph.model_id, slug=graph.slug, params=params,
-            explanations=_explanations(source_set), source_set=source_set.name,
+            explanations=set_explanations(source_set), source_set=source_set.name,
             info={"creator_name": creator} if creator else None, progress=progress,
         )  # fmt: skip
     except Exception as exc:
@@ -351,13 +351,28 @@ def graph_clerps_set(*, user, graph: Graph, clerps: list) -> Graph:
         isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c) for c in clerps
     ):
         raise ValidationError("clerps: a list of [nodeId, label] string pairs")
-    data = json.loads(gzip.decompress(graph_json_bytes(graph=graph)))
     labels = dict(clerps)
+
+    def label(node: dict) -> str | None:
+        return labels.get(
+            node["node_id"], labels.get(f"{node.get('layer')}_{node.get('feature')}_{node.get('ctx_idx')}")
+        )
+
+    return graph_labels_write(graph=graph, label=label)
+
+
+def graph_labels_write(*, graph: Graph, label) -> Graph:
+    """Rewrite the stored JSON with `label(node) -> str | None` applied to every node (None keeps its label);
+    nothing is written when no label changes."""
+    data = json.loads(gzip.decompress(graph_json_bytes(graph=graph)))
+    changed = 0
     for node in data["nodes"]:
-        fid = f"{node.get('layer')}_{node.get('feature')}_{node.get('ctx_idx')}"
-        text = labels.get(node["node_id"], labels.get(fid))
-        if text is not None:
+        text = label(node)
+        if text is not None and text != node.get("clerp"):
             node["clerp"] = text
+            changed += 1
+    if not changed:
+        return graph
     body = gzip_bytes(json.dumps(data, separators=(",", ":")).encode())
     key = _key(owner_id=graph.creator_id, slug=graph.slug)
     graph_object_put(key=key, body=body)

@@ -15,7 +15,14 @@ from django.db import transaction
 from features.models import Job, Model, Source, SourceSet
 from features.services.jobs import JobContext, job_enqueue, job_run
 from graphs.jobs import KIND_TRAIN_TRANSCODERS
-from inference.pipeline.services import _contexts, _load_model, _slug, dashboards_job_create, var_dir
+from inference.pipeline.services import (
+    _contexts,
+    _load_model,
+    _slug,
+    dashboards_job_create,
+    dashboards_token_pass_shared,
+    var_dir,
+)
 
 SOURCE_SET_TYPE = "transcoder"
 DEFAULT_EXPLAIN_TYPE = "np_max-act"
@@ -34,18 +41,21 @@ def transcoders_job_create(
     *, model_id: str, width: int = 2048, k: int = 32, tokens: int = 200_000, corpus: str = "brown",
     skip: bool = False, arch: str = "topk", context_size: int = 128, batch_size_tokens: int = 1024,
     lr: float = 1e-3, set_name: str = "", dashboards: bool = True, dashboard_tokens: int = 65_536,
-    explain: bool = True, created_by=None, send: bool = True,
+    explain: bool = True, epochs: int = 1, layers_per_pass: int = 1, created_by=None, send: bool = True,
 ) -> Job:  # fmt: skip
     """Queue (or, send=False, prepare for an inline run) a set's training; an unfinished one of the same set
     is resumed instead, with the parameters it started with (its finished layers belong to them)."""
     Model.objects.get(pk=model_id)  # DoesNotExist for an unknown model
     if arch not in ("topk", "jumprelu"):
         raise ValueError(f"arch must be topk or jumprelu (got {arch!r})")
+    if epochs < 1 or layers_per_pass < 1:
+        raise ValueError(f"epochs and layers_per_pass must be ≥ 1 (got {epochs}, {layers_per_pass})")
     set_name = set_name or default_set_name(arch=arch, width=width, corpus=corpus)
     params = {
         "model_id": model_id, "set_name": set_name, "width": width, "k": k, "tokens": tokens, "corpus": corpus,
         "skip": skip, "arch": arch, "context_size": context_size, "batch_size_tokens": batch_size_tokens,
         "lr": lr, "dashboards": dashboards, "dashboard_tokens": dashboard_tokens, "explain": explain,
+        "epochs": epochs, "layers_per_pass": layers_per_pass,
     }  # fmt: skip
     return job_enqueue(
         kind=KIND_TRAIN_TRANSCODERS, model_id=model_id, source=set_name, params=params, created_by=created_by,
@@ -129,7 +139,8 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
     out = transcoders_dir() / model.id / p["set_name"]
     params = TranscoderParams(
         width=p["width"], arch=p["arch"], k=p["k"], skip=p["skip"], tokens=p["tokens"],
-        batch_size_tokens=p["batch_size_tokens"], lr=p["lr"],
+        batch_size_tokens=p["batch_size_tokens"], lr=p["lr"], epochs=p.get("epochs", 1),
+        layers_per_pass=p.get("layers_per_pass", 1),
     )  # fmt: skip
     report = job.reporter(echo)
     n_layers = lm.n_layers
@@ -146,11 +157,21 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
         "ce_loss_score": quality.ce_loss_score, "dashboards_jobs": [], "autointerp_jobs": [],
     }  # fmt: skip
     if p.get("dashboards", True):
-        for source in sources:
-            dash = dashboards_job_create(
-                model_id=model.id, source_id=source.name, corpus=p["corpus"], tokens=p["dashboard_tokens"],
-                context_size=p["context_size"], send=False,
+        dashboards = [
+            dashboards_job_create(
+                model_id=model.id,
+                source_id=source.name,
+                corpus=p["corpus"],
+                tokens=p["dashboard_tokens"],
+                context_size=p["context_size"],
+                send=False,
             )  # fmt: skip
+            for source in sources
+        ]
+        todo = [d for d in dashboards if d.status != Job.Status.SUCCEEDED]
+        if todo:  # one forward pass per batch for every layer, instead of one per layer
+            dashboards_token_pass_shared(jobs=todo, lm=lm, progress=report)
+        for source, dash in zip(sources, dashboards, strict=True):
             job.progress(message=f"dashboards of {source.name} (job {dash.pk})")
             dash = job_run(job_id=dash.pk, echo=echo, lm=lm)
             if dash.status != Job.Status.SUCCEEDED:

@@ -250,6 +250,43 @@ def dashboards_job_create(
     )  # fmt: skip
 
 
+def dashboards_work_prepare(*, source: Source, params: dict) -> Path:
+    """The dashboards checkpoint directory of `source` for these job params, emptied if it holds another
+    SAE's or corpus's checkpoints."""
+    work = work_dir(model_id=source.model_id, source_id=source.name, what="dashboards")
+    stamp = {
+        "sae_path": source.sae_path,
+        "corpus": params["corpus"],
+        "tokens": params["tokens"],
+        "context_size": params["context_size"],
+        "feature_batch": params["feature_batch"],
+        "sae_mtime": (Path(source.sae_path) / "sae_weights.safetensors").stat().st_mtime,
+    }
+    stamp_file = work / "params.json"
+    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
+        shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
+    work.mkdir(parents=True, exist_ok=True)
+    stamp_file.write_text(json.dumps(stamp))
+    return work
+
+
+def dashboards_token_pass_shared(*, jobs: list[Job], lm, progress=None) -> None:
+    """Fill the token-pass checkpoints of several `dashboards` jobs of one model and corpus (a transcoder set's
+    layers) with one forward pass per batch; each job then only writes its feature records."""
+    from inference.runtime.dashboards import token_pass_many
+    from inference.runtime.saes import SaeRef, load_sae
+
+    p = jobs[0].params
+    if any({k: j.params[k] for k in ("model_id", "corpus", "tokens", "context_size")} != {
+        k: p[k] for k in ("model_id", "corpus", "tokens", "context_size")} for j in jobs):  # fmt: skip
+        raise ValueError("A shared token pass needs one model, corpus and size for every dashboards job")
+    sources = [Source.objects.get(model_id=j.params["model_id"], name=j.params["source_id"]) for j in jobs]
+    works = [dashboards_work_prepare(source=s, params=j.params) for s, j in zip(sources, jobs, strict=True)]
+    saes = [load_sae(SaeRef(path=s.sae_path)) for s in sources]
+    contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
+    token_pass_many(lm, saes, contexts, works, progress=progress)
+
+
 def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | None = None) -> dict:
     """The `dashboards` job: every feature's dashboard into the DB. `stop_after` (tests) interrupts after N units."""
     p = job.params
@@ -261,20 +298,7 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
     lm = lm or _load_model(source.model)
     sae = load_sae(SaeRef(path=source.sae_path))
     contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=p["tokens"])
-    work = work_dir(model_id=source.model_id, source_id=source.name, what="dashboards")
-    stamp = {
-        "sae_path": source.sae_path,
-        "corpus": p["corpus"],
-        "tokens": p["tokens"],
-        "context_size": p["context_size"],
-        "feature_batch": p["feature_batch"],
-        "sae_mtime": (Path(source.sae_path) / "sae_weights.safetensors").stat().st_mtime,
-    }
-    stamp_file = work / "params.json"
-    if stamp_file.exists() and json.loads(stamp_file.read_text()) != stamp:
-        shutil.rmtree(work)  # another SAE or corpus: the checkpoints are not ours
-    work.mkdir(parents=True, exist_ok=True)
-    stamp_file.write_text(json.dumps(stamp))
+    work = dashboards_work_prepare(source=source, params=p)
     progress = job.reporter(echo)
     units = {"n": 0}
 

@@ -83,31 +83,83 @@ def hook_acts(lm: LoadedModel, tokens: torch.Tensor, hook: str) -> torch.Tensor:
     return store["x"]
 
 
+def _sparse(acts: torch.Tensor, masked: torch.Tensor, offset: int) -> tuple[torch.Tensor, ...]:
+    """The nonzero entries (value, feature, global token) of [tokens, d_sae] codes, masked positions zeroed."""
+    acts[masked.to(acts.device)] = 0
+    row, feat = (acts > 0).nonzero(as_tuple=True)
+    return acts[row, feat].float().cpu(), feat.to(torch.int32).cpu(), (row + offset).to(torch.int64).cpu()
+
+
 def token_chunk(lm: LoadedModel, sae, contexts: Contexts, start: int, end: int, params: DashboardParams) -> dict:
     """Sparse SAE codes of contexts [start, end): {'value','feature','token'} with token = global position."""
-    hook = sae.cfg.metadata.hook_name
+    return token_chunks_many(lm, [sae], contexts, start, end, params)[0]
+
+
+def token_chunks_many(
+    lm: LoadedModel, saes: list, contexts: Contexts, start: int, end: int, params: DashboardParams
+) -> list[dict]:
+    """`token_chunk` for several SAEs (or a transcoder set's layers) from one forward pass per batch: the
+    pass stops after the deepest of their hooks, so a set of N layers costs one forward, not N."""
+    hooks = [sae.cfg.metadata.hook_name for sae in saes]
+    stops = [_stop_layer(h) for h in hooks]
+    stop = None if None in stops else max(stops)
     ctx = contexts.tokens.shape[1]
     mask_ids = torch.tensor(masked_token_ids(lm.tokenizer), dtype=torch.long)
-    values, features, tokens = [], [], []
+    parts: list[list[tuple]] = [[] for _ in saes]
     n_masked = 0
+    store: dict[str, torch.Tensor] = {}
+
+    def save(act, hook):
+        store[hook.name] = act
+
     with torch.no_grad():
         for b in range(start, end, params.batch_contexts):
             toks = contexts.tokens[b : min(end, b + params.batch_contexts)].to(lm.spec.device)
-            acts = sae.encode(hook_acts(lm, toks, hook)).flatten(0, 1)
+            lm.model.run_with_hooks(toks, stop_at_layer=stop, fwd_hooks=[(h, save) for h in set(hooks)])
             masked = torch.isin(toks.flatten().cpu(), mask_ids)
             n_masked += int(masked.sum())
-            acts[masked.to(acts.device)] = 0
-            row, feat = (acts > 0).nonzero(as_tuple=True)
-            values.append(acts[row, feat].float().cpu())
-            features.append(feat.to(torch.int32).cpu())
-            tokens.append((row + b * ctx).to(torch.int64).cpu())
-    return {
-        "value": torch.cat(values),
-        "feature": torch.cat(features),
-        "token": torch.cat(tokens),
-        "n_positions": (end - start) * ctx,
-        "n_masked": n_masked,
-    }
+            for i, (sae, hook) in enumerate(zip(saes, hooks, strict=True)):
+                parts[i].append(_sparse(sae.encode(store[hook]).flatten(0, 1), masked, b * ctx))
+    return [
+        {
+            "value": torch.cat([v for v, _, _ in chunks]),
+            "feature": torch.cat([f for _, f, _ in chunks]),
+            "token": torch.cat([t for _, _, t in chunks]),
+            "n_positions": (end - start) * ctx,
+            "n_masked": n_masked,
+        }
+        for chunks in parts
+    ]
+
+
+def chunk_path(work_dir: Path, i: int) -> Path:
+    return Path(work_dir) / "chunks" / f"chunk-{i:05d}.pt"
+
+
+def _chunk_save(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(data, tmp)
+    tmp.rename(path)  # a chunk file is complete or absent
+
+
+def token_pass_many(
+    lm: LoadedModel, saes: list, contexts: Contexts, work_dirs: list[Path], *, params=None, progress=None
+):
+    """Fill the token-pass checkpoints of several dashboards work directories with shared forward passes, so
+    each one's `dashboards_generate` then only writes feature records. Chunks every directory already holds are
+    skipped (resumable); `progress(done, total, message)` after each chunk."""
+    params = params or DashboardParams()
+    starts = list(range(0, contexts.tokens.shape[0], params.chunk_contexts))
+    for i, start in enumerate(starts):
+        todo = [j for j, w in enumerate(work_dirs) if not chunk_path(w, i).exists()]
+        if todo:
+            end = min(contexts.tokens.shape[0], start + params.chunk_contexts)
+            chunks = token_chunks_many(lm, [saes[j] for j in todo], contexts, start, end, params)
+            for j, data in zip(todo, chunks, strict=True):
+                _chunk_save(chunk_path(work_dirs[j], i), data)
+        if progress:
+            progress(i + 1, len(starts), f"token pass of {len(saes)} sources: {i + 1}/{len(starts)} chunks")
 
 
 @dataclass
@@ -396,18 +448,15 @@ def dashboards_generate(
     t0 = time.monotonic()
     token_seconds = 0.0
     for i, start in enumerate(chunk_starts):
-        path = work_dir / "chunks" / f"chunk-{i:05d}.pt"
+        path = chunk_path(work_dir, i)
         if not path.exists():
             t = time.monotonic()
-            data = token_chunk(lm, sae, contexts, start, min(n_ctx, start + params.chunk_contexts), params)
+            _chunk_save(path, token_chunk(lm, sae, contexts, start, min(n_ctx, start + params.chunk_contexts), params))
             token_seconds += time.monotonic() - t
-            tmp = path.with_suffix(".tmp")
-            torch.save(data, tmp)
-            tmp.rename(path)  # a chunk file is complete or absent
         done += 1
         if progress:
             progress(done, total, f"token pass: {done}/{len(chunk_starts)} chunks")
-    chunks = [torch.load(work_dir / "chunks" / f"chunk-{i:05d}.pt") for i in range(len(chunk_starts))]
+    chunks = [torch.load(chunk_path(work_dir, i)) for i in range(len(chunk_starts))]
     codes = SparseCodes.from_chunks(chunks, n_tokens=n_ctx * ctx, d_sae=d_sae)
     del chunks
     vocab = vocab_strings(lm.tokenizer)

@@ -67,12 +67,16 @@ class TranscoderParams:
     dead_tokens: int = 20_000  # a latent silent for this many training tokens counts as dead for aux-k
     layers_per_pass: int = 1  # layers trained together from one model forward pass (faster, coarser resume)
     buffer_batches: int = 8  # activations of this many batches are shuffled together
+    epochs: int = 1  # >1: `tokens / epochs` distinct tokens are run through the model once, kept in memory
+    # (float16) and replayed, reshuffled, `epochs` times — on a CPU the forward pass costs far more than a step
     eval_contexts: int = 16  # held-out contexts (the last of the corpus) for quality
     seed: int = 0
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"Unknown transcoder architecture {self.arch!r}; one of {', '.join(ARCHITECTURES)}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be a whole number ≥ 1 (got {self.epochs!r})")
 
 
 @dataclass
@@ -232,23 +236,43 @@ def mlp_io(lm: LoadedModel, tokens: torch.Tensor, layers: list[int]) -> dict[int
 
 
 class _Buffer:
-    """Shuffled MLP activations for a group of layers, refilled from the training contexts in order."""
+    """Shuffled MLP activations for a group of layers. With one epoch they are refilled from the training
+    contexts in order; with several, the distinct tokens are collected once and replayed, reshuffled."""
 
     def __init__(self, lm: LoadedModel, contexts: torch.Tensor, layers: list[int], p: TranscoderParams):
         self.lm, self.contexts, self.layers, self.p = lm, contexts, layers, p
         self.next_context = 0
         self.gen = torch.Generator().manual_seed(p.seed)
         self.data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.perm = torch.empty(0, dtype=torch.long)
         self.pos = 0
         self.size = 0
 
-    def _fill(self):
-        want = self.p.batch_size_tokens * self.p.buffer_batches
-        per_context = self.contexts.shape[1] - 1
-        n = max(1, math.ceil(want / per_context))
+    def _rows(self, n: int) -> list[int]:
         rows = [(self.next_context + i) % self.contexts.shape[0] for i in range(n)]  # epochs when short
         self.next_context = (self.next_context + n) % self.contexts.shape[0]
-        got = mlp_io(self.lm, self.contexts[rows], self.layers)
+        return rows
+
+    def _fill(self):
+        per_context = self.contexts.shape[1] - 1
+        if self.p.epochs > 1:
+            if self.cache is None:
+                distinct = max(self.p.tokens / self.p.epochs, self.p.batch_size_tokens)
+                rows = self._rows(math.ceil(distinct / per_context))
+                parts: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {layer: [] for layer in self.layers}
+                for i in range(0, len(rows), 16):  # bounded peak memory: float32 for 16 contexts at a time
+                    for layer, (x, y) in mlp_io(self.lm, self.contexts[rows[i : i + 16]], self.layers).items():
+                        parts[layer].append((x.half(), y.half()))
+                self.cache = {
+                    layer: (torch.cat([x for x, _ in xs]), torch.cat([y for _, y in xs])) for layer, xs in parts.items()
+                }
+                self.size = len(rows) * per_context
+            self.perm = torch.randperm(self.size, generator=self.gen)
+            self.pos = 0
+            return
+        n = max(1, math.ceil(self.p.batch_size_tokens * self.p.buffer_batches / per_context))
+        got = mlp_io(self.lm, self.contexts[self._rows(n)], self.layers)
         perm = torch.randperm(n * per_context, generator=self.gen)
         self.data = {layer: (x[perm], y[perm]) for layer, (x, y) in got.items()}
         self.pos, self.size = 0, n * per_context
@@ -259,7 +283,16 @@ class _Buffer:
             self._fill()
         sl = slice(self.pos, self.pos + b)
         self.pos += b
+        if self.cache is not None:
+            idx = self.perm[sl]
+            return {layer: (x[idx].float(), y[idx].float()) for layer, (x, y) in self.cache.items()}
         return {layer: (x[sl], y[sl]) for layer, (x, y) in self.data.items()}
+
+    def inputs(self, layer: int) -> torch.Tensor:
+        """Recent MLP inputs of `layer` (one buffer's worth), to calibrate the saved threshold on."""
+        if self.cache is not None:
+            return self.cache[layer][0][: self.p.batch_size_tokens * self.p.buffer_batches].float()
+        return self.data[layer][0]
 
 
 def _scale(t: torch.Tensor) -> float:
@@ -442,8 +475,7 @@ def _train_group(
     wall = time.monotonic() - started
     if p.arch == "topk":
         for layer in layers:
-            x, _ = buf.data[layer]
-            trainees[layer].calibrate_threshold(x * scales[layer][0])
+            trainees[layer].calibrate_threshold(buf.inputs(layer) * scales[layer][0])
     held_io = mlp_io(lm, held, layers)
     out = {}
     for layer in layers:

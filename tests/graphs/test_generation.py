@@ -50,3 +50,41 @@ def test_a_prompt_over_the_token_limit_fails_the_job_and_marks_the_graph_failed(
         graph_generate_start(model=tiny_graph_model, prompt="word " * 100, slug="too-long")
     graph = Graph.objects.get(slug="too-long")
     assert graph.status == Graph.Status.FAILED and graph.job.status == "FAILED" and "64" in graph.job.error
+
+
+def test_labels_refresh_fills_empty_labels_from_later_explanations_and_keeps_the_owners(
+    tiny_graph_model, user, var_dir, run_on_commit
+):
+    from graphs.services.graphs import graph_clerps_set
+    from graphs.services.labels import graph_features, graph_labels_refresh, graph_top_features
+
+    for source in Source.objects.filter(model=tiny_graph_model):
+        Feature.objects.bulk_create([Feature(model=tiny_graph_model, source=source, index=i) for i in range(64)])
+    with run_on_commit():
+        graph = graph_generate_start(model=tiny_graph_model, prompt="The capital of France is", slug="later",
+                                     settings={"maxFeatureNodes": 200}, user=user)  # fmt: skip
+    graph = Graph.objects.get(pk=graph.pk)
+    top = graph_top_features(graph=graph, count=3)
+    assert len(top) == 3 and len(set(top)) == 3
+    data = json.loads(gzip.decompress(graph_json_bytes(graph=graph)))
+    influence = {}
+    for n in data["nodes"]:
+        if n["feature_type"] == "cross layer transcoder":
+            key = tuple(int(x) for x in n["node_id"].split("_")[:2])
+            influence[key] = min(influence.get(key, 1.0), n["influence"])
+    assert [influence[k] for k in top] == sorted(influence.values())[:3]  # most influential first
+    assert all(not n["clerp"] for n in data["nodes"] if n["feature_type"] == "cross layer transcoder")
+
+    first, second, third = graph_features(graph=graph, keys=top)
+    owners = [n["node_id"] for n in data["nodes"] if n["node_id"].startswith(f"{top[1][0]}_{top[1][1]}_")]
+    graph = graph_clerps_set(user=user, graph=graph, clerps=[[owners[0], "mine"]])
+    for feature in (first, second):
+        Explanation.objects.create(feature=feature, model=tiny_graph_model, source=feature.source, description="later")
+    filled = graph_labels_refresh(graph=Graph.objects.get(pk=graph.pk))
+    data = json.loads(gzip.decompress(graph_json_bytes(graph=Graph.objects.get(pk=graph.pk))))
+    labels = {n["node_id"]: n["clerp"] for n in data["nodes"]}
+    firsts = [i for i in labels if i.startswith(f"{top[0][0]}_{top[0][1]}_")]
+    assert filled == len(firsts) + len(owners) - 1 and all(labels[i] == "later" for i in firsts)
+    assert labels[owners[0]] == "mine"  # an owner's label is never overwritten
+    assert all(not labels[i] for i in labels if i.startswith(f"{top[2][0]}_{top[2][1]}_"))  # not explained
+    assert graph_labels_refresh(graph=Graph.objects.get(pk=graph.pk)) == 0  # nothing left to fill

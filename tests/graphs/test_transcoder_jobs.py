@@ -44,6 +44,7 @@ def test_the_training_job_registers_one_source_per_layer_with_its_quality_and_wr
     training = [s for s in seen if s[2] and s[2].startswith("training: layer")]
     assert {s[2].split(",")[0] for s in training} == {"training: layer 1/2", "training: layer 2/2"}
     assert training[-1][0] == training[-1][1]  # progress reaches its total
+    assert any(m and m.startswith("token pass of 2 sources") for _, _, m in seen)  # one forward for both layers
     assert not Job.objects.filter(kind="sae_evals", model_id=TINY_ID).exists()  # SAE benchmarks: not for transcoders
     page = client.get(f"/{TINY_ID}/0-tc-job/").content.decode()  # the quality is shown on the source's page
     assert "explained variance" in page and "dead_fraction" in page and "ce_loss_replaced" in page
@@ -121,3 +122,25 @@ def test_each_layer_of_a_trained_set_gets_an_autointerp_job_for_its_explanations
         ("autointerp", "0-tc-tiny", "np_max-act"),
         ("autointerp", "1-tc-tiny", "np_max-act"),
     ]
+
+
+def test_a_shared_token_pass_gives_each_layer_the_codes_of_its_own_pass(tiny_lm, tset_dir):
+    """The transcoder job's dashboards share one forward pass per batch across layers; each layer's checkpoint
+    must hold exactly what a pass of its own would have found."""
+    import torch
+
+    from inference.runtime.corpus import corpus_contexts
+    from inference.runtime.dashboards import DashboardParams, token_chunk, token_chunks_many
+    from inference.runtime.saes import SaeRef, load_sae
+
+    contexts = corpus_contexts(tiny_lm.tokenizer, "brown", context_size=32, max_tokens=2048)
+    saes = [load_sae(SaeRef(path=str(tset_dir / f"layer_{layer}"))) for layer in range(tiny_lm.n_layers)]
+    params = DashboardParams(batch_contexts=8)
+    shared = token_chunks_many(tiny_lm, saes, contexts, 0, 32, params)
+    for sae, mine in zip(saes, shared, strict=True):
+        alone = token_chunk(tiny_lm, sae, contexts, 0, 32, params)
+        assert mine["value"].numel() > 0
+        for key in ("feature", "token"):
+            assert torch.equal(mine[key], alone[key])
+        assert torch.allclose(mine["value"], alone["value"])
+        assert (mine["n_positions"], mine["n_masked"]) == (alone["n_positions"], alone["n_masked"])

@@ -144,3 +144,23 @@ def test_a_restart_with_other_parameters_is_refused(tiny_lm, contexts, tmp_path)
 def test_an_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="architecture"):
         T.TranscoderParams(arch="gated")
+
+
+def test_replayed_epochs_run_the_model_once_over_the_distinct_tokens_and_still_learn(
+    tiny_lm, contexts, tmp_path, monkeypatch
+):
+    seen = []
+    real = T.mlp_io
+    monkeypatch.setattr(T, "mlp_io", lambda lm, tokens, layers: seen.append(tokens.shape) or real(lm, tokens, layers))
+    params = T.TranscoderParams(**{**SMALL, "tokens": 8192, "epochs": 4}, layers_per_pass=2)
+    quality = T.transcoders_train(tiny_lm, contexts, params, tmp_path / "replayed", model_name="tiny")
+    per_context = contexts.tokens.shape[1] - 1
+    trained = sum(n for n, _ in seen[:-1])  # the last call is the held-out evaluation
+    assert trained == -(-8192 // 4 // per_context)  # 2,048 distinct tokens, once, for both layers together
+    for row in quality.layers:
+        assert row.last_loss < 0.9 * row.first_loss and 0 < row.l0 <= 2 * SMALL["k"]
+
+
+def test_epochs_must_be_a_whole_number_of_at_least_one():
+    with pytest.raises(ValueError, match="epochs"):
+        T.TranscoderParams(epochs=0)

@@ -26,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--context-size", type=int, default=128)
         parser.add_argument("--batch-size-tokens", type=int, default=1024)
         parser.add_argument("--lr", type=float, default=1e-3)
+        parser.add_argument("--epochs", type=int, default=1, help=">1: tokens/epochs distinct tokens, replayed")
+        parser.add_argument("--layers-per-pass", type=int, default=1, help="layers trained from one forward pass")
         parser.add_argument("--dashboard-tokens", type=int, default=65_536)
         parser.add_argument("--no-dashboards", action="store_true")
         parser.add_argument("--no-explain", action="store_true", help="do not queue autointerp explanations")
@@ -42,7 +44,8 @@ class Command(BaseCommand):
                 model_id=o["model_id"], width=o["width"], k=o["k"], tokens=o["tokens"], corpus=o["corpus"],
                 skip=o["skip"], arch=o["arch"], set_name=o["set_name"], context_size=o["context_size"],
                 batch_size_tokens=o["batch_size_tokens"], lr=o["lr"], dashboards=not o["no_dashboards"],
-                dashboard_tokens=o["dashboard_tokens"], explain=not o["no_explain"], send=o["queue"],
+                dashboard_tokens=o["dashboard_tokens"], explain=not o["no_explain"], epochs=o["epochs"],
+                layers_per_pass=o["layers_per_pass"], send=o["queue"],
             )  # fmt: skip
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
