@@ -654,6 +654,12 @@ class SaeBenchRow:
 
 
 def _architecture(source: Source, outputs: list[dict]) -> str:
+    """The SAE's class on /sae-bench; every transcoder (MLP in → out, JumpReLU or skip alike) is one class,
+    `transcoder`, as its numbers compare with each other rather than with an SAE's of the same activation."""
+    if source.source_set.type == "transcoder" or any(
+        (o.get("eval_config") or {}).get("sae_kind") == "transcoder" for o in outputs
+    ):
+        return "transcoder"
     for cfg in [source.saelens_config or {}] + [o.get("sae_cfg_dict") or {} for o in outputs]:
         if cfg.get("architecture"):
             return str(cfg["architecture"])

@@ -323,6 +323,7 @@ def evals_pane(source):
         evals.append(
             {
                 "type_name": row.type_id,
+                "transcoder": (row.output.get("eval_config") or {}).get("sae_kind") == "transcoder",
                 "title": row.type.display_name or row.type_id,
                 "description": row.type.description,
                 "headline": [v for v in values if v["headline"]],

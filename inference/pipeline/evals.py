@@ -1,7 +1,10 @@
 """The `sae_evals` job: SAE benchmarks of a source, stored as SAEBench output JSON (features/services/evals.py).
 
 Eval types: `core` (SAELens's metrics on held-out Brown tokens) and `sparse_probing` (k-sparse probes of Brown
-genres on SAE latents against the residual stream), computed by inference/runtime/evals.py. It is queued when a
+genres on SAE latents against the residual stream), computed by inference/runtime/evals.py. A transcoder layer
+(a source of a `transcoder` set) gets the same two types: its core metrics are of the MLP output it predicts, with
+that layer's MLP replaced, and its probes read the MLP input it encodes; `eval_config.sae_kind` says
+`transcoder`. It is queued when a
 training or a dashboards job finishes, by `manage.py eval_source`, and by the demo. Each type is stored as soon
 as it is computed, so a rerun after an interruption skips the types already stored by this job.
 """

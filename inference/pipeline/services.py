@@ -334,8 +334,7 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
         num_tokens_in_prompt=result["context_size"],
         dataset=p["corpus"],
     )
-    if source.source_set.type != "transcoder":  # the SAE benchmarks splice an SAE into one hook; not a transcoder's
-        evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks: the `sae_evals` job
+    evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks (transcoders too): `sae_evals`
     job.message = f"{sae.cfg.d_sae} dashboards"
     return result
 

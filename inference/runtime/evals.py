@@ -1,16 +1,21 @@
 """SAE benchmarks that run offline: SAELens's core metrics and k-sparse probing of Brown-corpus genres.
 
-Both take a loaded model, an SAE and tokenised corpus contexts, and return plain dicts in SAEBench's shape
+Both take a loaded model, an SAE (or a transcoder) and tokenised corpus contexts, and return plain dicts in SAEBench's shape
 (`metrics`: category → flat map, `details`: a list of rows, `config`: what was run); the caller wraps them into
 SAEBench's output JSON and stores them.
 
 - core: SAELens `run_evals` (reconstruction, sparsity, CE loss and KL with the SAE spliced in against the clean
   model and zero-ablation, per-feature density) on the *last* contexts of the seeded shuffle — training reads the
   shuffled contexts from the front, so these are unseen unless it ran past one epoch.
+- core of a transcoder (SAELens's run_evals would compare its output with its *input*): the same metrics where they
+  fit, computed here. Reconstruction is of the MLP's output (`hook_mlp_out`) from its input (`hook_resid_mid`), with
+  the trainer's own quality function; CE loss and KL are with that one layer's MLP output replaced by the
+  transcoder's, against the clean model and that MLP zero-ablated.
 - sparse_probing: SAEBench's recipe on our offline data. Each context of 127 tokens from one Brown document is a
   text, labelled with its document's genre; a binary task per genre (genre against the rest, balanced) is
   split by document (no document in both train and test). Features are the mean over the text's tokens (BOS
-  excluded) of the residual stream at the SAE's hook, or of the SAE's latents. For each k the k dimensions with
+  excluded) of the residual stream at the SAE's hook, or of the SAE's latents (a transcoder's hook is its input,
+  `hook_resid_mid`). For each k the k dimensions with
   the largest |mean(pos) − mean(neg)| on the train set feed a logistic regression; accuracy is on the test set.
 """
 
@@ -27,6 +32,7 @@ from inference.runtime.corpus import Contexts
 from inference.runtime.dashboards import hook_acts
 from inference.runtime.models import LoadedModel
 from inference.runtime.saes import sae_encode, sae_hook_name
+from inference.runtime.transcoders import _decode_saved, _encode_saved, hook_names, layer_quality_eval, mlp_io
 
 Progress = Callable[[int, int, str], None]
 DENSE_THRESHOLD = 0.1  # a latent firing on more than 10% of tokens counts as dense (SAEBench's threshold is its own)
@@ -47,7 +53,36 @@ def _round(v):
     return v
 
 
+def is_transcoder(sae) -> bool:
+    from sae_lens.saes.transcoder import Transcoder
+
+    return isinstance(sae, Transcoder)
+
+
+def _held_out(contexts: Contexts, p: CoreParams) -> torch.Tensor:
+    n_prompts = p.batch_size_prompts * max(p.n_eval_reconstruction_batches, p.n_eval_sparsity_variance_batches)
+    return contexts.tokens[-min(len(contexts.tokens), n_prompts + p.batch_size_prompts) :]
+
+
+def _misc_metrics(density: list[float], w_dec: torch.Tensor) -> dict:
+    w_dec = w_dec.detach().float()
+    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    cos = w_dec @ w_dec.T
+    cos.fill_diagonal_(-1)
+    n = max(1, len(density))
+    return {
+        "freq_over_1_percent": _round(sum(d > 0.01 for d in density) / n),
+        "freq_over_10_percent": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
+        "dead_fraction": _round(sum(d == 0 for d in density) / n),
+        "dense_fraction": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
+        "frac_alive": _round(sum(d > 0 for d in density) / n),
+        "average_max_decoder_cosine_sim": _round(float(cos.max(dim=1).values.mean())),
+    }
+
+
 def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | None = None, progress=None) -> dict:
+    if is_transcoder(sae):
+        return transcoder_core_eval(lm, sae, contexts, params=params, progress=progress)
     from datasets import Dataset
     from sae_lens import ActivationsStore
     from sae_lens.evals import EvalConfig, run_evals
@@ -57,10 +92,9 @@ def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | 
     if progress:
         progress(0, 2, "core: SAELens run_evals")
     ctx = contexts.tokens.shape[1]
-    n_prompts = p.batch_size_prompts * max(p.n_eval_reconstruction_batches, p.n_eval_sparsity_variance_batches)
     if getattr(sae.cfg.metadata, "prepend_bos", None) is None:
         sae.cfg.metadata.prepend_bos = True  # our contexts start with BOS (an added SAE's cfg may not say)
-    held = contexts.tokens[-min(len(contexts.tokens), n_prompts + p.batch_size_prompts) :]
+    held = _held_out(contexts, p)
     store = ActivationsStore.from_sae(
         lm.model,
         sae,
@@ -94,19 +128,7 @@ def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | 
     density = feature_metrics.get("feature_density") or []
     columns = [k for k, v in feature_metrics.items() if isinstance(v, list) and len(v) == len(density)]
     details = [{"index": i, **{k: _round(float(feature_metrics[k][i])) for k in columns}} for i in range(len(density))]
-    w_dec = sae.W_dec.detach().float()
-    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    cos = w_dec @ w_dec.T
-    cos.fill_diagonal_(-1)
-    n = max(1, len(density))
-    metrics["misc_metrics"] = {
-        "freq_over_1_percent": _round(sum(d > 0.01 for d in density) / n),
-        "freq_over_10_percent": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
-        "dead_fraction": _round(sum(d == 0 for d in density) / n),
-        "dense_fraction": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
-        "frac_alive": _round(sum(d > 0 for d in density) / n),
-        "average_max_decoder_cosine_sim": _round(float(cos.max(dim=1).values.mean())),
-    }
+    metrics["misc_metrics"] = _misc_metrics(density, sae.W_dec)
     if progress:
         progress(2, 2, "core: done")
     config = {
@@ -115,6 +137,167 @@ def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | 
         "dataset": contexts.name or "brown",
         "context_size": ctx,
         "held_out": f"the last {len(held)} contexts of the seeded shuffle",
+        **asdict(p),
+    }
+    return {"metrics": metrics, "details": details, "config": config}
+
+
+def transcoder_weights(sae) -> dict[str, torch.Tensor]:
+    """A SAELens transcoder's tensors in the trainer's saved form (W_enc [width, d_in]), which its quality function
+    and encoder take; a ReLU transcoder is a JumpReLU with threshold 0."""
+    w = {"W_enc": sae.W_enc.T, "W_dec": sae.W_dec, "b_enc": sae.b_enc, "b_dec": sae.b_dec}
+    w["threshold"] = sae.threshold if hasattr(sae, "threshold") else torch.zeros_like(sae.b_enc)
+    if getattr(sae, "W_skip", None) is not None:
+        w["W_skip"] = sae.W_skip
+    return {k: v.detach().float() for k, v in w.items()}
+
+
+def _transcoder_layer(sae) -> int:
+    hook_in = sae_hook_name(sae)
+    layer = int(hook_in.split(".")[1]) if hook_in.startswith("blocks.") else -1
+    if layer < 0 or hook_names(layer)[0] != hook_in:
+        raise ValueError(f"The core eval of a transcoder needs an MLP transcoder (reads {hook_in!r})")
+    hook_out = getattr(sae.cfg.metadata, "hook_name_out", None)
+    if hook_out and hook_out != hook_names(layer)[1]:
+        raise ValueError(f"The core eval of a transcoder needs an MLP transcoder (writes {hook_out!r})")
+    return layer
+
+
+def _next_token_stats(clean: torch.Tensor, other: torch.Tensor, tokens: torch.Tensor) -> tuple[float, float]:
+    """Summed next-token cross-entropy of `other`'s logits and summed KL(clean ‖ other), over every position."""
+    logp = other[:, :-1].float().log_softmax(-1)
+    ce = -logp.gather(-1, tokens[:, 1:, None]).sum()
+    logp_clean = clean[:, :-1].float().log_softmax(-1)
+    kl = (logp_clean.exp() * (logp_clean - logp)).sum()
+    return float(ce), float(kl)
+
+
+def _splice_runs(lm: LoadedModel, toks: torch.Tensor, layer: int, w: dict) -> dict[str, tuple[float, float]]:
+    """(CE, KL) sums of one batch: clean, with the layer's MLP output replaced by the transcoder's, and zeroed.
+    The BOS position keeps the real MLP output in both: the transcoder never saw it (training drops it, as
+    circuit-tracer does), and a score about the text should not hinge on the attention sink."""
+    hook_in, hook_out = hook_names(layer)
+    kept = {}
+
+    def keep(act, hook):  # noqa: ARG001
+        kept["x"] = act
+
+    def replace(act, hook):  # noqa: ARG001
+        x = kept["x"][:, 1:].float()
+        out = act.clone()
+        out[:, 1:] = _decode_saved(w, _encode_saved(w, x), x).to(act.dtype)
+        return out
+
+    def zero(act, hook):  # noqa: ARG001
+        out = act.clone()
+        out[:, 1:] = 0
+        return out
+
+    clean = lm.model(toks)
+    spliced = lm.model.run_with_hooks(toks, fwd_hooks=[(hook_in, keep), (hook_out, replace)])
+    ablated = lm.model.run_with_hooks(toks, fwd_hooks=[(hook_out, zero)])
+    return {
+        "clean": _next_token_stats(clean, clean, toks),
+        "sae": _next_token_stats(clean, spliced, toks),
+        "ablation": _next_token_stats(clean, ablated, toks),
+    }
+
+
+def transcoder_core_eval(
+    lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | None = None, progress=None
+) -> dict:
+    """SAEBench's core metrics for one MLP transcoder on the held-out contexts (the same ones as an SAE's)."""
+    p = params or CoreParams()
+    layer = _transcoder_layer(sae)
+    device = lm.spec.device
+    w = {k: v.to(device) for k, v in transcoder_weights(sae).items()}
+    held = _held_out(contexts, p)
+    batches = [held[i : i + p.batch_size_prompts] for i in range(0, len(held), p.batch_size_prompts)]
+    sums = {"clean": [0.0, 0.0], "sae": [0.0, 0.0], "ablation": [0.0, 0.0]}
+    xs, ys, n_predicted = [], [], 0
+    with torch.no_grad():
+        for b, toks in enumerate(batches):
+            toks = toks.to(device)
+            x, y = mlp_io(lm, toks, [layer])[layer]
+            xs.append(x)
+            ys.append(y)
+            for name, (ce, kl) in _splice_runs(lm, toks, layer, w).items():
+                sums[name][0] += ce
+                sums[name][1] += kl
+            n_predicted += toks.shape[0] * (toks.shape[1] - 1)
+            if progress:
+                progress(b + 1, len(batches) + 1, f"core (transcoder): batch {b + 1}/{len(batches)}")
+        x, y = torch.cat(xs), torch.cat(ys)
+        quality = layer_quality_eval(w, x, y)  # the trainer's explained variance, L0, MSE on these tokens
+        acts = _encode_saved(w, x)
+        recon = _decode_saved(w, acts, x)
+    ce = {name: v[0] / n_predicted for name, v in sums.items()}
+    kl = {name: v[1] / n_predicted for name, v in sums.items()}
+    norm_in, norm_out = y.norm(dim=-1), recon.norm(dim=-1)
+    err = (y - recon).pow(2).sum(-1)
+    density = (acts > 0).float().mean(0)
+    fired = (acts > 0).sum(0)
+    metrics = {
+        "model_behavior_preservation": {
+            "kl_div_score": _round((kl["ablation"] - kl["sae"]) / kl["ablation"]) if kl["ablation"] else None,
+            "kl_div_with_ablation": _round(kl["ablation"]),
+            "kl_div_with_sae": _round(kl["sae"]),
+        },
+        "model_performance_preservation": {
+            "ce_loss_score": _round((ce["ablation"] - ce["sae"]) / (ce["ablation"] - ce["clean"]))
+            if ce["ablation"] != ce["clean"]
+            else None,
+            "ce_loss_with_ablation": _round(ce["ablation"]),
+            "ce_loss_with_sae": _round(ce["sae"]),
+            "ce_loss_without_sae": _round(ce["clean"]),
+        },
+        "reconstruction_quality": {
+            "explained_variance": _round(quality["explained_variance"]),
+            "explained_variance_legacy": _round(
+                float((1 - err / (y - y.mean(0)).pow(2).sum(-1).clamp_min(1e-12)).mean())
+            ),
+            # SAELens's convention: squared error summed over dimensions, averaged over tokens
+            "mse": _round(quality["mse"] * y.shape[-1]),
+            "cossim": _round(float((y * recon).sum(-1).div((norm_in * norm_out).clamp_min(1e-12)).mean())),
+        },
+        "shrinkage": {
+            "l2_norm_in": _round(float(norm_in.mean())),
+            "l2_norm_out": _round(float(norm_out.mean())),
+            "l2_ratio": _round(float((norm_out / norm_in.clamp_min(1e-4)).mean())),
+            "relative_reconstruction_bias": _round(float(norm_out.pow(2).mean() / (y * recon).sum(-1).mean())),
+        },
+        "sparsity": {"l0": _round(quality["l0"]), "l1": _round(float(acts.abs().sum(-1).mean()))},
+        "misc_metrics": _misc_metrics(density.tolist(), w["W_dec"]),
+        "token_stats": {
+            "total_tokens_eval_reconstruction": held.numel(),
+            "total_tokens_eval_sparsity_variance": quality["eval_tokens"],
+        },
+    }
+    mean_act = acts.sum(0) / fired.clamp_min(1)
+    details = [
+        {
+            "index": i,
+            "feature_density": _round(float(density[i])),
+            "mean_activation": _round(float(mean_act[i])) if fired[i] else None,
+            "encoder_bias": _round(float(w["b_enc"][i])),
+            "encoder_norm": _round(float(w["W_enc"][i].norm())),
+        }
+        for i in range(acts.shape[1])
+    ]
+    if progress:
+        progress(len(batches) + 1, len(batches) + 1, "core (transcoder): done")
+    config = {
+        "model_name": lm.spec.name or lm.spec.kind,
+        "llm_dtype": str(lm.spec.dtype),
+        "dataset": contexts.name or "brown",
+        "context_size": held.shape[1],
+        "held_out": f"the last {len(held)} contexts of the seeded shuffle",
+        "sae_kind": "transcoder",
+        "hook_name": hook_names(layer)[0],
+        "hook_name_out": hook_names(layer)[1],
+        "reconstruction_target": f"{hook_names(layer)[1]} from {hook_names(layer)[0]} (BOS position excluded)",
+        "spliced": f"layer {layer}'s MLP output replaced by the transcoder's (the BOS position kept), "
+        "against the clean model and that MLP output zeroed",
         **asdict(p),
     }
     return {"metrics": metrics, "details": details, "config": config}
@@ -223,6 +406,8 @@ def sparse_probing_eval(
     }
     config = {
         "model_name": lm.spec.name or lm.spec.kind,
+        "hook_name": hook,  # the llm probes read this hook's activations; a transcoder's latents encode them too
+        "sae_kind": "transcoder" if is_transcoder(sae) else "sae",
         "dataset_names": [d["dataset_name"] for d in details],
         "probe_train_set_size": p.max_per_class * 2,
         "probe_test_set_size": n_test * 2,

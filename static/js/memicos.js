@@ -76,6 +76,8 @@
     return '<iframe src="' + esc + '" title="memicos" width="' + box.getAttribute("data-embed-w") + '" height="' +
       box.getAttribute("data-embed-h") + '" style="border:1px solid #e1e4ee;border-radius:8px" loading="lazy"></iframe>';
   }
+  // pages whose state changes without a reload (the graph viewer) call this after moving data-embed-base
+  window.memicosEmbedSnippet = function (box) { box.querySelector(".embed-snippet").value = snippet(box); };
   document.addEventListener("change", function (ev) {
     var box = ev.target.closest && ev.target.closest(".embed-share");
     if (box && ev.target.hasAttribute("data-embed-param")) box.querySelector(".embed-snippet").value = snippet(box);

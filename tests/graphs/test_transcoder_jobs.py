@@ -45,7 +45,9 @@ def test_the_training_job_registers_one_source_per_layer_with_its_quality_and_wr
     assert {s[2].split(",")[0] for s in training} == {"training: layer 1/2", "training: layer 2/2"}
     assert training[-1][0] == training[-1][1]  # progress reaches its total
     assert any(m and m.startswith("token pass of 2 sources") for _, _, m in seen)  # one forward for both layers
-    assert not Job.objects.filter(kind="sae_evals", model_id=TINY_ID).exists()  # SAE benchmarks: not for transcoders
+    # each layer's dashboards queued its benchmarks (tests/graphs/test_transcoder_evals.py runs them)
+    queued = Job.objects.filter(kind="sae_evals", model_id=TINY_ID, status=Job.Status.PENDING)
+    assert sorted(queued.values_list("source_name", flat=True)) == ["0-tc-job", "1-tc-job"]
     page = client.get(f"/{TINY_ID}/0-tc-job/").content.decode()  # the quality is shown on the source's page
     assert "explained variance" in page and "dead_fraction" in page and "ce_loss_replaced" in page
 

@@ -49,7 +49,7 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert demo_followups_start(enqueue=False) == []  # the train job has not finished
     job_finish(job_id=job.pk, message="trained")
 
-    explain, umap, memory, codes, toy, evals = demo_followups_start(enqueue=False)
+    explain, umap, memory, codes, toy, evals, graphs = demo_followups_start(enqueue=False)
     assert explain.kind == "autointerp" and explain.params["indexes"] == [1, 2]
     assert explain.params["type_name"] == "np_max-act"
     assert umap.kind == "umap" and umap.params["input"] == "decoder"
@@ -57,6 +57,7 @@ def test_followups_wait_for_the_pipeline_then_explain_the_top_features_once(brow
     assert codes.kind == "passage_codes" and codes.subject == f"{DEMO_MODEL_ID}/{DEMO['source_id']}"
     assert toy.kind == "toy_model" and toy.params["model_id"] == "toy-cyclic-4x4"
     assert evals.kind == "sae_evals" and evals.params["types"] == ["core", "sparse_probing"]
+    assert graphs.kind == "demo_graphs" and graphs.subject == f"{DEMO_MODEL_ID}/tc-topk-512-brown"
     assert demo_followups_start(enqueue=False) == []  # queued ones are not queued twice
 
     # a failed follow-up is picked up again at the next start (a lost worker's job is the sweep's: tests/features)

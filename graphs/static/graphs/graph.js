@@ -82,6 +82,16 @@
     set("clerps", state.clerps.length ? JSON.stringify(state.clerps) : "");
     set("pruningThreshold", state.threshold ? String(state.threshold) : "");
     history.replaceState(null, "", window.location.pathname + "?" + p.toString());
+    writeEmbed();
+  }
+  // The Embed button's snippet (templates/_embed_button.html): this URL's state with embed=true.
+  function writeEmbed() {
+    const box = document.querySelector(".embed-share");
+    if (!box) return;
+    const p = new URLSearchParams(window.location.search);
+    p.set("embed", "true");
+    box.setAttribute("data-embed-base", window.location.origin + window.location.pathname + "?" + p.toString());
+    if (window.memicosEmbedSnippet) window.memicosEmbedSnippet(box);
   }
 
   const wrap = document.getElementById("graph-wrap");
@@ -318,7 +328,8 @@
     }).catch(e => { document.getElementById("graph-subgraph-saved").textContent = e.message; });
   });
   // --- interventions on the pinned transcoder features (POST /api/steer-logits) ---
-  document.getElementById("graph-steer-run").addEventListener("click", () => {
+  const steerRun = document.getElementById("graph-steer-run");
+  if (steerRun) steerRun.addEventListener("click", () => {
     const mode = document.getElementById("graph-steer-mode").value;
     const mult = parseFloat(document.getElementById("graph-steer-mult").value) || 0;
     const err = document.getElementById("graph-steer-error");
