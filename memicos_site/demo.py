@@ -58,6 +58,9 @@ DEMO_TRANSCODERS = {
     "corpus": "brown",
     "dashboard_tokens": 16_384,
     "explain": False,  # the graphs' own most influential features are explained instead (DEMO_GRAPH_EXPLAIN)
+    # 30 layers' benchmarks (forward passes per layer) would hold gpu_batch long after the demo is done, and
+    # a graph generated from the page would wait behind them; `manage.py eval_source` runs one layer's
+    "evals": False,
 }
 DEMO_TRANSCODER_SET = default_set_name(arch="topk", width=DEMO_TRANSCODERS["width"], corpus="brown")
 DEMO_GRAPHS = [  # (slug, prompt): a capital city, a fact about a person, and a multi-step task (indirect object)

@@ -41,7 +41,8 @@ def transcoders_job_create(
     *, model_id: str, width: int = 2048, k: int = 32, tokens: int = 200_000, corpus: str = "brown",
     skip: bool = False, arch: str = "topk", context_size: int = 128, batch_size_tokens: int = 1024,
     lr: float = 1e-3, set_name: str = "", dashboards: bool = True, dashboard_tokens: int = 65_536,
-    explain: bool = True, epochs: int = 1, layers_per_pass: int = 1, created_by=None, send: bool = True,
+    explain: bool = True, evals: bool = True, epochs: int = 1, layers_per_pass: int = 1, created_by=None,
+    send: bool = True,
 ) -> Job:  # fmt: skip
     """Queue (or, send=False, prepare for an inline run) a set's training; an unfinished one of the same set
     is resumed instead, with the parameters it started with (its finished layers belong to them)."""
@@ -55,6 +56,7 @@ def transcoders_job_create(
         "model_id": model_id, "set_name": set_name, "width": width, "k": k, "tokens": tokens, "corpus": corpus,
         "skip": skip, "arch": arch, "context_size": context_size, "batch_size_tokens": batch_size_tokens,
         "lr": lr, "dashboards": dashboards, "dashboard_tokens": dashboard_tokens, "explain": explain,
+        "evals": evals,
         "epochs": epochs, "layers_per_pass": layers_per_pass,
     }  # fmt: skip
     return job_enqueue(
@@ -164,6 +166,7 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
                 corpus=p["corpus"],
                 tokens=p["dashboard_tokens"],
                 context_size=p["context_size"],
+                evals=p.get("evals", True),
                 send=False,
             )  # fmt: skip
             for source in sources

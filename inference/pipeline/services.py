@@ -232,9 +232,11 @@ def dashboards_job_create(
     tokens: int = 262_144,
     context_size: int = 128,
     feature_batch: int = 256,
+    evals: bool = True,
     created_by=None,
     send: bool = True,
 ) -> Job:
+    """Queue a source's dashboards; `evals` queues its benchmarks (`sae_evals`) when they are written."""
     Source.objects.get(model_id=model_id, name=source_id)
     params = {
         "model_id": model_id,
@@ -243,6 +245,7 @@ def dashboards_job_create(
         "tokens": tokens,
         "context_size": context_size,
         "feature_batch": feature_batch,
+        "evals": evals,
     }
     return job_enqueue(
         kind=KIND_DASHBOARDS, model_id=model_id, source=source_id, params=params, created_by=created_by,
@@ -334,7 +337,8 @@ def dashboards_run(job: JobContext, *, echo=None, lm=None, stop_after: int | Non
         num_tokens_in_prompt=result["context_size"],
         dataset=p["corpus"],
     )
-    evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks (transcoders too): `sae_evals`
+    if p.get("evals", True):
+        evals_job_create(model_id=source.model_id, source_id=source.name)  # benchmarks (transcoders too): `sae_evals`
     job.message = f"{sae.cfg.d_sae} dashboards"
     return result
 

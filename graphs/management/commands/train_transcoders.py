@@ -31,6 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--dashboard-tokens", type=int, default=65_536)
         parser.add_argument("--no-dashboards", action="store_true")
         parser.add_argument("--no-explain", action="store_true", help="do not queue autointerp explanations")
+        parser.add_argument("--no-evals", action="store_true", help="do not queue each layer's benchmarks (sae_evals)")
         parser.add_argument("--queue", action="store_true", help="queue on gpu_batch instead of running here")
 
     def handle(self, *args, **o):
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                 model_id=o["model_id"], width=o["width"], k=o["k"], tokens=o["tokens"], corpus=o["corpus"],
                 skip=o["skip"], arch=o["arch"], set_name=o["set_name"], context_size=o["context_size"],
                 batch_size_tokens=o["batch_size_tokens"], lr=o["lr"], dashboards=not o["no_dashboards"],
-                dashboard_tokens=o["dashboard_tokens"], explain=not o["no_explain"], epochs=o["epochs"],
+                dashboard_tokens=o["dashboard_tokens"], explain=not o["no_explain"], evals=not o["no_evals"], epochs=o["epochs"],
                 layers_per_pass=o["layers_per_pass"], send=o["queue"],
             )  # fmt: skip
         except ValueError as exc:
