@@ -13,12 +13,17 @@
 
 from memicos_site.env import env_int, env_str
 
-LOCAL_LLM_URL = "http://127.0.0.1:8101/v1"
+
+def local_llm_url() -> str:
+    """`serve_llm` in the Procfile listens on MEMICOS_LLM_PORT (8101 by default)."""
+    return f"http://127.0.0.1:{env_str('MEMICOS_LLM_PORT', '8101')}/v1"
+
+
 LOCAL_LLM_MODEL = "smollm2-135m-instruct"
 
 
 def llm_base_url() -> str:
-    return env_str("OPENAI_BASE_URL", LOCAL_LLM_URL)
+    return env_str("OPENAI_BASE_URL", local_llm_url())
 
 
 def llm_api_key() -> str:
