@@ -130,7 +130,7 @@ def transcoder_set_path(*, source_set: SourceSet) -> Path:
 
 def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
     """The `train_transcoders` job: train (resuming from finished layers), register, dashboards, explanations."""
-    from inference.runtime.transcoders import TranscoderParams, transcoders_train
+    from inference.runtime.transcoders import TranscoderParams, finished_layers, transcoders_train
 
     p = job.params
     job.progress(message="loading model")
@@ -147,10 +147,15 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
     report = job.reporter(echo)
     n_layers = lm.n_layers
 
+    # layers trained together (layers_per_pass) report in turn: the fraction is the sum over layers, not the last
+    tokens_done = dict.fromkeys(finished_layers(out), params.tokens)
+
     def progress(layer: int, done: int, total: int):
+        tokens_done[layer] = done
         report(
-            layer * total + done, n_layers * total, f"training: layer {layer + 1}/{n_layers}, {done:,}/{total:,} tokens"
-        )
+            sum(tokens_done.values()), n_layers * total,
+            f"training: layer {layer + 1}/{n_layers}, {done:,}/{total:,} tokens",
+        )  # fmt: skip
 
     quality = transcoders_train(lm, contexts, params, out, model_name=model.id, progress=progress)
     sources = transcoder_set_register(model=model, set_dir=out, set_name=p["set_name"], dataset=p["corpus"])
