@@ -26,6 +26,7 @@ from graphs.jobs import KIND_GRAPH_GENERATE
 from graphs.models import Graph, GraphPutRequest, Subgraph
 from graphs.services.storage import graph_object_delete, graph_object_get, graph_object_put, gzip_bytes
 from graphs.services.transcoders import SOURCE_SET_TYPE, transcoder_set_path
+from memicos_site.cpu_gate import released
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # Neuronpedia's MAX_GRAPH_UPLOAD_SIZE_BYTES (gzipped size)
 
@@ -118,6 +119,50 @@ def graph_generate_start(
         Graph.objects.filter(pk=graph.pk).update(job=job)
         graph.job = job
     return graph
+
+
+def salient_logit_params(settings: dict) -> dict:
+    """maxNLogits and desiredLogitProb (camelCase, optional) checked against GENERATE_LIMITS → the runtime's
+    snake_case keyword arguments."""
+    out = {}
+    for name, key in (("maxNLogits", "max_n_logits"), ("desiredLogitProb", "desired_logit_prob")):
+        lo, hi, default = GENERATE_LIMITS[name]
+        value = settings.get(name)
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ValidationError(f"{name}: must be a number between {lo} and {hi} (got {value!r})")
+        out[key] = int(value) if isinstance(default, int) else float(value)
+    return out
+
+
+def graph_generate_wait(*, graph: Graph, timeout_s: float, poll_s: float = 0.25) -> Graph:
+    """Wait for the graph's job to finish, at most `timeout_s`, and return the graph as it then is (READY, FAILED,
+    or still PENDING). The request's CPU slot is given back meanwhile: the job runs in another process."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    finished = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED)
+    with released():
+        while True:
+            job_status = Job.objects.filter(pk=graph.job_id).values_list("status", flat=True).first()
+            if job_status is None or job_status in finished or time.monotonic() >= deadline:
+                break
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+    graph.refresh_from_db()
+    if graph.job_id:
+        graph.job.refresh_from_db()
+    return graph
+
+
+def graph_generate_failure(graph: Graph) -> str:
+    """Why a graph's generation failed (or was cancelled), in a sentence; "" while it has not."""
+    job = graph.job
+    job_failed = job is not None and job.status in (Job.Status.FAILED, Job.Status.CANCELLED)
+    if graph.status != Graph.Status.FAILED and not job_failed:
+        return ""
+    if job is not None and job.status == Job.Status.CANCELLED:
+        return f"Graph generation was cancelled (job {job.pk})."
+    error = (job.error if job is not None else "") or "no error was recorded"
+    error = error.removeprefix("ValidationError: ").strip("[]'\"")  # ValidationError's repr of its message list
+    return f"Graph generation failed: {error}"
 
 
 def _explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:
