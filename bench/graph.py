@@ -16,10 +16,12 @@ Ours is `graph_generate_start` on a scratch database (`bench_graph`) with eager 
 through the job machinery: the Graph and Job rows, `graph_generate_run` (explanations for clerps, attribution,
 scores, pruning, the JSON with our ids and metadata, gzip, the store) and the row updates. The baseline is
 circuit-tracer 0.5.0's `attribute` + `create_graph_files` (prune, node/link builders, tokenizer from disk, the
-JSON file) on the same replacement model. The two alternate (median of --repeats) after one warm-up each.
-Target: ratio ≤ 1.15. Transcoders: --graph-model tiny, a width-512 set of the tiny test model; smollm2, a
-width-512 k-16 set of SmolLM2 trained here on a few thousand tokens (kept under var/bench/; quality is
-irrelevant to the timing), graphs of at most --max-feature-nodes features.
+JSON file) on the same replacement model. After one warm-up each, --repeats pairs run back to back (their order
+alternating); the ratio is the median of the pairs' ratios (a shared machine's load drifts between pairs more than
+within one), the times are their medians. Target: ratio ≤ 1.15. Transcoders: --graph-model tiny, a width-512 set
+of the tiny test model (over a 42-token prompt); smollm2, a width-512 k-16 set of SmolLM2 trained here on a few
+thousand tokens (kept under var/bench/; quality is irrelevant to the timing), graphs of at most
+--max-feature-nodes features.
 
 draw: the graph page's time to first draw in Chromium (Playwright, headless) for a graph of ≥ 5,000 links: the
 tiny model's wide set over a long prompt (node threshold 0.95, 3000 feature nodes), shown at pruningThreshold=1
@@ -257,12 +259,16 @@ def bench_generate(args, tmp: Path) -> None:
     warm_ct = theirs()
     print(f"warm-up (replacement model built once, kept): {time.monotonic() - started:.1f} s")
     runs = {"ours": [], "theirs": []}
-    for _ in range(args.repeats):
-        for name, fn in (("ours", ours), ("theirs", theirs)):
-            t0 = time.perf_counter()
+    cpu = {"ours": [], "theirs": []}
+    for i in range(args.repeats):  # pairs back to back, their order alternating: a shared machine's load drifts
+        for name, fn in (("ours", ours), ("theirs", theirs))[:: 1 if i % 2 == 0 else -1]:
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             runs[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     ours_s, theirs_s = statistics.median(runs["ours"]), statistics.median(runs["theirs"])
+    ratio = statistics.median(o / t for o, t in zip(runs["ours"], runs["theirs"], strict=True))
+    cpu_ratio = statistics.median(o / t for o, t in zip(cpu["ours"], cpu["theirs"], strict=True))
     job = warm.job
     job.refresh_from_db()
     print(
@@ -274,7 +280,8 @@ def bench_generate(args, tmp: Path) -> None:
         f"circuit-tracer attribute + create_graph_files: {theirs_s:.2f} s (runs {[round(x, 2) for x in runs['theirs']]})"
     )
     print(f"memicos graph_generate job (eager):           {ours_s:.2f} s (runs {[round(x, 2) for x in runs['ours']]})")
-    print(f"ratio memicos / circuit-tracer:               {ours_s / theirs_s:.3f}")
+    print(f"ratio memicos / circuit-tracer:               {ratio:.3f} (median of the {args.repeats} pairs' ratios)")
+    print(f"  the same ratio in this process's CPU time:  {cpu_ratio:.3f} (less swayed by other processes' load)")
 
 
 def bench_draw(args, tmp: Path) -> None:

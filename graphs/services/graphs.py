@@ -89,13 +89,7 @@ def graph_generate_start(
         raise ValidationError("prompt: must not be empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValidationError(f"prompt: Prompt Too Long (at most {MAX_PROMPT_CHARS} characters)")
-    params = {}
-    for name, (lo, hi, default) in GENERATE_LIMITS.items():
-        value = settings.get(name)
-        value = default if value is None else value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValidationError(f"{name}: must be a number between {lo} and {hi} (got {value!r})")
-        params[name] = int(value) if isinstance(default, int) else float(value)
+    params = _generate_settings(settings, GENERATE_LIMITS)
     slug = slug or ""
     if len(slug) < 2:
         slug = f"graph-{int(time.time() * 1000)}"
@@ -121,18 +115,23 @@ def graph_generate_start(
     return graph
 
 
-def salient_logit_params(settings: dict) -> dict:
-    """maxNLogits and desiredLogitProb (camelCase, optional) checked against GENERATE_LIMITS → the runtime's
-    snake_case keyword arguments."""
-    out = {}
-    for name, key in (("maxNLogits", "max_n_logits"), ("desiredLogitProb", "desired_logit_prob")):
+def _generate_settings(settings: dict, names) -> dict:
+    """The camelCase settings `names` (of GENERATE_LIMITS) checked against their ranges, defaults filled in."""
+    params = {}
+    for name in names:
         lo, hi, default = GENERATE_LIMITS[name]
         value = settings.get(name)
         value = default if value is None else value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
             raise ValidationError(f"{name}: must be a number between {lo} and {hi} (got {value!r})")
-        out[key] = int(value) if isinstance(default, int) else float(value)
-    return out
+        params[name] = int(value) if isinstance(default, int) else float(value)
+    return params
+
+
+def salient_logit_params(settings: dict) -> dict:
+    """tokenize's maxNLogits and desiredLogitProb (optional, as generate takes them) → the runtime's arguments."""
+    params = _generate_settings(settings, ("maxNLogits", "desiredLogitProb"))
+    return {"max_n_logits": params["maxNLogits"], "desired_logit_prob": params["desiredLogitProb"]}
 
 
 def graph_generate_wait(*, graph: Graph, timeout_s: float, poll_s: float = 0.25) -> Graph:
