@@ -6,9 +6,11 @@ them into `{"message"}`.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
+import threading
 import time
 import zlib
 from datetime import timedelta
@@ -134,15 +136,37 @@ def salient_logit_params(settings: dict) -> dict:
     return {"max_n_logits": params["maxNLogits"], "desired_logit_prob": params["desiredLogitProb"]}
 
 
+_waiting = 0  # generate requests of this process waiting for their job
+_waiting_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _waiting_slot(limit: int):
+    """True while fewer than `limit` requests of this process wait (then one more does), else False."""
+    global _waiting
+    with _waiting_lock:
+        ok = _waiting < limit
+        _waiting += ok
+    try:
+        yield ok
+    finally:
+        if ok:
+            with _waiting_lock:
+                _waiting -= 1
+
+
 def graph_generate_wait(*, graph: Graph, timeout_s: float, poll_s: float = 0.25) -> Graph:
     """Wait for the graph's job to finish, at most `timeout_s`, and return the graph as it then is (READY, FAILED,
-    or still PENDING). The request's CPU slot is given back meanwhile: the job runs in another process."""
+    or still PENDING). The request's CPU slot is given back meanwhile: the job runs in another process. With
+    settings.GRAPH_GENERATE_MAX_WAITING requests of this process already waiting, it does not wait."""
+    from django.conf import settings
+
     deadline = time.monotonic() + max(0.0, timeout_s)
     finished = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED)
-    with released():
+    with _waiting_slot(settings.GRAPH_GENERATE_MAX_WAITING) as may_wait, released():
         while True:
             job_status = Job.objects.filter(pk=graph.job_id).values_list("status", flat=True).first()
-            if job_status is None or job_status in finished or time.monotonic() >= deadline:
+            if not may_wait or job_status is None or job_status in finished or time.monotonic() >= deadline:
                 break
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
     graph.refresh_from_db()

@@ -50,3 +50,31 @@ def test_a_prompt_over_the_token_limit_fails_the_job_and_marks_the_graph_failed(
         graph_generate_start(model=tiny_graph_model, prompt="word " * 100, slug="too-long")
     graph = Graph.objects.get(slug="too-long")
     assert graph.status == Graph.Status.FAILED and graph.job.status == "FAILED" and "64" in graph.job.error
+
+
+def test_the_generate_wait_ends_at_its_limit_at_once_when_too_many_wait_and_names_a_failure(tiny_model, settings):
+    import time
+
+    from features.models import Job
+    from features.services.jobs import job_create
+    from graphs.jobs import KIND_GRAPH_GENERATE
+    from graphs.services.graphs import graph_generate_failure, graph_generate_wait
+
+    job = job_create(kind=KIND_GRAPH_GENERATE, model_id=tiny_model.id, params={})  # never sent: stays PENDING
+    graph = Graph.objects.create(model=tiny_model, slug="w", prompt="x", status=Graph.Status.PENDING, job=job)
+    settings.GRAPH_GENERATE_MAX_WAITING = 4
+    started = time.monotonic()
+    assert graph_generate_wait(graph=graph, timeout_s=0.6).status == Graph.Status.PENDING
+    assert 0.6 <= time.monotonic() - started < 5
+    assert graph_generate_failure(graph) == ""
+    settings.GRAPH_GENERATE_MAX_WAITING = 0  # the web process's threads are all taken by waiting requests
+    started = time.monotonic()
+    graph_generate_wait(graph=graph, timeout_s=60)
+    assert time.monotonic() - started < 5
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error="ValidationError: ['The prompt is 80 tokens (with BOS); the limit is 64']"
+    )
+    graph = graph_generate_wait(graph=graph, timeout_s=60)
+    assert (
+        graph_generate_failure(graph) == "Graph generation failed: The prompt is 80 tokens (with BOS); the limit is 64"
+    )
