@@ -1,7 +1,7 @@
 """Attribution graphs (issue 25), three parts, each against a baseline measured in the same run:
 
     python bench/graph.py [--parts training,generate,draw] [--model smollm2|tiny] [--layer 15] [--width 2048]
-                          [--k 32] [--tokens 40960] [--graph-model smollm2|tiny] [--repeats 3]
+                          [--k 32] [--tokens 40960] [--graph-model smollm2|tiny] [--repeats 3] [--no-worker]
     python bench/graph.py --demo-sizes [--width 1024 --k 32 --tokens 30000 --layers-per-pass 30]
 
 training: transcoder training tokens/s ÷ SAE training tokens/s on the same layer. The same corpus contexts
@@ -16,9 +16,11 @@ Ours is `graph_generate_start` on a scratch database (`bench_graph`) with eager 
 through the job machinery: the Graph and Job rows, `graph_generate_run` (explanations for clerps, attribution,
 scores, pruning, the JSON with our ids and metadata, gzip, the store) and the row updates. The baseline is
 circuit-tracer 0.5.0's `attribute` + `create_graph_files` (prune, node/link builders, tokenizer from disk, the
-JSON file) on the same replacement model. After one warm-up each, --repeats pairs run back to back (their order
-alternating); the ratio is the median of the pairs' ratios (a shared machine's load drifts between pairs more than
-within one), the times are their medians. Target: ratio ≤ 1.15. Transcoders: --graph-model tiny, a width-512 set
+JSON file) on the same replacement model. Unless --no-worker, a third variant sends the same job through Celery
+to a real `celery worker -Q gpu_batch` (its own process and model) and waits for it with `graph_generate_wait`, as
+POST /api/graph/generate does (polling every 0.25 s); its ratio is printed too. After one warm-up each, the
+variants run back to back --repeats times (their order rotating); a ratio is the median of the rounds' ratios (a
+shared machine's load drifts between rounds more than within one), the times are medians. Target: ratio ≤ 1.15. Transcoders: --graph-model tiny, a width-512 set
 of the tiny test model (over a 42-token prompt); smollm2, a width-512 k-16 set of SmolLM2 trained here on a few
 thousand tokens (kept under var/bench/; quality is irrelevant to the timing), graphs of at most
 --max-feature-nodes features.
@@ -219,8 +221,9 @@ def bench_generate(args, tmp: Path) -> None:
         params = T.TranscoderParams(width=512, k=16, tokens=2048, batch_size_tokens=256, eval_contexts=4,
                                     layers_per_pass=30)  # fmt: skip
     from graphs.models import Graph
-    from graphs.services.graphs import _replacement_model, graph_generate_start
+    from graphs.services.graphs import _replacement_model, graph_generate_start, graph_generate_wait
     from graphs.services.transcoders import transcoder_set_path
+    from memicos_site.celery import app
 
     lm = worker.model_for(model_id, loader)  # the object the eager job's worker code uses
     set_dir = transcoder_set(lm, args.graph_model, params)
@@ -252,20 +255,44 @@ def bench_generate(args, tmp: Path) -> None:
                            edge_threshold=gp.edge_threshold)  # fmt: skip
         return json.loads((tmp / "ct" / f"{slug}.json").read_text())
 
-    started = time.monotonic()
-    warm = ours()  # loads the model's replacement model once, as a worker keeps it
-    _, rm = _replacement_model(model, transcoder_set_path(source_set=model.source_sets.get()))  # the same object
-    rm.cfg.tokenizer_name = str(tokenizer_dir)
-    warm_ct = theirs()
-    print(f"warm-up (replacement model built once, kept): {time.monotonic() - started:.1f} s")
-    runs = {"ours": [], "theirs": []}
-    cpu = {"ours": [], "theirs": []}
-    for i in range(args.repeats):  # pairs back to back, their order alternating: a shared machine's load drifts
-        for name, fn in (("ours", ours), ("theirs", theirs))[:: 1 if i % 2 == 0 else -1]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            runs[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+    def via_worker():
+        """The same job sent through Celery to a real gpu_batch worker, waited for as POST generate waits."""
+        app.conf.task_always_eager = False
+        try:
+            graph = graph_generate_start(model=model, prompt=prompt, slug=f"w{next(counter)}", settings=settings)
+        finally:
+            app.conf.task_always_eager = True
+        graph = graph_generate_wait(graph=graph, timeout_s=900)
+        assert graph.status == Graph.Status.READY, (graph.status, graph.job.error)
+        return graph
+
+    variants = {"ours": ours, "theirs": theirs}
+    proc = None
+    if args.worker:
+        proc = start_worker(tmp)
+        variants["worker"] = via_worker
+    try:
+        started = time.monotonic()
+        warm = ours()  # loads the model's replacement model once, as a worker keeps it
+        _, rm = _replacement_model(model, transcoder_set_path(source_set=model.source_sets.get()))  # the same object
+        rm.cfg.tokenizer_name = str(tokenizer_dir)
+        warm_ct = theirs()
+        if proc:
+            via_worker()  # the worker loads its model and builds its replacement model
+        print(f"warm-up (replacement model built once, kept): {time.monotonic() - started:.1f} s")
+        runs = {name: [] for name in variants}
+        cpu = {name: [] for name in variants}
+        names = list(variants)
+        for i in range(args.repeats):  # back to back, their order rotating: a shared machine's load drifts
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                t0, c0 = time.perf_counter(), time.process_time()
+                variants[name]()
+                runs[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(timeout=60)
     ours_s, theirs_s = statistics.median(runs["ours"]), statistics.median(runs["theirs"])
     ratio = statistics.median(o / t for o, t in zip(runs["ours"], runs["theirs"], strict=True))
     cpu_ratio = statistics.median(o / t for o, t in zip(cpu["ours"], cpu["theirs"], strict=True))
@@ -282,6 +309,43 @@ def bench_generate(args, tmp: Path) -> None:
     print(f"memicos graph_generate job (eager):           {ours_s:.2f} s (runs {[round(x, 2) for x in runs['ours']]})")
     print(f"ratio memicos / circuit-tracer:               {ratio:.3f} (median of the {args.repeats} pairs' ratios)")
     print(f"  the same ratio in this process's CPU time:  {cpu_ratio:.3f} (less swayed by other processes' load)")
+    if proc:
+        w = runs["worker"]
+        w_ratio = statistics.median(o / t for o, t in zip(w, runs["theirs"], strict=True))
+        print(
+            f"memicos job on a real worker (Celery, waited): {statistics.median(w):.2f} s (runs {[round(x, 2) for x in w]})"
+        )
+        print(f"ratio real worker / circuit-tracer:           {w_ratio:.3f}")
+
+
+def start_worker(tmp: Path):
+    """A `celery worker` for gpu_batch on the bench database, its graph store in `tmp` (as the tests start one)."""
+    import subprocess
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    from memicos_site.celery import app
+
+    s = connection.settings_dict
+    host = s["HOST"] or "127.0.0.1"
+    host = quote(host, safe="") if host.startswith("/") else host
+    port = f":{s['PORT']}" if s["PORT"] else ""
+    password = f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else ""
+    env = dict(os.environ, MEMICOS_ENV="test", CELERY_TASK_ALWAYS_EAGER="0", MEMICOS_VAR_DIR=str(tmp),
+               DATABASE_URL=f"postgresql://{s['USER']}{password}@{host}{port}/{s['NAME']}", PYTHONPATH=str(ROOT))  # fmt: skip
+    name = f"bench-graph-{os.getpid()}"
+    cmd = [sys.executable, "-m", "celery", "-A", "memicos_site", "worker", "-Q", "gpu_batch", "-n", f"{name}@%h",
+           "-P", "solo", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with {proc.returncode}")
+        if any(name in next(iter(r)) for r in app.control.ping(timeout=0.5) or []):
+            return proc
+    proc.terminate()
+    raise RuntimeError("the worker did not answer within 120 s")
 
 
 def bench_draw(args, tmp: Path) -> None:
@@ -368,6 +432,7 @@ def main() -> None:
     ap.add_argument("--graph-model", default="smollm2", choices=["smollm2", "tiny"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--draw-repeats", type=int, default=5)
+    ap.add_argument("--no-worker", dest="worker", action="store_false", help="generate: skip the real-worker runs")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.demo_sizes:
