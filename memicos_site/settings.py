@@ -281,6 +281,14 @@ SPECTACULAR_SETTINGS = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
+# POST /api/graph/generate waits this long for its job, as Neuronpedia's route answers once the graph exists (its
+# client gets the graph right after the POST); then it answers 202 with the job to follow. 100 s covers a small
+# graph of SmolLM2 on a laptop CPU and stays under gunicorn's --timeout 120 (the Procfile), were a sync worker used.
+GRAPH_GENERATE_WAIT_S = env_int("MEMICOS_GRAPH_GENERATE_WAIT_S", 100)
+# A waiting request holds one of the web process's threads (the Procfile runs 8): past this many waiting at once, a
+# generate answers 202 at once rather than leave the other pages without threads.
+GRAPH_GENERATE_MAX_WAITING = env_int("MEMICOS_GRAPH_GENERATE_MAX_WAITING", 4)
+
 # https://docs.djangoproject.com/en/5.2/ref/middleware/#module-django.middleware.security
 # Production runs behind a TLS-terminating proxy that sets X-Forwarded-Proto; `manage.py check --deploy` is clean
 # with these (tests/security/test_headers.py).

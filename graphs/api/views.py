@@ -160,6 +160,10 @@ class GraphGenerateIn(serializers.Serializer):
         required=False, allow_blank=True, help_text="a transcoder set; default the newest"
     )
     visibility = VIS
+    wait = serializers.BooleanField(
+        default=True, help_text="wait for the graph (as Neuronpedia does), at most the server's "
+        "MEMICOS_GRAPH_GENERATE_WAIT_S; false: answer 202 at once and let the caller follow jobId",
+    )  # fmt: skip
 
 
 class GraphGenerateOut(serializers.Serializer):
@@ -169,18 +173,38 @@ class GraphGenerateOut(serializers.Serializer):
     numNodes = serializers.IntegerField(allow_null=True, help_text="null while the job runs")
     numLinks = serializers.IntegerField(allow_null=True)
     jobId = serializers.IntegerField()
+    status = serializers.CharField(help_text="the graph's: READY (200), PENDING (202) or FAILED (422)")
+
+
+class GraphGenerateFailedOut(serializers.Serializer):
+    message = serializers.CharField()
+    jobId = serializers.IntegerField(allow_null=True)
     status = serializers.CharField()
 
 
 class GraphTokenizeIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     prompt = serializers.CharField(max_length=services.MAX_PROMPT_CHARS, trim_whitespace=False)
+    maxNLogits = serializers.IntegerField(required=False, help_text=_limit_text("maxNLogits"))
+    desiredLogitProb = serializers.FloatField(required=False, help_text=_limit_text("desiredLogitProb"))
+
+
+class SalientLogitOut(serializers.Serializer):
+    token = serializers.CharField(allow_blank=True)
+    token_id = serializers.IntegerField()
+    probability = serializers.FloatField()
 
 
 class GraphTokenizeOut(serializers.Serializer):
     prompt = serializers.CharField()
     input_tokens = serializers.ListField(child=serializers.CharField(allow_blank=True))
     input_token_ids = serializers.ListField(child=serializers.IntegerField())
+    salient_logits = SalientLogitOut(
+        many=True, help_text="the next-token candidates a graph gets logit nodes for: the most probable first, until "
+        "their probabilities reach desiredLogitProb, at most maxNLogits (empty when the prompt is too long)",
+    )  # fmt: skip
+    total_salient_tokens = serializers.IntegerField()
+    cumulative_probability = serializers.FloatField()
     max_prompt_tokens = serializers.IntegerField()
     too_long = serializers.BooleanField()
 
@@ -346,12 +370,17 @@ class GenerateView(ApiView):
 
     @extend_schema(
         operation_id="graph_generate", tags=TAG, summary="Generate an attribution graph with the model's transcoders",
-        description="Queues a `graph_generate` job and answers at once (follow `jobId` at GET /api/job/<id>, or "
-        "the graph's `status`). Limits: " + "; ".join(f"{k} {_limit_text(k)}" for k in services.GENERATE_LIMITS)
+        description="Queues a `graph_generate` job and, like Neuronpedia, answers once the graph exists (200, "
+        "status READY). It waits at most the server's MEMICOS_GRAPH_GENERATE_WAIT_S (default 100 s); after that, "
+        "or at once with `wait: false`, it answers 202 with `jobId` to follow at GET /api/job/<id> (or the graph's "
+        "`status`). A failed generation answers 422 with the job's error. Limits: "
+        + "; ".join(f"{k} {_limit_text(k)}" for k in services.GENERATE_LIMITS)
         + f"; prompt at most {services.MAX_PROMPT_TOKENS} tokens (BOS included). Anonymous graphs are PUBLIC.",
-        request=GraphGenerateIn, responses={200: GraphGenerateOut, **ERR},
+        request=GraphGenerateIn, responses={200: GraphGenerateOut, 202: GraphGenerateOut, 422: GraphGenerateFailedOut, **ERR},
     )  # fmt: skip
     def post(self, request):
+        from django.conf import settings as django_settings
+
         data = validated(GraphGenerateIn, request.data)
         model = model_get(model_id=data["modelId"], user=request.user)
         settings = {k: data[k] for k in services.GENERATE_LIMITS if k in data}
@@ -360,14 +389,18 @@ class GenerateView(ApiView):
             source_set_name=data.get("sourceSetName", ""),
             visibility=data["visibility"] if request.user.is_authenticated else "PUBLIC",
         )  # fmt: skip
-        graph.refresh_from_db()
+        wait_s = django_settings.GRAPH_GENERATE_WAIT_S if data["wait"] else 0
+        graph = services.graph_generate_wait(graph=graph, timeout_s=wait_s)
+        failure = services.graph_generate_failure(graph)
+        if failure:
+            return Response({"message": failure, "jobId": graph.job_id, "status": Graph.Status.FAILED}, status=422)
         wire = graph_wire(request, graph)
         ready = graph.status == Graph.Status.READY
+        message = "Graph generated." if ready else f"Graph {graph.status.lower()}: follow job {graph.job_id}."
         return Response({
-            "message": "Graph generated." if ready else f"Graph {graph.status.lower()}: job {graph.job_id}.",
-            "url": wire["pageUrl"], "s3url": wire["url"], "numNodes": graph.n_nodes if ready else None,
+            "message": message, "url": wire["pageUrl"], "s3url": wire["url"], "numNodes": graph.n_nodes if ready else None,
             "numLinks": graph.n_links if ready else None, "jobId": graph.job_id, "status": graph.status,
-        })  # fmt: skip
+        }, status=200 if ready else 202)  # fmt: skip
 
 
 class TokenizeView(InferenceView):
@@ -383,12 +416,19 @@ class TokenizeView(InferenceView):
 
         data = validated(GraphTokenizeIn, request.data)
         model = model_get(model_id=data["modelId"], user=request.user)
-        result = inference_services.inference_call(
-            model=model, task=tasks.tokenize, payload={"text": data["prompt"], "prepend_bos": True}
-        )
+        logit_params = services.salient_logit_params(data)
+        payload = {
+            "text": data["prompt"], "prepend_bos": True, "salient_logits": logit_params,
+            "salient_max_tokens": services.MAX_PROMPT_TOKENS,
+        }  # fmt: skip
+        result = inference_services.inference_call(model=model, task=tasks.tokenize, payload=payload)
+        salient = result.get("salientLogits") or {
+            "salient_logits": [], "total_salient_tokens": 0, "cumulative_probability": 0.0
+        }  # fmt: skip
         return Response({
             "prompt": data["prompt"], "input_tokens": result["tokenStrings"], "input_token_ids": result["tokens"],
-            "max_prompt_tokens": services.MAX_PROMPT_TOKENS, "too_long": len(result["tokens"]) > services.MAX_PROMPT_TOKENS,
+            **salient, "max_prompt_tokens": services.MAX_PROMPT_TOKENS,
+            "too_long": len(result["tokens"]) > services.MAX_PROMPT_TOKENS,
         })  # fmt: skip
 
 

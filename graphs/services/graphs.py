@@ -6,9 +6,11 @@ them into `{"message"}`.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
+import threading
 import time
 import zlib
 from datetime import timedelta
@@ -26,6 +28,7 @@ from graphs.jobs import KIND_GRAPH_GENERATE
 from graphs.models import Graph, GraphPutRequest, Subgraph
 from graphs.services.storage import graph_object_delete, graph_object_get, graph_object_put, gzip_bytes
 from graphs.services.transcoders import SOURCE_SET_TYPE, transcoder_set_path
+from memicos_site.cpu_gate import released
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # Neuronpedia's MAX_GRAPH_UPLOAD_SIZE_BYTES (gzipped size)
 
@@ -88,13 +91,7 @@ def graph_generate_start(
         raise ValidationError("prompt: must not be empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValidationError(f"prompt: Prompt Too Long (at most {MAX_PROMPT_CHARS} characters)")
-    params = {}
-    for name, (lo, hi, default) in GENERATE_LIMITS.items():
-        value = settings.get(name)
-        value = default if value is None else value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ValidationError(f"{name}: must be a number between {lo} and {hi} (got {value!r})")
-        params[name] = int(value) if isinstance(default, int) else float(value)
+    params = _generate_settings(settings, GENERATE_LIMITS)
     slug = slug or ""
     if len(slug) < 2:
         slug = f"graph-{int(time.time() * 1000)}"
@@ -118,6 +115,77 @@ def graph_generate_start(
         Graph.objects.filter(pk=graph.pk).update(job=job)
         graph.job = job
     return graph
+
+
+def _generate_settings(settings: dict, names) -> dict:
+    """The camelCase settings `names` (of GENERATE_LIMITS) checked against their ranges, defaults filled in."""
+    params = {}
+    for name in names:
+        lo, hi, default = GENERATE_LIMITS[name]
+        value = settings.get(name)
+        value = default if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ValidationError(f"{name}: must be a number between {lo} and {hi} (got {value!r})")
+        params[name] = int(value) if isinstance(default, int) else float(value)
+    return params
+
+
+def salient_logit_params(settings: dict) -> dict:
+    """tokenize's maxNLogits and desiredLogitProb (optional, as generate takes them) → the runtime's arguments."""
+    params = _generate_settings(settings, ("maxNLogits", "desiredLogitProb"))
+    return {"max_n_logits": params["maxNLogits"], "desired_logit_prob": params["desiredLogitProb"]}
+
+
+_waiting = 0  # generate requests of this process waiting for their job
+_waiting_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _waiting_slot(limit: int):
+    """True while fewer than `limit` requests of this process wait (then one more does), else False."""
+    global _waiting
+    with _waiting_lock:
+        ok = _waiting < limit
+        _waiting += ok
+    try:
+        yield ok
+    finally:
+        if ok:
+            with _waiting_lock:
+                _waiting -= 1
+
+
+def graph_generate_wait(*, graph: Graph, timeout_s: float, poll_s: float = 0.25) -> Graph:
+    """Wait for the graph's job to finish, at most `timeout_s`, and return the graph as it then is (READY, FAILED,
+    or still PENDING). The request's CPU slot is given back meanwhile: the job runs in another process. With
+    settings.GRAPH_GENERATE_MAX_WAITING requests of this process already waiting, it does not wait."""
+    from django.conf import settings
+
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    finished = (Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED)
+    with _waiting_slot(settings.GRAPH_GENERATE_MAX_WAITING) as may_wait, released():
+        while True:
+            job_status = Job.objects.filter(pk=graph.job_id).values_list("status", flat=True).first()
+            if not may_wait or job_status is None or job_status in finished or time.monotonic() >= deadline:
+                break
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+    graph.refresh_from_db()
+    if graph.job_id:
+        graph.job.refresh_from_db()
+    return graph
+
+
+def graph_generate_failure(graph: Graph) -> str:
+    """Why a graph's generation failed (or was cancelled), in a sentence; "" while it has not."""
+    job = graph.job
+    job_failed = job is not None and job.status in (Job.Status.FAILED, Job.Status.CANCELLED)
+    if graph.status != Graph.Status.FAILED and not job_failed:
+        return ""
+    if job is not None and job.status == Job.Status.CANCELLED:
+        return f"Graph generation was cancelled (job {job.pk})."
+    error = (job.error if job is not None else "") or "no error was recorded"
+    error = error.removeprefix("ValidationError: ").strip("[]'\"")  # ValidationError's repr of its message list
+    return f"Graph generation failed: {error}"
 
 
 def set_explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:

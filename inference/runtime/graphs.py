@@ -152,6 +152,32 @@ def prompt_tokens(lm: LoadedModel, prompt: str) -> torch.Tensor:
     return lm.model.to_tokens(prompt, prepend_bos=True)[0]
 
 
+def salient_logits(lm: LoadedModel, prompt: str, *, max_n_logits: int = 10, desired_logit_prob: float = 0.95) -> dict:
+    """The next-token candidates a graph of `prompt` gets logit nodes for, as Neuronpedia's graph server's
+    /forward-pass reports them: the most probable tokens, fewest first, until their probabilities add up to
+    `desired_logit_prob` (the first to reach it included), at most `max_n_logits` (circuit-tracer's rule)."""
+    for name in ("max_n_logits", "desired_logit_prob"):
+        lo, hi = LIMITS[name]
+        value = locals()[name]
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be between {lo} and {hi} (got {value})")
+    tokens = prompt_tokens(lm, prompt).to(lm.spec.device)
+    with torch.no_grad():
+        logits = lm.model(tokens[None], return_type="logits")[0, -1].float()
+    probs, ids = logits.softmax(-1).topk(max_n_logits)
+    reached = (probs.cumsum(0) >= desired_logit_prob).nonzero()
+    keep = int(reached[0]) + 1 if reached.numel() else max_n_logits
+    rows = [
+        {"token": lm.tokenizer.decode([int(i)]), "token_id": int(i), "probability": float(p)}
+        for p, i in zip(probs[:keep], ids[:keep], strict=True)
+    ]
+    return {
+        "salient_logits": rows,
+        "total_salient_tokens": len(rows),
+        "cumulative_probability": float(probs[:keep].sum()),
+    }
+
+
 @contextlib.contextmanager
 def _attribution_progress(progress: GraphProgress | None):
     """circuit-tracer reports feature tracing only through a tqdm bar; stand in for it while attribute runs."""

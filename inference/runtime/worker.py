@@ -137,7 +137,16 @@ def run_topk_by_token(payload: dict) -> dict:
 def run_tokenize(payload: dict) -> dict:
     lm = _lm(payload)
     toks = acts.tokenize(lm, payload["text"], prepend_bos=payload.get("prepend_bos", True))
-    return {"tokens": toks.ids, "tokenStrings": toks.strings, "prependBos": toks.has_bos}
+    out = {"tokens": toks.ids, "tokenStrings": toks.strings, "prependBos": toks.has_bos}
+    # graph tokenize: the next-token candidates a graph would trace back from (not for a prompt too long to graph)
+    if payload.get("salient_logits") and len(toks.ids) <= payload.get("salient_max_tokens", len(toks.ids)):
+        from inference.runtime.graphs import salient_logits
+
+        try:
+            out["salientLogits"] = salient_logits(lm, payload["text"], **payload["salient_logits"])
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    return out
 
 
 def run_cossim(payload: dict) -> dict:

@@ -125,8 +125,11 @@ LONG_PROMPT = (
 )
 
 
-def test_a_graph_of_over_5000_links_draws_within_a_second(live_server, page, tiny_model, tiny_lm, var_dir, tmp_path):
-    """Time from navigation to the first complete draw (page, JSON fetch, layout, canvas and SVG) of a real graph."""
+def test_a_graph_of_over_5000_links_draws_every_node_and_marks_its_first_draw(
+    live_server, page, tiny_model, tiny_lm, var_dir, tmp_path
+):
+    """A real graph of over 5,000 links draws completely, and the page marks when (bench/graph.py's draw part
+    times it against its target)."""
     from inference.runtime import graphs as G
     from inference.runtime import transcoders as T
     from inference.runtime.corpus import corpus_contexts
@@ -141,13 +144,9 @@ def test_a_graph_of_over_5000_links_draws_within_a_second(live_server, page, tin
     graph_object_put(key="big.json", body=gzip.compress(json.dumps(result.graph).encode()))
     Graph.objects.create(model=tiny_model, slug="big", prompt=LONG_PROMPT, storage_key="big.json",
                          prompt_tokens=result.prompt_tokens, n_nodes=result.n_nodes, n_links=result.n_links)  # fmt: skip
-    page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=big&pruningThreshold=1")  # warm: static files, connection
+    page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=big&pruningThreshold=1")
     _ready(page)
-    times = []
-    for _ in range(3):
-        page.reload()
-        _ready(page)
-        times.append(page.evaluate("performance.now()"))
     assert page.locator("#graph-svg .graph-node").count() == result.n_nodes
-    print(f"time to first draw, {result.n_links} links, {result.n_nodes} nodes: {sorted(times)} ms")
-    assert sorted(times)[1] <= 1000, times
+    marks = page.evaluate("['graph:data', 'graph:drawn'].map(n => performance.getEntriesByName(n)[0].startTime)")
+    assert 0 < marks[0] <= marks[1], marks  # JSON parsed, then drawn
+    print(f"time to first draw, {result.n_links} links, {result.n_nodes} nodes: {marks[1]:.0f} ms")

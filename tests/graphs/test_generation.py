@@ -88,3 +88,31 @@ def test_labels_refresh_fills_empty_labels_from_later_explanations_and_keeps_the
     assert labels[owners[0]] == "mine"  # an owner's label is never overwritten
     assert all(not labels[i] for i in labels if i.startswith(f"{top[2][0]}_{top[2][1]}_"))  # not explained
     assert graph_labels_refresh(graph=Graph.objects.get(pk=graph.pk)) == 0  # nothing left to fill
+
+
+def test_the_generate_wait_ends_at_its_limit_at_once_when_too_many_wait_and_names_a_failure(tiny_model, settings):
+    import time
+
+    from features.models import Job
+    from features.services.jobs import job_create
+    from graphs.jobs import KIND_GRAPH_GENERATE
+    from graphs.services.graphs import graph_generate_failure, graph_generate_wait
+
+    job = job_create(kind=KIND_GRAPH_GENERATE, model_id=tiny_model.id, params={})  # never sent: stays PENDING
+    graph = Graph.objects.create(model=tiny_model, slug="w", prompt="x", status=Graph.Status.PENDING, job=job)
+    settings.GRAPH_GENERATE_MAX_WAITING = 4
+    started = time.monotonic()
+    assert graph_generate_wait(graph=graph, timeout_s=0.6).status == Graph.Status.PENDING
+    assert 0.6 <= time.monotonic() - started < 5
+    assert graph_generate_failure(graph) == ""
+    settings.GRAPH_GENERATE_MAX_WAITING = 0  # the web process's threads are all taken by waiting requests
+    started = time.monotonic()
+    graph_generate_wait(graph=graph, timeout_s=60)
+    assert time.monotonic() - started < 5
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error="ValidationError: ['The prompt is 80 tokens (with BOS); the limit is 64']"
+    )
+    graph = graph_generate_wait(graph=graph, timeout_s=60)
+    assert (
+        graph_generate_failure(graph) == "Graph generation failed: The prompt is 80 tokens (with BOS); the limit is 64"
+    )

@@ -38,3 +38,31 @@ def test_steer_logits_refuses_contradictory_or_out_of_range_features_with_a_400(
         r = post(client, {**BASE, "features": [feature]})
         assert r.status_code == 400 and r.json()["message"], (feature, r.content)
     assert post(client, {**BASE, "features": []}).status_code == 400
+
+
+def test_graph_tokenize_returns_the_salient_logits_a_graph_traces_back_from(client, tiny_graph_model, tiny_graph_json):
+    """Neuronpedia's tokenize answers the next-token candidates: they are the graph's logit nodes, in order."""
+    body = {"modelId": TINY_ID, "prompt": "The capital of France is"}
+    r = client.post("/api/graph/tokenize", json.dumps(body), content_type="application/json")
+    assert r.status_code == 200, r.content
+    out = r.json()
+    assert out["input_tokens"] == tiny_graph_json["metadata"]["prompt_tokens"] and not out["too_long"]
+    logits = [n for n in tiny_graph_json["nodes"] if n["feature_type"] == "logit"]  # same prompt, 10 and 0.95
+    assert [s["token_id"] for s in out["salient_logits"]] == [n["feature"] for n in logits]
+    probs = [s["probability"] for s in out["salient_logits"]]
+    assert probs == sorted(probs, reverse=True) and abs(probs[0] - logits[0]["token_prob"]) < 1e-4
+    assert out["total_salient_tokens"] == len(probs) and abs(out["cumulative_probability"] - sum(probs)) < 1e-6
+    # fewer logits when asked: the cap, or the probability reached, ends the list
+    few = client.post("/api/graph/tokenize", json.dumps({**body, "maxNLogits": 5, "desiredLogitProb": 0.6}),
+                      content_type="application/json").json()  # fmt: skip
+    assert (
+        1 <= few["total_salient_tokens"] <= 5
+        and few["salient_logits"] == out["salient_logits"][: len(few["salient_logits"])]
+    )
+    assert few["cumulative_probability"] >= 0.6 or few["total_salient_tokens"] == 5
+    assert few["cumulative_probability"] - few["salient_logits"][-1]["probability"] < 0.6  # the smallest such set
+    bad = client.post("/api/graph/tokenize", json.dumps({**body, "maxNLogits": 50}), content_type="application/json")
+    assert bad.status_code == 400 and "maxNLogits" in bad.json()["message"]
+    long = client.post("/api/graph/tokenize", json.dumps({**body, "prompt": " ".join(["word"] * 80)}),
+                       content_type="application/json").json()  # fmt: skip
+    assert long["too_long"] and long["salient_logits"] == [] and long["total_salient_tokens"] == 0

@@ -29,7 +29,8 @@
     form.addEventListener("submit", ev => {
       ev.preventDefault();
       const f = new FormData(form);
-      const body = {modelId: form.dataset.modelId, prompt: f.get("prompt"), slug: f.get("slug") || ""};
+      // wait: false — answered at once (202); the progress box follows the job live
+      const body = {modelId: form.dataset.modelId, prompt: f.get("prompt"), slug: f.get("slug") || "", wait: false};
       ["nodeThreshold", "edgeThreshold", "maxFeatureNodes"].forEach(k => { if (f.get(k)) body[k] = Number(f.get(k)); });
       if (f.get("visibility")) body.visibility = f.get("visibility");
       const err = form.querySelector(".graph-error");
@@ -105,6 +106,7 @@
   let data = null, byId = {}, linksBySource = {}, linksByTarget = {}, pos = {}, visible = new Set();
 
   fetch(meta.url, {credentials: "same-origin"}).then(r => r.json()).then(d => {
+    performance.mark("graph:data");  // fetched and parsed: what is left is layout and drawing (bench/graph.py)
     data = d;
     const md = d.metadata || {};
     if (!state.threshold) state.threshold = md.node_threshold || (md.pruning_settings || {}).node_threshold || 0.8;
@@ -120,6 +122,7 @@
     renderSubgraph();
     if (state.clicked && byId[state.clicked]) showDetail(byId[state.clicked]);
     window.memicosGraph = {ready: true, data: d};
+    performance.mark("graph:drawn");
     document.body.dataset.graphDrawn = "1";
     document.dispatchEvent(new CustomEvent("graph:drawn"));
   });
