@@ -61,7 +61,8 @@ class Command(BaseCommand):
                     break
                 time.sleep(1)
         else:
-            import_run_inline(run_id=run.pk, on_progress=show, jobs=max(1, options["jobs"]))
+            # no bar (not a terminal): no progress queries after every file either
+            import_run_inline(run_id=run.pk, on_progress=None if bar.disable else show, jobs=max(1, options["jobs"]))
         bar.close()
         p = import_run_progress(run_id=run.pk)
         check = p["result"]  # the check the run ended with (a count of every row of the source: seconds on a large one)
