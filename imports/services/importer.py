@@ -445,10 +445,10 @@ def import_plan_run(job: JobContext, **inline):
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
     """The whole run from this process (CLI default): prepare, features, then activations and explanations.
 
-    `jobs` > 1 loads that many files at once, each in a process of its own (imports.spawned), with its own
-    connection and transaction, as `jobs` Celery workers would. Processes, not threads: a file's parse holds the GIL
-    ~0.8 s, so threads parsed one file at a time; and spawned, not forked, so no child inherits a socket of this
-    process (two forked children once read one inherited Redis connection and both hung).
+    `jobs` > 1 loads that many files at once: this process and jobs - 1 helper processes (imports.spawned), each with
+    its own connection and transaction, as `jobs` Celery workers would. Processes, not threads: a file's parse holds
+    the GIL ~0.8 s, so threads parsed one file at a time; and spawned, not forked, so no child inherits a socket of
+    this process (two forked children once read one inherited Redis connection and both hung).
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows

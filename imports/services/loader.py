@@ -5,23 +5,25 @@ one place that maps Neuronpedia's names (features/fields.py) onto our tables, va
 decides what an update means.
 
 Why this shape:
-- Each validated record's JSON text is COPYed into a TEMP table (no WAL, no indexes) and decomposed by
-  Postgres (`json_to_record`, C) in one `INSERT … SELECT … ON CONFLICT DO UPDATE`: bound by Postgres'
-  bulk paths, not per-row round trips nor Python-side array formatting (psycopg's per-element array
-  dumping made the first version 2.6× slower on 64-token activations). The exception is activations'
-  tokens and values: their orjson text becomes an array literal with two byte edits, staged in typed
-  columns, because json_to_record's parse of them was half of Postgres' time per file (0.48 of 0.88 s
-  for 30k rows; typed staging takes the file to 0.63 s). An upsert on natural keys makes a re-run of the
-  same rows a no-op and a changed upstream row an update (Neuronpedia's `ON CONFLICT DO NOTHING` never
-  updates). The `WHERE … IS DISTINCT FROM` clause keeps unchanged rows untouched (no dead tuples, and
-  `rows_loaded` counts exactly the inserted or changed rows).
+- Each validated record is COPYed into a TEMP table (no WAL, no indexes) and moved into its table in one
+  `INSERT … SELECT … ON CONFLICT DO UPDATE`: bound by Postgres' bulk paths, not per-row round trips.
+  Features and activations (nearly every row of a dataset) are staged in typed columns, each value written
+  here as the COPY text its column's input function reads (an array: orjson's text of the list with two
+  byte edits, not psycopg's per-element dumping, which made the first version 2.6× slower); Postgres parsing
+  the rows' JSON with `json_to_record` was a fifth of its time per activation and more per feature (their
+  ~60 array elements). Explanations are staged as their JSON text and decomposed by `json_to_record`.
+  An upsert on natural keys makes a re-run of the same rows a no-op and a changed upstream row an update
+  (Neuronpedia's `ON CONFLICT DO NOTHING` never updates). The `WHERE … IS DISTINCT FROM` clause keeps
+  unchanged rows untouched (no dead tuples, and `rows_loaded` counts exactly the inserted or changed rows).
+  When none of the stage's keys exists yet (a first import) a plain INSERT does it without the per-row
+  conflict checks; when one does, that INSERT is rolled back and the upsert runs.
 - Everything runs inside `transaction.atomic()`, a savepoint when the caller already holds a
   transaction: a failed batch leaves nothing behind, and the caller decides when rows become visible.
 - Row problems (malformed line, a value of the wrong type, NaN/±Infinity in an array or a NOT NULL column, text
   that is not UTF-8, wrong vector dimension, unknown feature, duplicate key, an id another source owns, and any
   other exception while checking a record) skip the row and are reported with its line; batch problems (unknown
   source, a value Postgres still refuses) raise LoadError and nothing is written.
-- An unknown column is ignored (json_to_record reads only the columns it is given) and named once per batch in
+- An unknown column is ignored (only known columns are staged or read by json_to_record) and named once per batch in
   `warnings`: Neuronpedia adds columns to its exports over time, and a reader that refused them would break on
   the next export.
 - With `wait_for_features` (the importer's), a row whose feature is not in the database is not a bad row: the
