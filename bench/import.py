@@ -104,6 +104,30 @@ def _settle(*models):
         c.execute("CHECKPOINT")
 
 
+def _phases(started: float, ended: float) -> str:
+    """Where the import's time went, from its run's Job and file timestamps (one clock: this machine's)."""
+    from imports.models import ImportFile, ImportRun
+
+    run = ImportRun.objects.select_related("job").filter(model_id=MODEL_ID, source_id=SOURCE_ID).latest("pk")
+    job, files = run.job, list(ImportFile.objects.filter(run=run).exclude(started_at=None))
+    spans = {}
+    for name, kinds in (("features", {"features"}), ("rows", {"activations", "explanations"})):
+        fs = [f for f in files if f.kind in kinds]
+        if fs:
+            first, last = min(f.started_at for f in fs), max(f.finished_at for f in fs)
+            spans[name] = (first.timestamp(), last.timestamp(), len(fs))
+    first_file = min((s[0] for s in spans.values()), default=job.finished_at.timestamp())
+    last_file = max((s[1] for s in spans.values()), default=first_file)
+    parts = [
+        f"start-up {job.started_at.timestamp() - started:.1f}s",
+        f"config, metadata and plan {first_file - job.started_at.timestamp():.1f}s",
+        *(f"{name} {b - a:.1f}s ({n} files)" for name, (a, b, n) in spans.items()),
+        f"completeness check {job.finished_at.timestamp() - last_file:.1f}s",
+        f"report and exit {ended - job.finished_at.timestamp():.1f}s",
+    ]
+    return ", ".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", type=int, default=16384)
@@ -135,12 +159,12 @@ def main():
                "--prefix", "v1/", "--endpoint-url", url, "--no-explanations", "--jobs", str(args.jobs)]  # fmt: skip
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             env.pop(k, None)
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         load_import = os.getloadavg()[0]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (its processes' included)
         proc.returncode = os.waitstatus_to_exitcode(status)
-        t_import = time.perf_counter() - t0
+        t_import, ended = time.perf_counter() - t0, time.time()
         load_import = max(load_import, os.getloadavg()[0])
         if proc.returncode:
             raise SystemExit(f"import_source failed ({proc.returncode})")
@@ -149,6 +173,7 @@ def main():
     finally:
         moto.terminate()
 
+    phases = _phases(started, ended)
     source = Source.objects.get(model_id=MODEL_ID, name=SOURCE_ID)
     n_feat = Feature.objects.filter(source=source).count()
     n_act = Activation.objects.filter(feature__source=source).count()
@@ -187,6 +212,7 @@ def main():
         f"import (S3 → parse → COPY staging → upsert, per-file transactions): {t_import:.1f}s, {rows / t_import:,.0f} rows/s"
     )
     print(f"  of which CPU time of the import process (download, gunzip, parse, validate): {import_cpu:.1f}s")
+    print(f"  phases: {phases}")
     print(f"raw COPY of the same rows into the same tables: {t_raw:.1f}s, {rows / t_raw:,.0f} rows/s")
     print(f"ratio import / raw COPY: {t_raw / t_import:.2f} (target >= 0.5)")
     # other work on the machine slows the two phases unequally: the ratio means little when these differ a lot

@@ -13,10 +13,13 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import orjson
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -442,10 +445,10 @@ def import_plan_run(job: JobContext, **inline):
 def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None = None, jobs: int = 2) -> ImportRun:
     """The whole run from this process (CLI default): prepare, features, then activations and explanations.
 
-    `jobs` > 1 loads that many files at once, each in a process of its own (imports.spawned), with its own
-    connection and transaction, as `jobs` Celery workers would. Processes, not threads: a file's parse holds the GIL
-    ~0.8 s, so threads parsed one file at a time; and spawned, not forked, so no child inherits a socket of this
-    process (two forked children once read one inherited Redis connection and both hung).
+    `jobs` > 1 loads that many files at once: this process and jobs - 1 helper processes (imports.spawned), each with
+    its own connection and transaction, as `jobs` Celery workers would. Processes, not threads: a file's parse holds
+    the GIL ~0.8 s, so threads parsed one file at a time; and spawned, not forked, so no child inherits a socket of
+    this process (two forked children once read one inherited Redis connection and both hung).
     """
     if connection.in_atomic_block:
         jobs = 1  # other connections cannot see the caller's uncommitted rows
@@ -457,60 +460,117 @@ def import_run_inline(*, run_id: int, on_progress: Callable[[dict], None] | None
 
 
 def _import_run_inline(*, run_id: int, on_progress, jobs: int) -> ImportRun:
-    with _file_pool(jobs) as pool:  # its processes start up while this one plans
-        import_run_prepare(run_id=run_id)
-        if on_progress:
-            on_progress(import_run_progress(run_id=run_id))
-        for kinds in PHASE_KINDS.values():  # in phase order; the advance after the features decides the rows phase
-            ids = run_files(run_id, kinds)
-            if pool is None:
-                for file_id in ids:
-                    import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
-                    import_run_advance(run_id=run_id)
-            else:
-                _files_parallel(pool, ids, run_id=run_id, on_progress=on_progress)
+    import_run_prepare(run_id=run_id)
+    if on_progress:
+        on_progress(import_run_progress(run_id=run_id))
+    phases = [run_files(run_id, kinds) for kinds in PHASE_KINDS.values()]
+    # This process loads files too, so `jobs` files at once take jobs - 1 helpers, and a run whose phases have one
+    # file each (a small source) spawns none: a helper costs ~1 s of CPU to set Django up.
+    with _helpers(min(jobs, max(map(len, phases))) - 1) as helpers:
+        for i, kinds in enumerate(PHASE_KINDS.values()):  # in phase order; the advance after the features decides
+            ids = phases[i] if i == 0 else run_files(run_id, kinds)  # the rows phase (WAITING files drop out)
+            _files_load(helpers, ids, run_id=run_id, on_progress=on_progress)
             import_run_advance(run_id=run_id)
     return ImportRun.objects.select_related("job").get(pk=run_id)
 
 
+@dataclass
+class _Helpers:
+    """The spawned processes that load files beside this one; `ready` is set once each has set Django up."""
+
+    pool: object
+    size: int
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
 @contextmanager
-def _file_pool(jobs: int):
-    if jobs <= 1:
+def _helpers(size: int):
+    if size <= 0:
         yield None
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, wait
 
     from imports import spawned
 
     pool = ProcessPoolExecutor(
-        max_workers=jobs,
+        max_workers=size,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=spawned.boot,
         initargs=(spawned.child_env(),),
     )
     with pool:
-        for _ in range(jobs):
-            pool.submit(spawned.ready)  # start every process now: each takes ~1 s to set Django up
-        yield pool
+        helpers = _Helpers(pool, size)
+        # every process starts now (a submit spawns one while none is idle) and sets Django up while this one loads
+        booting = [pool.submit(spawned.ready) for _ in range(size)]
+        threading.Thread(target=lambda: (wait(booting), helpers.ready.set()), daemon=True).start()
+        yield helpers
 
 
-def _files_parallel(pool, ids: list[int], *, run_id: int, on_progress) -> None:
-    """Load files in the pool's processes; this one reports progress (live counts come from Redis)."""
-    from concurrent.futures import FIRST_EXCEPTION, wait
+def _files_load(helpers: _Helpers | None, ids: list[int], *, run_id: int, on_progress) -> None:
+    """Load files in order, here and (when there are helpers and more than one file) in the helpers' processes: a
+    thread hands each helper its next file as soon as it is free, while this thread loads the others (live counts
+    of the helpers' files come from Redis). The first error stops the handing out and is raised."""
+    todo = deque(ids)
+    dispatcher = None
+    if helpers is not None and len(todo) > 1:
+        dispatcher = _Dispatcher(helpers, todo, run_id)
+        dispatcher.start()
+    try:
+        while dispatcher is None or dispatcher.error is None:
+            try:
+                file_id = todo.popleft()
+            except IndexError:
+                break
+            import_file_load(file_id=file_id, run_id=run_id, on_progress=on_progress)
+            import_run_advance(run_id=run_id)
+    except BaseException:
+        todo.clear()  # the helpers' files in flight finish; no new one starts
+        raise
+    if dispatcher is not None:
+        while dispatcher.is_alive():
+            dispatcher.join(0.5)
+            if on_progress:
+                on_progress(import_run_progress(run_id=run_id))
+        if dispatcher.error is not None:
+            raise dispatcher.error
 
-    from imports import spawned
 
-    pending = {pool.submit(spawned.file_load, pk, run_id) for pk in ids}
-    while pending:
-        finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-        for fut in finished:
-            if fut.exception() is not None:
-                for rest in pending:
-                    rest.cancel()
-                raise fut.exception()
-        if on_progress:
-            on_progress(import_run_progress(run_id=run_id))
+class _Dispatcher(threading.Thread):
+    """Hands files from `todo` to the helpers, one each at a time, once they are ready. Queries nothing."""
+
+    def __init__(self, helpers: _Helpers, todo: deque, run_id: int):
+        super().__init__(daemon=True)
+        self.helpers, self.todo, self.run_id = helpers, todo, run_id
+        self.error: BaseException | None = None
+
+    def run(self):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from imports import spawned
+
+        running: set = set()
+        try:
+            while not self.helpers.ready.wait(0.1):
+                if not self.todo:
+                    return  # this process loaded them all first
+            while True:
+                while self.error is None and len(running) < self.helpers.size:
+                    try:
+                        file_id = self.todo.popleft()
+                    except IndexError:
+                        break
+                    running.add(self.helpers.pool.submit(spawned.file_load, file_id, self.run_id))
+                if not running:
+                    return
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    if fut.exception() is not None and self.error is None:
+                        self.error = fut.exception()
+                        self.todo.clear()
+        except BaseException as exc:  # noqa: BLE001 - raised by the thread that waits on this one
+            self.error = self.error or exc
+            self.todo.clear()
 
 
 # ------------------------------------------------------------------------------------------ one file
@@ -562,7 +622,7 @@ def _lines(
             line_no += 1
             if pause is not None:
                 pause(line_no)
-            if not raw.strip():
+            if not raw or raw.isspace():  # isspace: strip() would copy each line
                 continue
             if b"\\u0000" in raw:
                 nul_lines.add(line_no)  # the loader strips it from the parsed text and reports the line

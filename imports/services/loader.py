@@ -5,23 +5,25 @@ one place that maps Neuronpedia's names (features/fields.py) onto our tables, va
 decides what an update means.
 
 Why this shape:
-- Each validated record's JSON text is COPYed into a TEMP table (no WAL, no indexes) and decomposed by
-  Postgres (`json_to_record`, C) in one `INSERT … SELECT … ON CONFLICT DO UPDATE`: bound by Postgres'
-  bulk paths, not per-row round trips nor Python-side array formatting (psycopg's per-element array
-  dumping made the first version 2.6× slower on 64-token activations). The exception is activations'
-  tokens and values: their orjson text becomes an array literal with two byte edits, staged in typed
-  columns, because json_to_record's parse of them was half of Postgres' time per file (0.48 of 0.88 s
-  for 30k rows; typed staging takes the file to 0.63 s). An upsert on natural keys makes a re-run of the
-  same rows a no-op and a changed upstream row an update (Neuronpedia's `ON CONFLICT DO NOTHING` never
-  updates). The `WHERE … IS DISTINCT FROM` clause keeps unchanged rows untouched (no dead tuples, and
-  `rows_loaded` counts exactly the inserted or changed rows).
+- Each validated record is COPYed into a TEMP table (no WAL, no indexes) and moved into its table in one
+  `INSERT … SELECT … ON CONFLICT DO UPDATE`: bound by Postgres' bulk paths, not per-row round trips.
+  Features and activations (nearly every row of a dataset) are staged in typed columns, each value written
+  here as the COPY text its column's input function reads (an array: orjson's text of the list with two
+  byte edits, not psycopg's per-element dumping, which made the first version 2.6× slower); Postgres parsing
+  the rows' JSON with `json_to_record` was a fifth of its time per activation and more per feature (their
+  ~60 array elements). Explanations are staged as their JSON text and decomposed by `json_to_record`.
+  An upsert on natural keys makes a re-run of the same rows a no-op and a changed upstream row an update
+  (Neuronpedia's `ON CONFLICT DO NOTHING` never updates). The `WHERE … IS DISTINCT FROM` clause keeps
+  unchanged rows untouched (no dead tuples, and `rows_loaded` counts exactly the inserted or changed rows).
+  When none of the stage's keys exists yet (a first import) a plain INSERT does it without the per-row
+  conflict checks; when one does, that INSERT is rolled back and the upsert runs.
 - Everything runs inside `transaction.atomic()`, a savepoint when the caller already holds a
   transaction: a failed batch leaves nothing behind, and the caller decides when rows become visible.
 - Row problems (malformed line, a value of the wrong type, NaN/±Infinity in an array or a NOT NULL column, text
   that is not UTF-8, wrong vector dimension, unknown feature, duplicate key, an id another source owns, and any
   other exception while checking a record) skip the row and are reported with its line; batch problems (unknown
   source, a value Postgres still refuses) raise LoadError and nothing is written.
-- An unknown column is ignored (json_to_record reads only the columns it is given) and named once per batch in
+- An unknown column is ignored (only known columns are staged or read by json_to_record) and named once per batch in
   `warnings`: Neuronpedia adds columns to its exports over time, and a reader that refused them would break on
   the next export.
 - With `wait_for_features` (the importer's), a row whose feature is not in the database is not a bad row: the
@@ -143,7 +145,8 @@ class _Spec:
     table: str
     columns: list[_Column]
     key: str  # conflict target
-    # wire arrays staged as typed columns (formatted here, parsed once by array_in) instead of inside the JSON
+    # wire names staged as typed columns (formatted here, parsed once by their input function) instead of inside
+    # the JSON; when every column is, the stage has no JSON at all
     typed: tuple[str, ...] = ()
     # kept on update: when a row was first made and by whom
     immutable: tuple[str, ...] = ("created_at", "creator_id", "author_id", "prompt_version")
@@ -153,14 +156,22 @@ class _Spec:
     # the checks a line orjson parsed still needs: no text (orjson refused lone surrogates) and no typed arrays
     # (_row checks their numbers on the COPY literal it makes anyway)
     strict_checks: dict = field(default_factory=dict)
+    # typed columns: (wire name, array check code or None for an array, False for a scalar), in stage order
+    cells: tuple = ()
+    json: bool = True  # some columns go to the stage as JSON (json_to_record)
 
     def __post_init__(self):
+        arrays = {}
         for c in self.columns:
             code = _CHECK_CODES.get(c.db_type) or ("text" if c.db_type.startswith("varchar") else None)
+            if c.db_type.endswith("[]"):
+                arrays[c.wire] = code if code in _NUMBER_BYTES else None
             if code:
                 self.checks[c.wire] = (code, c.db_type, c.null, _INT_RANGE.get(c.db_type))
-                if code not in ("text", "text[]") and c.wire not in self.typed:
+                if code not in ("text", "text[]") and not (c.wire in self.typed and code in _NUMBER_BYTES):
                     self.strict_checks[c.wire] = self.checks[c.wire]
+        self.cells = tuple((name, arrays.get(name, False)) for name in self.typed)
+        self.json = not {c.wire for c in self.columns} <= set(self.typed)
 
 
 _CHECK_CODES = {
@@ -183,10 +194,10 @@ def _spec(kind: str) -> _Spec:
     if kind not in _SPECS:
         if kind == "features":
             cols = _columns(Feature, wire.FEATURE_FIELDS)
-            spec = _Spec(kind, Feature._meta.db_table, cols, "source_id, index")
+            spec = _Spec(kind, Feature._meta.db_table, cols, "source_id, index", typed=tuple(c.wire for c in cols))
         elif kind == "activations":
             cols = _columns(Activation, wire.ACTIVATION_FIELDS)
-            spec = _Spec(kind, Activation._meta.db_table, cols, "id", typed=("tokens", "values"))
+            spec = _Spec(kind, Activation._meta.db_table, cols, "id", typed=tuple(c.wire for c in cols))
         else:
             cols = _columns(Explanation, wire.EXPLANATION_FIELDS, {"embedding": "embedding_256"})
             spec = _Spec(kind, Explanation._meta.db_table, cols, "id")
@@ -275,8 +286,8 @@ def rows_load(
                     # psycopg sends each write() as its own message and waits on the socket: one write per
                     # ~256 KB instead of per row took that wait from two thirds of the import's time to noise
                     buf, size = [], 0
-                    for data in _rows(numbered, state, report):
-                        lines.append(int(data[: data.index(b"\t")]))
+                    for line, data in _rows(numbered, state, report):
+                        lines.append(line)
                         buf.append(data)
                         size += len(data)
                         if size >= COPY_CHUNK:
@@ -292,16 +303,21 @@ def rows_load(
                 )
             if state.type_names or state.model_names:
                 _ensure_explanation_types(cursor, state.type_names, state.model_names)
-            staged = len(lines) - _foreign_ids_drop(cursor, spec, stage, source, result)
             if kind == "features" and feature_id_floor is not None:
-                staged -= _repeated_features_drop(cursor, stage, source, feature_id_floor, result)
-            try:
-                with transaction.atomic():
-                    loaded = _upsert(cursor, spec, stage, source, creator_id)
-            except IntegrityError as exc:
-                raise LoadError(f"integrity error: {exc}".splitlines()[0]) from None
-            except DataError as exc:
-                raise LoadError(f"bad value: {str(exc).splitlines()[0]}") from None
+                _features_lock(cursor, source)
+            staged = len(lines)
+            loaded = _insert_new(cursor, spec, stage, source, creator_id)
+            if loaded is None:
+                staged -= _foreign_ids_drop(cursor, spec, stage, source, result)
+                if kind == "features" and feature_id_floor is not None:
+                    staged -= _repeated_features_drop(cursor, stage, source, feature_id_floor, result)
+                try:
+                    with transaction.atomic():
+                        loaded = _upsert(cursor, spec, stage, source, creator_id)
+                except IntegrityError as exc:
+                    raise LoadError(f"integrity error: {exc}".splitlines()[0]) from None
+                except DataError as exc:
+                    raise LoadError(f"bad value: {str(exc).splitlines()[0]}") from None
             result.rows_loaded = loaded
             result.rows_unchanged = staged - loaded
             cursor.execute(f"DROP TABLE {stage}")
@@ -325,6 +341,10 @@ class _RowState:
     feature_ids: dict = field(default_factory=dict)
     wait_for_features: bool = False
     unknown_columns: set = field(default_factory=set)
+    dimension: int | None = None  # the model's, for features' vectors
+
+    def __post_init__(self):
+        self.dimension = self.source.model.dimension
 
 
 class _RowProblem(Exception):
@@ -339,7 +359,7 @@ class _FeatureMissing(_RowProblem):
         self.index = index
 
 
-def _rows(numbered, state: _RowState, report) -> Iterator[bytes]:
+def _rows(numbered, state: _RowState, report) -> Iterator[tuple[int, bytes]]:
     """Validate each record and yield its COPY line: `line \t ref [\t key] [\t arrays] \t json`. The JSON text goes
     to Postgres as sent (json_to_record decomposes it in C); a record is re-serialized only when it had to be
     changed (repairs, generated ids, a line parsed by the NaN-tolerant fallback)."""
@@ -371,7 +391,7 @@ def _rows(numbered, state: _RowState, report) -> Iterator[bytes]:
             result.rows_skipped += 1
             result.add_error(line, f"bad row ({type(exc).__name__}: {exc})"[:500])
             continue
-        yield data
+        yield line, data
     if report is not None:
         report(result.rows_read)
 
@@ -399,8 +419,8 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
     spec = state.spec
     notes = _values_check(rec, spec.strict_checks if raw is not None else spec.checks, strict=raw is not None)
     dirty = dirty or bool(notes)
-    vec, dimension = rec.get("vector"), state.source.model.dimension
-    if vec and dimension and len(vec) != dimension:
+    vec, dimension = rec.get("vector"), state.dimension
+    if vec and dimension and isinstance(vec, list) and len(vec) != dimension:  # not a list: refused with the cells
         raise _RowProblem(f"vector has {len(vec)} values, model dimension is {dimension}")
     if kind == "features":
         key = ref = index
@@ -419,24 +439,34 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
     fields = [b"%d" % line, b"%d" % ref]
     if kind != "features":
         fields.append(_copy_text(key))
-    if typed := spec.typed:
+    if spec.cells:
+        get, add = rec.get, fields.append
         try:
-            arrays = [_copy_array(name, rec.get(name)) for name in typed]
+            for name, array_code in spec.cells:
+                value = get(name)
+                if value is None:
+                    add(b"\\N")
+                elif array_code is False:
+                    add(b"%d" % value if type(value) is int else _copy_cell(name, value))
+                elif type(value) is list and not value:
+                    add(b"{}")
+                else:
+                    literal = _copy_array(name, value)
+                    if array_code and raw is not None:
+                        _array_check(name, value, array_code, strict=True, text=literal[1:-1])
+                    add(literal)
         except ValueError as exc:
             raise _RowProblem(str(exc)) from None
-        if raw is not None:
-            for name, literal in zip(typed, arrays, strict=True):
-                if (code := spec.checks[name][0]) in _NUMBER_BYTES and rec.get(name):
-                    _array_check(name, rec[name], code, strict=True, text=literal[1:-1])
-        fields += arrays
-        rec, raw = {k: v for k, v in rec.items() if k not in typed}, None  # the caller's dict stays whole
-    if dirty or raw is None or b"\t" in raw or b"\r" in raw:
-        try:
-            raw = orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
-        except orjson.JSONEncodeError as exc:  # a lone surrogate in a key or a nested value
-            raise _RowProblem(f"record cannot be written as JSON: {exc}") from None
-    # COPY text format: backslash is its escape character; JSON has no raw tabs/newlines in strings
-    fields.append(raw.replace(b"\\", b"\\\\").strip())
+        if spec.json:
+            rec, raw = {k: v for k, v in rec.items() if k not in spec.typed}, None  # the caller's dict stays whole
+    if spec.json:
+        if dirty or raw is None or b"\t" in raw or b"\r" in raw:
+            try:
+                raw = orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+            except orjson.JSONEncodeError as exc:  # a lone surrogate in a key or a nested value
+                raise _RowProblem(f"record cannot be written as JSON: {exc}") from None
+        # COPY text format: backslash is its escape character; JSON has no raw tabs/newlines in strings
+        fields.append(raw.replace(b"\\", b"\\\\").strip())
     # accepted: only now does the key count as taken, and its notes reach the report
     state.seen_keys.add(key)
     if kind == "explanations":
@@ -448,7 +478,8 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
         result.notes += 1
         for note in notes:
             result.add_error(line, note)
-    return b"\t".join(fields) + b"\n"
+    fields[-1] += b"\n"
+    return b"\t".join(fields)
 
 
 _INT_RANGE = {"integer": 1 << 31, "bigint": 1 << 63}
@@ -694,11 +725,35 @@ def _copy_array(name: str, value) -> bytes:
         text = orjson.dumps(value)
     except orjson.JSONEncodeError:  # a lone surrogate, which the NaN-tolerant fallback parser lets through
         raise ValueError(f"{name} holds text that is not valid UTF-8") from None
-    if (b"[" in text[1:-1] or b"{" in text[1:-1]) and any(isinstance(v, (list, dict)) for v in value):
+    inner = text[1:-1]
+    if (b"[" in inner or b"{" in inner) and any(isinstance(v, (list, dict)) for v in value):
         raise ValueError(f"{name} must be a flat list of strings or numbers")
-    if b"\\" in text and b"\\" in text.replace(b"\\\\", b"").replace(b'\\"', b""):
+    if b"\\" not in inner:
+        return b"{%s}" % inner
+    if b"\\" in inner.replace(b"\\\\", b"").replace(b'\\"', b""):
         return _copy_array_slow(value)
-    return b"{" + text[1:-1].replace(b"\\", b"\\\\") + b"}"
+    return b"{%s}" % inner.replace(b"\\", b"\\\\")
+
+
+def _copy_cell(name: str, value) -> bytes:
+    """A scalar column's value as COPY text, as json_to_record would read it from the JSON: a string as itself (the
+    column's input function parses it), other values as their JSON text. _values_check has checked its type."""
+    if value is None:
+        return b"\\N"
+    t = type(value)
+    if t is str:
+        return _copy_text(value)
+    if t is int:
+        return b"%d" % value
+    if t is float or t is bool:
+        return orjson.dumps(value)
+    try:  # a list or object in a text column, a numpy scalar
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+    except orjson.JSONEncodeError:  # a lone surrogate, which the NaN-tolerant fallback parser lets through
+        raise ValueError(f"{name} holds text that is not valid UTF-8") from None
+    if text.startswith(b'"'):
+        return _copy_text(orjson.loads(text))
+    return text.replace(b"\\", b"\\\\")  # JSON text holds no raw tab or newline
 
 
 def _copy_array_slow(value: list) -> bytes:
@@ -723,9 +778,10 @@ def _stage_create(cursor, spec: _Spec) -> str:
     name = f"_memicos_stage_{spec.kind}_{next(_stage_counter)}"
     # in spec.typed's order, the order _rows writes them in
     db_types = {c.wire: c.db_type for c in spec.columns}
-    typed = "".join(f'"{name}" {db_types[name]}, ' for name in spec.typed)
-    key = "_key text, " if spec.kind != "features" else ""  # the id, to find ids another source owns
-    cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint, {key}{typed}j json) ON COMMIT DROP")
+    typed = "".join(f', "{name}" {db_types[name]}' for name in spec.typed)
+    key = ", _key text" if spec.kind != "features" else ""  # the id, to find ids another source owns
+    j = ", j json" if spec.json else ""
+    cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint{key}{typed}{j}) ON COMMIT DROP")
     return name
 
 
@@ -755,7 +811,7 @@ def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, resu
     the stage. The lock serializes this check and the upsert among a source's feature files until commit, so two
     files loading at once still see each other's rows; a re-run of a file never sees its own (rolled back or
     loaded before this run's floor)."""
-    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('memicos.import.features'), %s)", [source.pk % (1 << 31)])
+    _features_lock(cursor, source)
     return _stage_drop(
         cursor,
         f"DELETE FROM {stage} s USING {Feature._meta.db_table} t "
@@ -764,6 +820,11 @@ def _repeated_features_drop(cursor, stage: str, source: Source, floor: int, resu
         result,
         lambda index: f"duplicate index {index}: already loaded from another file of this import (first kept)",
     )
+
+
+def _features_lock(cursor, source: Source):
+    """Held until commit: a source's feature files insert (and check for each other's rows) one at a time."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext('memicos.import.features'), %s)", [source.pk % (1 << 31)])
 
 
 def _stage_drop(cursor, delete_sql: str, params: list, result: LoadResult, reason: Callable[..., str]) -> int:
@@ -777,7 +838,22 @@ def _stage_drop(cursor, delete_sql: str, params: list, result: LoadResult, reaso
     return len(dropped)
 
 
-def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | None) -> int:
+def _insert_new(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | None) -> int | None:
+    """The stage's rows inserted as they are when none of their keys exists yet (a first import): the plain INSERT
+    skips the upsert's per-row conflict check, and when it succeeds there was nothing for the stage drops to find.
+    None, with nothing written, when a key exists (or the INSERT fails otherwise): the caller takes the upsert path,
+    which reports what it finds."""
+    sql, params, _ = _insert_sql(spec, stage, source, creator_id)
+    try:
+        with transaction.atomic():
+            cursor.execute(sql, params)
+    except (IntegrityError, DataError):
+        return None
+    return max(cursor.rowcount, 0)
+
+
+def _insert_sql(spec: _Spec, stage: str, source: Source, creator_id: int | None) -> tuple[str, list, list[str]]:
+    """INSERT … SELECT of the stage's rows (defaults for missing values), its parameters and its columns."""
     cols = spec.columns
     record_def = ", ".join(f'"{c.wire}" {c.db_type}' for c in cols if c.wire not in spec.typed)
     values = [f'{"s" if c.wire in spec.typed else "x"}."{c.wire}"' for c in cols]
@@ -797,6 +873,13 @@ def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | N
         params = [source.model_id, source.pk, creator_id]
     insert_names = extra_names + names
     insert_values = extra_values + values
+    records = f", json_to_record(s.j) AS x({record_def})" if spec.json else ""
+    sql = f"INSERT INTO {spec.table} AS t ({', '.join(insert_names)}) SELECT {', '.join(insert_values)} FROM {stage} s{records}"
+    return sql, params, insert_names
+
+
+def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | None) -> int:
+    sql, params, insert_names = _insert_sql(spec, stage, source, creator_id)
     updatable = [n for n in insert_names if n not in spec.immutable and n not in ("model_id", "source_id", "index")]
     compare = [n for n in updatable if n not in ("updated_at",)]
     sets = [f"{n} = EXCLUDED.{n}" for n in updatable]
@@ -805,10 +888,8 @@ def _upsert(cursor, spec: _Spec, stage: str, source: Source, creator_id: int | N
         sets.append(
             "embedding = CASE WHEN t.description IS DISTINCT FROM EXCLUDED.description THEN NULL ELSE t.embedding END"
         )
-    sql = (
-        f"INSERT INTO {spec.table} AS t ({', '.join(insert_names)}) "
-        f"SELECT {', '.join(insert_values)} FROM {stage} s, json_to_record(s.j) AS x({record_def}) "
-        f"ON CONFLICT ({spec.key}) DO UPDATE SET {', '.join(sets)} "
+    sql += (
+        f" ON CONFLICT ({spec.key}) DO UPDATE SET {', '.join(sets)} "
         f"WHERE ({', '.join('t.' + n for n in compare)}) IS DISTINCT FROM ({', '.join('EXCLUDED.' + n for n in compare)})"
     )
     if spec.kind == "explanations":  # an id another source took meanwhile is not moved (see _foreign_ids_drop)

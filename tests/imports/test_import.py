@@ -74,3 +74,28 @@ def test_cli_loads_files_in_parallel_processes_with_the_same_result(s3_endpoint,
     run = ImportRun.objects.select_related("job").get(source_id="0-res-tt")
     assert run.phase == ImportRun.Phase.DONE and run.job.status == Job.Status.SUCCEEDED
     assert run.job.result["complete"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_of_one_file_per_phase_loads_without_spawning_a_process(s3_endpoint, small_dataset, monkeypatch):
+    """--jobs 3 on a source whose features and activations are one file each: this process loads both, spawning no
+    helper (one costs ~1 s of CPU to set Django up, more than such a source takes to load)."""
+    import concurrent.futures
+
+    from imports.services.importer import import_run_create, import_run_inline
+
+    spawned = []
+
+    def no_pool(*args, **kwargs):
+        spawned.append(kwargs)
+        raise AssertionError("a helper process was started")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)
+    p = params(s3_endpoint, small_dataset["bucket"])
+    run = import_run_create(params=p, model_id="tiny-gpt", source_id="1-res-tt", explanations=False, send=False)
+    run = import_run_inline(run_id=run.pk, jobs=3)
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    assert not spawned and ImportFile.objects.filter(source_id="1-res-tt", status="DONE").count() == 2
+    rows = small_dataset["rows"]["1-res-tt"]
+    counts = db_counts("tiny-gpt", "1-res-tt")
+    assert (counts["features"], counts["activations"]) == (len(rows["features"]), len(rows["activations"]))

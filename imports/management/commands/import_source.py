@@ -61,10 +61,13 @@ class Command(BaseCommand):
                     break
                 time.sleep(1)
         else:
-            import_run_inline(run_id=run.pk, on_progress=show, jobs=max(1, options["jobs"]))
+            # no bar (not a terminal): no progress queries after every file either
+            import_run_inline(run_id=run.pk, on_progress=None if bar.disable else show, jobs=max(1, options["jobs"]))
         bar.close()
         p = import_run_progress(run_id=run.pk)
-        check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
+        check = p["result"]  # the check the run ended with (a count of every row of the source: seconds on a large one)
+        if not (isinstance(check, dict) and "kinds" in check):  # the run ended before its check (planning failed)
+            check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
         for line in completeness_lines(check):
             self.stdout.write(line)
         self.stdout.write(
