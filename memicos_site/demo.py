@@ -9,6 +9,9 @@ Sizes are chosen so the first run fits in 30 minutes on 2 CPU cores (measured st
 a TopK SAE (k=32, 4096 latents, ~7× d_model) on layer 9's residual stream (a third of the way up, where
 SmolLM2's features are already lexical-to-semantic and the forward pass stays cheap), trained on 500k Brown
 tokens (batches of 1,024, lr 1e-3: ~490 steps), dashboards over 65k tokens (512 contexts of 128).
+
+The last follow-up, `demo_graphs`, trains SmolLM2's transcoders (DEMO_TRANSCODERS), traces DEMO_GRAPHS and has the
+local LLM explain each graph's most influential features, which become the graphs' labels.
 """
 
 from __future__ import annotations
