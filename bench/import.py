@@ -209,7 +209,7 @@ def main():
 
     print(f"rows: {n_feat} features + {n_act} activations = {rows}")
     print(
-        f"import (S3 → parse → COPY staging → upsert, per-file transactions): {t_import:.1f}s, {rows / t_import:,.0f} rows/s"
+        f"import (S3 → parse → COPY (direct, or staged and upserted), per-file transactions): {t_import:.1f}s, {rows / t_import:,.0f} rows/s"
     )
     print(f"  of which CPU time of the import process (download, gunzip, parse, validate): {import_cpu:.1f}s")
     print(f"  phases: {phases}")

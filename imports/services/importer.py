@@ -696,6 +696,7 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
                 nul_lines=nul_lines,
                 feature_id_floor=run.feature_id_floor if run else None,
                 wait_for_features=f.kind != "features",
+                direct_copy=True,
             )
             status, errors = ImportFile.Status.DONE, result.errors
             if result.rows_waiting:  # not DONE: the next import or Re-sync loads the file again

@@ -16,7 +16,10 @@ Why this shape:
   (Neuronpedia's `ON CONFLICT DO NOTHING` never updates). The `WHERE … IS DISTINCT FROM` clause keeps
   unchanged rows untouched (no dead tuples, and `rows_loaded` counts exactly the inserted or changed rows).
   When none of the stage's keys exists yet (a first import) a plain INSERT does it without the per-row
-  conflict checks; when one does, that INSERT is rolled back and the upsert runs.
+  conflict checks; when one does, that INSERT is rolled back and the upsert runs. Activations (nearly all rows)
+  skip the stage on a first import: their feature ids and defaults are resolved here, so their COPY goes straight
+  into the table in a savepoint (one COPY, as a raw load); if it is refused, the same COPY text is staged and the
+  checked path above reports what it finds.
 - Everything runs inside `transaction.atomic()`, a savepoint when the caller already holds a
   transaction: a failed batch leaves nothing behind, and the caller decides when rows become visible.
 - Row problems (malformed line, a value of the wrong type, NaN/±Infinity in an array or a NOT NULL column, text
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -249,12 +253,14 @@ def rows_load(
     result: LoadResult | None = None,
     feature_id_floor: int | None = None,
     wait_for_features: bool = False,
+    direct_copy: bool = False,
 ) -> LoadResult:
     """records_load over (line number, record) pairs: the importer's entry point. With check_nul=False only
     the lines in `nul_lines` (raw lines that contained the \\u0000 escape) are scanned for NUL. With
     `feature_id_floor` (an import run's), a feature with a larger id was loaded by another file of the run: a
     row repeating its index is reported and skipped (first kept). With `wait_for_features`, rows whose feature
-    is missing are counted in `rows_waiting` instead of reported as bad rows (see the module doc)."""
+    is missing are counted in `rows_waiting` instead of reported as bad rows (see the module doc). With
+    `direct_copy` (the importer's), a first import's activations skip the stage (_copy_direct)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     source = Source.objects.filter(model_id=model_id, name=source_id).select_related("model").first()
@@ -266,7 +272,6 @@ def rows_load(
         with connection.cursor() as cursor:
             # Safe: the file's rows and its checkpoint commit together, so a lost commit loses both.
             cursor.execute("SET LOCAL synchronous_commit = off")
-            stage = _stage_create(cursor, spec)
             feature_ids = _feature_ids(source.pk) if kind != "features" else {}
             state = _RowState(
                 kind=kind,
@@ -277,50 +282,47 @@ def rows_load(
                 nul_lines=nul_lines if nul_lines is not None else set(),
                 feature_ids=feature_ids,
                 wait_for_features=wait_for_features,
+                defaults=_cell_defaults(cursor, spec),
             )
             lines = array("l")
-            try:
-                # Django wraps errors of execute() but not of the raw cursor's COPY: wrapped, a server restart
-                # mid-COPY is Django's OperationalError (the import tasks retry it, the web answers 503)
-                with connection.wrap_database_errors, cursor.copy(f"COPY {stage} FROM STDIN") as copy:
-                    # psycopg sends each write() as its own message and waits on the socket: one write per
-                    # ~256 KB instead of per row took that wait from two thirds of the import's time to noise
-                    buf, size = [], 0
-                    for line, data in _rows(numbered, state, report):
-                        lines.append(line)
-                        buf.append(data)
-                        size += len(data)
-                        if size >= COPY_CHUNK:
-                            copy.write(b"".join(buf))
-                            buf, size = [], 0
-                    if buf:
-                        copy.write(b"".join(buf))
-            except DataError as exc:
-                raise LoadError(f"bad value: {_pg_message(exc, lines)}") from None
+            rows = _rows(numbered, state, report)
+            loaded = spool = None
+            if direct_copy and kind == "activations" and creator_id is None:
+                loaded, spool = _copy_direct(cursor, spec, rows, lines)
+            if loaded is None:
+                stage = _stage_create(cursor, spec)
+                try:
+                    _stage_copy(cursor, stage, rows, lines, spool)
+                except DataError as exc:
+                    raise LoadError(f"bad value: {_pg_message(exc, lines)}") from None
+                finally:
+                    if spool is not None:
+                        spool.close()
             if state.unknown_columns:
                 result.warnings.append(
                     f"unknown column(s) {', '.join(sorted(state.unknown_columns))} for {kind} ignored"
                 )
             if state.type_names or state.model_names:
                 _ensure_explanation_types(cursor, state.type_names, state.model_names)
-            if kind == "features" and feature_id_floor is not None:
-                _features_lock(cursor, source)
             staged = len(lines)
-            loaded = _insert_new(cursor, spec, stage, source, creator_id)
             if loaded is None:
-                staged -= _foreign_ids_drop(cursor, spec, stage, source, result)
                 if kind == "features" and feature_id_floor is not None:
-                    staged -= _repeated_features_drop(cursor, stage, source, feature_id_floor, result)
-                try:
-                    with transaction.atomic():
-                        loaded = _upsert(cursor, spec, stage, source, creator_id)
-                except IntegrityError as exc:
-                    raise LoadError(f"integrity error: {exc}".splitlines()[0]) from None
-                except DataError as exc:
-                    raise LoadError(f"bad value: {str(exc).splitlines()[0]}") from None
+                    _features_lock(cursor, source)
+                loaded = _insert_new(cursor, spec, stage, source, creator_id)
+                if loaded is None:
+                    staged -= _foreign_ids_drop(cursor, spec, stage, source, result)
+                    if kind == "features" and feature_id_floor is not None:
+                        staged -= _repeated_features_drop(cursor, stage, source, feature_id_floor, result)
+                    try:
+                        with transaction.atomic():
+                            loaded = _upsert(cursor, spec, stage, source, creator_id)
+                    except IntegrityError as exc:
+                        raise LoadError(f"integrity error: {exc}".splitlines()[0]) from None
+                    except DataError as exc:
+                        raise LoadError(f"bad value: {str(exc).splitlines()[0]}") from None
+                cursor.execute(f"DROP TABLE {stage}")
             result.rows_loaded = loaded
             result.rows_unchanged = staged - loaded
-            cursor.execute(f"DROP TABLE {stage}")
     return result
 
 
@@ -342,9 +344,12 @@ class _RowState:
     wait_for_features: bool = False
     unknown_columns: set = field(default_factory=set)
     dimension: int | None = None  # the model's, for features' vectors
+    defaults: dict = field(default_factory=dict)  # typed cell → its COPY text when the record has no value
+    cells: tuple = ()  # spec.cells, each with its text for a missing value
 
     def __post_init__(self):
         self.dimension = self.source.model.dimension
+        self.cells = tuple((name, code, self.defaults.get(name, b"\\N")) for name, code in self.spec.cells)
 
 
 class _RowProblem(Exception):
@@ -360,7 +365,7 @@ class _FeatureMissing(_RowProblem):
 
 
 def _rows(numbered, state: _RowState, report) -> Iterator[tuple[int, bytes]]:
-    """Validate each record and yield its COPY line: `line \t ref [\t key] [\t arrays] \t json`. The JSON text goes
+    """Validate each record and yield (line, its COPY line): `ref [\t key] [\t cells] [\t json]`. The JSON text goes
     to Postgres as sent (json_to_record decomposes it in C); a record is re-serialized only when it had to be
     changed (repairs, generated ids, a line parsed by the NaN-tolerant fallback)."""
     result = state.result
@@ -436,18 +441,27 @@ def _row(line: int, rec, raw: bytes | None, state: _RowState) -> bytes:
     if (state.check_nul or line in state.nul_lines) and _strip_nul(rec, _TEXT_KEYS[kind]):
         dirty = True
         notes.append("\\u0000 stripped from text (row kept)")
-    fields = [b"%d" % line, b"%d" % ref]
-    if kind != "features":
+    fields = [b"%d" % ref]
+    if kind == "explanations":  # activations' id is a typed cell, features' key is ref
         fields.append(_copy_text(key))
     if spec.cells:
         get, add = rec.get, fields.append
         try:
-            for name, array_code in spec.cells:
+            for name, array_code, null in state.cells:
                 value = get(name)
                 if value is None:
-                    add(b"\\N")
+                    add(null)
                 elif array_code is False:
-                    add(b"%d" % value if type(value) is int else _copy_cell(name, value))
+                    # the common scalars inline: a call per value was a fifth of this loop's cost
+                    t = type(value)
+                    if t is int:
+                        add(b"%d" % value)
+                    elif t is float:  # finite: _values_check refused or nulled the others
+                        add(b"%r" % value)
+                    elif t is str:
+                        add(_copy_text(value))
+                    else:
+                        add(_copy_cell(name, value))
                 elif type(value) is list and not value:
                     add(b"{}")
                 else:
@@ -769,6 +783,93 @@ def _feature_ids(source_pk: int) -> dict[int, int]:
 
 # ---------------------------------------------------------------------------------------------- SQL
 
+SPOOL_MEMORY = 64 << 20  # bytes of a direct COPY kept in memory for a fallback to the stage; beyond, a temp file
+
+
+def _cell_defaults(cursor, spec: _Spec) -> dict[str, bytes]:
+    """Each typed column's default (the upsert's COALESCE) as COPY text, so a row can go straight into its table.
+    now() is the transaction's timestamp, the value the INSERT's now() would give."""
+    out = {}
+    for c in spec.columns:
+        if c.wire not in spec.typed or c.default_sql is None:
+            continue
+        sql = c.default_sql
+        if sql == "now()":
+            if "now" not in out:
+                cursor.execute("SELECT now()::text")
+                out["now"] = cursor.fetchone()[0].encode()
+            out[c.wire] = out["now"]
+        elif sql in ("TRUE", "FALSE"):
+            out[c.wire] = b"t" if sql == "TRUE" else b"f"
+        elif sql == "''":
+            out[c.wire] = b""
+        elif sql.startswith("'{}'::"):
+            out[c.wire] = b"{}"
+        else:  # a number's repr
+            out[c.wire] = sql.encode()
+    out.pop("now", None)
+    return out
+
+
+def _copy_direct(cursor, spec: _Spec, rows, lines: array) -> tuple[int | None, tempfile.SpooledTemporaryFile | None]:
+    """A first import's activations COPYed straight into their table in a savepoint: one COPY, as a raw load does,
+    instead of a stage COPY and an INSERT … SELECT. Every row's feature id is resolved already and its defaults
+    filled in (_cell_defaults). Any refusal (an id that exists: this file loaded before, or owned by another
+    source; a value Postgres refuses) rolls the savepoint back and returns (None, the rows' COPY text, all of it):
+    the caller stages that text and takes the checked path, which reports each refused row."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
+    columns = ", ".join(["feature_id", *(c.column for c in spec.columns)])
+    try:
+        with transaction.atomic(), connection.wrap_database_errors:
+            with cursor.copy(f"COPY {spec.table} ({columns}) FROM STDIN") as copy:
+                buf, size = [], 0
+                for line, data in rows:
+                    lines.append(line)
+                    buf.append(data)
+                    size += len(data)
+                    if size >= COPY_CHUNK:
+                        chunk = b"".join(buf)
+                        buf, size = [], 0
+                        spool.write(chunk)
+                        copy.write(chunk)
+                if buf:
+                    chunk = b"".join(buf)
+                    spool.write(chunk)
+                    copy.write(chunk)
+    except (IntegrityError, DataError):
+        for line, data in rows:  # the rest of the file, for the stage
+            lines.append(line)
+            spool.write(data)
+        spool.seek(0)
+        return None, spool
+    spool.close()
+    return len(lines), None
+
+
+def _stage_copy(cursor, stage: str, rows, lines: array, spool=None):
+    """COPY the rows into the stage, each prefixed with its file line; from `spool` (a failed direct COPY's text,
+    one row a line, their file lines already in `lines`) when given."""
+    # Django wraps errors of execute() but not of the raw cursor's COPY: wrapped, a server restart
+    # mid-COPY is Django's OperationalError (the import tasks retry it, the web answers 503)
+    with connection.wrap_database_errors, cursor.copy(f"COPY {stage} FROM STDIN") as copy:
+        # psycopg sends each write() as its own message and waits on the socket: one write per
+        # ~256 KB instead of per row took that wait from two thirds of the import's time to noise
+        buf, size = [], 0
+        if spool is not None:
+            rows = zip(lines, spool, strict=True)  # COPY text escapes newlines inside values: one row a line
+        for line, data in rows:
+            if spool is None:
+                lines.append(line)
+            buf.append(b"%d\t" % line)
+            buf.append(data)
+            size += len(data)
+            if size >= COPY_CHUNK:
+                copy.write(b"".join(buf))
+                buf, size = [], 0
+        if buf:
+            copy.write(b"".join(buf))
+
+
 _stage_counter = itertools.count()
 
 
@@ -779,7 +880,7 @@ def _stage_create(cursor, spec: _Spec) -> str:
     # in spec.typed's order, the order _rows writes them in
     db_types = {c.wire: c.db_type for c in spec.columns}
     typed = "".join(f', "{name}" {db_types[name]}' for name in spec.typed)
-    key = ", _key text" if spec.kind != "features" else ""  # the id, to find ids another source owns
+    key = ", _key text" if spec.kind == "explanations" else ""  # the id, to find ids another source owns
     j = ", j json" if spec.json else ""
     cursor.execute(f"CREATE TEMP TABLE {name} (_line integer, _ref bigint{key}{typed}{j}) ON COMMIT DROP")
     return name
@@ -792,12 +893,14 @@ def _foreign_ids_drop(cursor, spec: _Spec, stage: str, source: Source, result: L
         return 0
     if spec.kind == "activations":
         owner = f"JOIN {Feature._meta.db_table} f ON f.id = t.feature_id JOIN {Source._meta.db_table} o ON o.id = f.source_id"
+        key = 's."id"'  # staged as a typed cell
     else:
         owner = f"JOIN {Source._meta.db_table} o ON o.id = t.source_id"
+        key = "s._key"
     dropped = _stage_drop(
         cursor,
-        f"DELETE FROM {stage} s USING {spec.table} t {owner} WHERE t.id = s._key AND o.id <> %s "
-        "RETURNING s._line, s._key, o.model_id, o.name",
+        f"DELETE FROM {stage} s USING {spec.table} t {owner} WHERE t.id = {key} AND o.id <> %s "
+        f"RETURNING s._line, {key}, o.model_id, o.name",
         [source.pk],
         result,
         lambda key, model_id, name: f"id {key!r} already belongs to source {model_id}/{name} (row not loaded)",
