@@ -123,7 +123,7 @@ class WorkerProcess:
         self.env = env
         self.proc = None
 
-    def start(self, timeout: float = 60.0, wait: bool = True):
+    def start(self, timeout: float = 120.0, wait: bool = True):
         """`wait=False` returns once the process runs: a solo worker whose sweep at start hands it a long job
         answers no ping until the job ends."""
         from memicos_site.celery import app
@@ -143,6 +143,8 @@ class WorkerProcess:
             replies = app.control.ping(timeout=0.5) or []
             if any(self.name in next(iter(r)) for r in replies):
                 return self
+        # a worker left running would consume the queues of every later test with this test's environment
+        self.kill()
         raise RuntimeError(f"worker {self.name} did not answer within {timeout}s")
 
     def kill(self):
@@ -200,9 +202,9 @@ def start_worker(real_celery, transactional_db):
     started = []
 
     def start(queues, name="testworker", wait=True, **env):
-        worker = WorkerProcess(queues, f"{name}-{os.getpid()}", **env).start(wait=wait)
-        started.append(worker)
-        return worker
+        worker = WorkerProcess(queues, f"{name}-{os.getpid()}", **env)
+        started.append(worker)  # before it answers: a worker that fails its start is stopped too
+        return worker.start(wait=wait)
 
     yield start
     for worker in started:
