@@ -143,7 +143,9 @@
     data.nodes.forEach(n => { if (/^\d+$/.test(String(n.layer)) && n.feature_type !== "logit") nLayers = Math.max(nLayers, parseInt(n.layer, 10) + 1); });
     visible = new Set(data.nodes.filter(n => isAlwaysShown(n) || n.influence == null || n.influence <= state.threshold).map(n => n.node_id));
     sliderOut.textContent = Number(state.threshold).toFixed(2);
-    const W = Math.max(wrap.clientWidth || 800, 120 * nTok / 2), rowH = 46, H = (nLayers + 2) * rowH + 40;
+    // rows shrink (to 16 px) so a deep model's layers fit the pane's height instead of scrolling out of view
+    const rowH = Math.max(16, Math.min(46, ((wrap.clientHeight || 600) - 40) / (nLayers + 2)));
+    const W = Math.max(wrap.clientWidth || 800, 120 * nTok / 2), H = (nLayers + 2) * rowH + 40;
     const colW = (W - 60) / nTok;
     // nodes of one cell (position × layer) side by side
     const cells = {};
