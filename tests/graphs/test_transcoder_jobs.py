@@ -8,6 +8,7 @@ from django.core.management import call_command
 from features.models import Feature, Job, Source, SourceSet
 from features.services.jobs import JobInterrupted, job_run
 from graphs.services.transcoders import transcoders_job_create
+from tests.autointerp.conftest import llm_env, llm_server  # noqa: F401 (fixtures)
 from tests.conftest import ROOT
 from tests.graphs.conftest import TINY_ID
 
@@ -146,3 +147,50 @@ def test_a_shared_token_pass_gives_each_layer_the_codes_of_its_own_pass(tiny_lm,
             assert torch.equal(mine[key], alone[key])
         assert torch.allclose(mine["value"], alone["value"])
         assert (mine["n_positions"], mine["n_masked"]) == (alone["n_positions"], alone["n_masked"])
+
+
+@pytest.mark.slow
+def test_the_demo_graphs_job_trains_traces_explains_and_labels_then_resumes_without_redoing_anything(
+    tiny_model,
+    corpus_var,
+    llm_env,
+    monkeypatch,  # noqa: F811 (fixture)
+):
+    """memicos_site/demo.py's `demo_graphs` job at the tiny model's sizes, with the real local LLM."""
+    import gzip
+
+    from features.models import Explanation
+    from features.services.jobs import job_enqueue
+    from graphs.models import Graph
+    from graphs.services.graphs import graph_json_bytes
+    from memicos_site import demo
+
+    monkeypatch.setattr(demo, "demo_model", lambda: tiny_model)
+    monkeypatch.setattr(demo, "DEMO_TRANSCODER_SET", "tc-demo")
+    monkeypatch.setattr(demo, "DEMO_TRANSCODERS", {
+        **TINY_JOB, "set_name": "tc-demo", "epochs": 2, "layers_per_pass": 2, "dashboard_tokens": 2048,
+        "explain": False, "evals": False,
+    })  # fmt: skip
+    monkeypatch.setattr(demo, "DEMO_GRAPHS", [("capital", "The capital of France is")])
+    monkeypatch.setattr(demo, "DEMO_GRAPH_EXPLAIN", 2)
+
+    job = job_run(job_id=job_enqueue(kind="demo_graphs", model_id=TINY_ID, source="tc-demo", send=False).pk)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    graph = Graph.objects.get(model=tiny_model, slug="capital")
+    assert graph.status == Graph.Status.READY and job.result["graphs"] == ["capital"]
+    explanations = {(e.source.name.split("-")[0], e.feature.index): e.description
+                    for e in Explanation.objects.filter(model=tiny_model)}  # fmt: skip
+    assert len(explanations) == job.result["explained"] == 2
+    assert not Job.objects.filter(kind="sae_evals", model_id=TINY_ID).exists()  # the demo's set: no benchmarks
+    nodes = json.loads(gzip.decompress(graph_json_bytes(graph=graph)))["nodes"]
+    labelled = [n for n in nodes if n["feature_type"] == "cross layer transcoder" and n["clerp"]]
+    assert len(labelled) == job.result["labelled"] > 0
+    for node in labelled:
+        layer, index, _ = node["node_id"].split("_")
+        assert node["clerp"] == explanations[(layer, int(index))]
+
+    again = job_run(job_id=job_enqueue(kind="demo_graphs", model_id=TINY_ID, source="tc-demo", send=False).pk)
+    assert again.status == Job.Status.SUCCEEDED, again.error
+    assert again.result["train_job"] == job.result["train_job"]  # the finished training is not redone
+    assert (again.result["explained"], again.result["labelled"]) == (0, 0)
+    assert Graph.objects.filter(model=tiny_model).count() == 1
