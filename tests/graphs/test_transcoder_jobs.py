@@ -153,8 +153,8 @@ def test_a_shared_token_pass_gives_each_layer_the_codes_of_its_own_pass(tiny_lm,
 def test_the_demo_graphs_job_trains_traces_explains_and_labels_then_resumes_without_redoing_anything(
     tiny_model,
     corpus_var,
-    llm_env,
-    monkeypatch,  # noqa: F811 (fixture)
+    llm_env,  # noqa: F811 (fixture)
+    monkeypatch,
 ):
     """memicos_site/demo.py's `demo_graphs` job at the tiny model's sizes, with the real local LLM."""
     import gzip
