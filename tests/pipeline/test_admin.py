@@ -12,40 +12,19 @@ def test_admin_form_trains_and_shows_progress(client, staff_user, brown, tiny_mo
     client.force_login(staff_user)
     page = client.get("/admin/inference/pipelinejob/add/")
     assert page.status_code == 200 and b"Train an SAE" in page.content
+    form = {"model": tiny_model.id, "corpus": "brown", "arch": "topk", "width": 64, "k": 4, "l1_coefficient": 5,
+            "tokens": 4096, "dashboard_tokens": 4096}  # fmt: skip
 
     bad = client.post(
         "/admin/inference/pipelinejob/add/",
-        {
-            "action": "add",
-            "model": tiny_model.id,
-            "corpus": "brown",
-            "arch": "topk",
-            "width": 64,
-            "k": 4,
-            "l1_coefficient": 5,
-            "tokens": 4096,
-            "dashboard_tokens": 4096,
-            "sae_dir": str(pipeline_var / "missing"),
-        },
+        {**form, "action": "add", "sae_dir": str(pipeline_var / "missing")},
     )
     assert bad.status_code == 200 and b"No such file" in bad.content
 
     with run_on_commit():  # the form's job is sent on commit, and runs eagerly here
         resp = client.post(
             "/admin/inference/pipelinejob/add/",
-            {
-                "action": "train",
-                "model": tiny_model.id,
-                "corpus": "brown",
-                "hook": "blocks.0.hook_resid_post",
-                "source_id": "0-res-admin",
-                "arch": "topk",
-                "width": 64,
-                "k": 4,
-                "l1_coefficient": 5,
-                "tokens": 4096,
-                "dashboard_tokens": 4096,
-            },
+            {**form, "action": "train", "hook": "blocks.0.hook_resid_post", "source_id": "0-res-admin"},
         )
     job = Job.objects.get(kind="train_sae", model_id=tiny_model.id, source_name="0-res-admin")
     assert resp.status_code == 302 and resp["Location"].endswith(f"/admin/inference/pipelinejob/{job.pk}/change/")
