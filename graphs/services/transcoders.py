@@ -176,9 +176,8 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
             )  # fmt: skip
             for source in sources
         ]
-        todo = [d for d in dashboards if d.status != Job.Status.SUCCEEDED]
-        if todo:  # one forward pass per batch for every layer, instead of one per layer
-            dashboards_token_pass_shared(jobs=todo, lm=lm, progress=report)
+        # dashboards_job_create gives unfinished jobs only; one forward pass per batch serves every layer
+        dashboards_token_pass_shared(jobs=dashboards, lm=lm, progress=report)
         for source, dash in zip(sources, dashboards, strict=True):
             job.progress(message=f"dashboards of {source.name} (job {dash.pk})")
             dash = job_run(job_id=dash.pk, echo=echo, lm=lm)
