@@ -2,7 +2,7 @@
 
     python bench/graph.py [--parts training,generate,draw] [--model smollm2|tiny] [--layer 15] [--width 2048]
                           [--k 32] [--tokens 40960] [--graph-model smollm2|tiny] [--repeats 3] [--no-worker]
-    python bench/graph.py --demo-sizes [--width 1024 --k 32 --tokens 30000 --layers-per-pass 30]
+    python bench/graph.py --demo-sizes [--width 1024 --k 32 --tokens 30000 --layers-per-pass 30 --epochs 6 --lr 1e-3]
 
 training: transcoder training tokens/s ÷ SAE training tokens/s on the same layer. The same corpus contexts
 (Brown, 128 tokens), width, k and token count for both. The SAE is SAELens's TopK trainer on
@@ -119,6 +119,8 @@ def demo_sizes(args) -> None:
         layers_per_pass=args.layers_per_pass,
         skip=args.skip,
         arch=args.arch,
+        epochs=args.epochs,
+        lr=args.lr,
     )
     out = Path(args.out or tempfile.mkdtemp(prefix="tc-demo-"))
     last = {"t": 0.0}
@@ -426,6 +428,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--demo-sizes", action="store_true")
     ap.add_argument("--layers-per-pass", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=1, help="--demo-sizes: replays of the distinct tokens")
+    ap.add_argument("--lr", type=float, default=1e-3, help="--demo-sizes: the transcoders' learning rate")
     ap.add_argument("--arch", default="topk")
     ap.add_argument("--skip", action="store_true")
     ap.add_argument("--max-feature-nodes", type=int, default=None, help="default 1000 (tiny) / 200 (smollm2)")

@@ -145,7 +145,8 @@
     sliderOut.textContent = Number(state.threshold).toFixed(2);
     // rows shrink (to 16 px) so a deep model's layers fit the pane's height instead of scrolling out of view
     const rowH = Math.max(16, Math.min(46, ((wrap.clientHeight || 600) - 40) / (nLayers + 2)));
-    const W = Math.max(wrap.clientWidth || 800, 120 * nTok / 2), H = (nLayers + 2) * rowH + 40;
+    // columns of at least 40 px: a 16-token prompt (its logits in the last column) still fits a 760-px pane
+    const W = Math.max(wrap.clientWidth || 800, 40 * nTok + 60), H = (nLayers + 2) * rowH + 40;
     const colW = (W - 60) / nTok;
     // nodes of one cell (position × layer) side by side
     const cells = {};
