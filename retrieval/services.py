@@ -19,7 +19,7 @@ from pathlib import Path
 from django.db import connection, transaction
 
 from features.models import Job, Model, Source, SourceSet
-from features.services.jobs import JobContext, job_enqueue
+from features.services.jobs import JobContext, JobInterrupted, job_enqueue
 from retrieval.jobs import KIND_BUILD, KIND_LM_CODES, KIND_TOY
 from retrieval.models import Passage, PassageCode
 
@@ -410,7 +410,7 @@ def toy_run(job: JobContext, *, echo: Callable | None = None) -> dict:
     from inference.runtime.dashboards import DashboardParams, dashboards_generate
     from inference.runtime.models import ModelSpec, load_model
     from inference.runtime.saes import SaeRef, load_sae
-    from inference.runtime.training import TrainParams, sae_train
+    from inference.runtime.training import TrainingInterrupted, TrainParams, sae_train
 
     toy_params = rt.ToyParams(
         symbols=p["symbols"],
@@ -450,24 +450,21 @@ def toy_run(job: JobContext, *, echo: Callable | None = None) -> dict:
     sae_dir = var_dir() / "saes" / model.id / p["source_id"]
     shutil.rmtree(sae_dir, ignore_errors=True)  # the toy may have changed: never reuse an SAE of another toy
     say("training the SAE")
-    metrics = sae_train(
-        lm,
-        contexts,
-        TrainParams(
-            hook=p["hook"],
-            arch="topk",
-            width=p["sae_width"],
-            k=p["sae_k"],
-            tokens=p["sae_tokens"],
-            context_size=p["n_ctx"],
-            batch_size_tokens=32 * p["n_ctx"],
-            lr=p["sae_lr"],
-            eval_batches=1,
-        ),
-        sae_dir,
-        model_name=model.id,
-        dataset_name="cyclic",
+    params = TrainParams(
+        hook=p["hook"],
+        arch="topk",
+        width=p["sae_width"],
+        k=p["sae_k"],
+        tokens=p["sae_tokens"],
+        context_size=p["n_ctx"],
+        batch_size_tokens=32 * p["n_ctx"],
+        lr=p["sae_lr"],
+        eval_batches=1,
     )
+    try:
+        metrics = sae_train(lm, contexts, params, sae_dir, model_name=model.id, dataset_name="cyclic")
+    except TrainingInterrupted as exc:  # a worker shutting down: RUNNING, sent again by the sweep
+        raise JobInterrupted(str(exc)) from None
     sae = load_sae(SaeRef(path=str(sae_dir)))
     metrics["toy"] = toy_metrics
     metrics["position_features"] = rt.position_features(lm, sae, toy)

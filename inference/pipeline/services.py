@@ -169,7 +169,7 @@ def train_job_create(
 
 def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
     """The `train_sae` job: train (resuming), register the Source with its metrics, then run its dashboards job."""
-    from inference.runtime.training import TrainParams, sae_train
+    from inference.runtime.training import TrainingInterrupted, TrainParams, sae_train
 
     p = job.params
     job.progress(message="loading model")
@@ -190,15 +190,18 @@ def train_run(job: JobContext, *, echo=None, lm=None) -> dict:
         lr=p.get("lr", 3e-4),
     )
     progress = job.reporter(echo)
-    metrics = sae_train(
-        lm,
-        contexts,
-        params,
-        out,
-        model_name=model.id,
-        dataset_name=p["corpus"],
-        progress=lambda d, t: progress(d, t, f"training: {d:,}/{t:,} tokens"),
-    )
+    try:
+        metrics = sae_train(
+            lm,
+            contexts,
+            params,
+            out,
+            model_name=model.id,
+            dataset_name=p["corpus"],
+            progress=lambda d, t: progress(d, t, f"training: {d:,}/{t:,} tokens"),
+        )
+    except TrainingInterrupted as exc:  # a worker shutting down: RUNNING, resumed from the checkpoint
+        raise JobInterrupted(str(exc)) from None
     source_register(model=model, source_id=p["source_id"], sae_dir=out, metrics=metrics, dataset=p["corpus"])
     result = {"source_id": p["source_id"], "sae_path": str(out), "metrics": metrics}
     if p.get("dashboards", True):

@@ -4,7 +4,11 @@
 the corpus contexts as an HF Dataset of `tokens` (override_dataset), wandb off. The output directory is a
 SAELens directory (`SAE.load_from_disk` loads it) plus `metrics.json` from `run_evals` (L0, explained variance,
 dead features, CE-loss recovered). Checkpoints go to `<out>.work/`; a rerun after an interruption resumes
-from the newest one (SAELens restores the trainer state, weights and the activation store's position).
+from the newest complete one (SAELens restores the trainer state, weights and the activation store's position).
+
+SIGINT and SIGTERM during training stop it at the next batch (never inside a checkpoint's files) with
+`TrainingInterrupted`, and are then handed on to the process's own handlers: a Celery worker shuts down warmly
+after its job, a command exits as it would have.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,14 +86,53 @@ class _Counting:
         return getattr(self._inner, name)
 
 
+# What SAELens writes into a checkpoint, the runner's config last: a worker killed while writing one leaves it
+# without that file, and a resume from it would fail on the missing or torn file instead of using the one before.
+CHECKPOINT_FILES = ("cfg.json", "trainer_state.pt", "activation_scaler.json", "runner_cfg.json")
+
+
 def latest_checkpoint(work: Path) -> Path | None:
-    """The checkpoint with the most training samples under `work` (SAELens names them by sample count)."""
+    """The complete checkpoint with the most training samples under `work` (SAELens names them by sample count)."""
     best, best_n = None, -1
     for state in work.glob("**/trainer_state.pt"):
         name = state.parent.name.removeprefix("final_")
-        if name.isdigit() and int(name) > best_n:
+        complete = all((state.parent / f).is_file() for f in CHECKPOINT_FILES)
+        if complete and name.isdigit() and int(name) > best_n:
             best, best_n = state.parent, int(name)
     return best
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training between two batches; its complete checkpoints stay for a resume."""
+
+
+class _Signals:
+    """SAELens's runner installs SIGINT/SIGTERM handlers that raise wherever training is (a checkpoint half
+    written included) and never removes them, so a Celery worker would not hear its warm-shutdown signal again.
+    `check()`, called at each batch, swaps them for one that only notes the signal, and raises
+    TrainingInterrupted there; `restore()` puts the process's own handlers back and hands them what arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.saved = {s: signal.getsignal(s) for s in self.SIGNALS}
+        self.caught: list[int] = []
+
+    def note(self, signum, frame):
+        self.caught.append(signum)
+
+    def check(self):
+        for s in self.SIGNALS:
+            if signal.getsignal(s) not in (self.note, self.saved[s]):
+                signal.signal(s, self.note)
+        if self.caught:
+            raise TrainingInterrupted(f"stopped by {signal.Signals(self.caught[0]).name}")
+
+    def restore(self):
+        for s, handler in self.saved.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(self.caught):
+            signal.raise_signal(s)
 
 
 def _dataset(contexts: Contexts, n_tokens: int, context_size: int):
@@ -155,16 +199,21 @@ def sae_train(
     ds = _dataset(contexts, params.tokens, params.context_size)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=lm.model, override_dataset=ds)
     done = {"n": int(resume.name.removeprefix("final_")) if resume else 0}
+    signals = _Signals()
 
     def on_batch(n):
+        signals.check()
         done["n"] += n
         if progress:
             progress(min(done["n"], params.tokens), params.tokens)
 
     runner.activations_store = _Counting(runner.activations_store, on_batch)
     started = time.monotonic()
-    with torch.enable_grad():  # load_model() switches autograd off process-wide
-        runner.run()
+    try:
+        with torch.enable_grad():  # load_model() switches autograd off process-wide
+            runner.run()
+    finally:
+        signals.restore()
     train_seconds = time.monotonic() - started
     trained = done["n"] - (int(resume.name.removeprefix("final_")) if resume else 0)
     metrics = sae_evaluate(lm, work / "final", contexts, n_batches=params.eval_batches)
@@ -176,6 +225,7 @@ def sae_train(
             "training_tokens": params.tokens,
             "train_seconds": round(train_seconds, 1),
             "train_tokens_per_second": round(trained / train_seconds, 1) if train_seconds else None,
+            "resumed_from_tokens": int(resume.name.removeprefix("final_")) if resume else 0,
             "hook": params.hook,
             "dataset": dataset_name,
             "params": asdict(params),
