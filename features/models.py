@@ -171,6 +171,16 @@ class Source(VisibilityMixin):
         head = self.name.split("-", 1)[0]
         return int(head) if head.isdigit() else None
 
+    @property
+    def hook(self) -> str:
+        """The hook the SAE reads (→ the one a transcoder writes). SAELens 6 keeps them under `metadata`; older
+        configs at the top."""
+        cfg = self.saelens_config or {}
+        meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+        hook_in = cfg.get("hook_name") or meta.get("hook_name") or ""
+        hook_out = cfg.get("hook_name_out") or meta.get("hook_name_out")
+        return f"{hook_in} → {hook_out}" if hook_in and hook_out else hook_in
+
 
 class Feature(models.Model):
     """One latent of a source (Neuronpedia's `Neuron`). Unique on (source, index), hence on (model, layer, index)."""

@@ -17,6 +17,7 @@ _ROUTES = {
     "home": "home",
     "steer": "inference:steer",
     "sae_bench": "sae-bench",
+    "graphs": "graph-list",
     "explanations": "autointerp:search",
     "search": "inference:search",
     "api_docs": "api-docs",

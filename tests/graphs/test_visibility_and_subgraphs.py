@@ -128,3 +128,29 @@ def test_generate_checks_its_limits_and_slugs_before_queuing(client, tiny_graph_
     assert not Graph.objects.exists()
     r = post(client, "/api/graph/generate", {**base, "modelId": "nope"})
     assert r.status_code == 404
+
+
+def test_a_public_graph_is_reached_by_links_from_the_header_the_model_page_and_its_transcoder_set(
+    client, stored_graph
+):
+    """Graphs were reachable only by typing their URL: no page linked to a graph list."""
+    graph = stored_graph("linked")
+    model, page = graph.model_id, f"/{graph.model_id}/graph?slug=linked"
+
+    def links(path):
+        response = client.get(path, follow=True)
+        assert response.status_code == 200, path
+        return response.content.decode()
+
+    assert 'href="/graphs/"' in links("/")  # the header, on every page
+    assert page in links("/graphs/")
+    assert f'href="/{model}/graph"' in links(f"/{model}/")
+    assert f'href="/{model}/graph"' in links(f"/{model}/tc-tiny/")
+    assert page in links(f"/{model}/graph")
+
+
+def test_a_transcoder_sets_pages_name_the_hooks_each_layer_reads_and_writes(client, tiny_graph_model):
+    page = client.get(f"/{tiny_graph_model.id}/tc-tiny/").content.decode()
+    assert "blocks.1.hook_resid_mid → blocks.1.hook_mlp_out" in page
+    layer = client.get(f"/{tiny_graph_model.id}/0-tc-tiny/").content.decode()
+    assert "blocks.0.hook_resid_mid → blocks.0.hook_mlp_out" in layer

@@ -174,6 +174,7 @@ def test_add_source_dashboards_interrupt_and_resume(brown, tiny_model, pipeline_
     )
     source = Source.objects.get(model=tiny_model, name="0-res-mine")
     assert source.sae_path == str(sae_dir.resolve()) and source.saelens_config["d_sae"] == 128
+    assert source.hook == HOOK  # SAELens 6 keeps it under the config's metadata
     complete = set(Activation.objects.filter(feature__source=source).values_list("id", "max_value"))
     assert Feature.objects.filter(source=source).count() == 128 and complete
 
