@@ -130,9 +130,7 @@ def test_generate_checks_its_limits_and_slugs_before_queuing(client, tiny_graph_
     assert r.status_code == 404
 
 
-def test_a_public_graph_is_reached_by_links_from_the_header_the_model_page_and_its_transcoder_set(
-    client, stored_graph
-):
+def test_a_public_graph_is_reached_by_links_from_the_header_the_model_page_and_its_transcoder_set(client, stored_graph):
     """Graphs were reachable only by typing their URL: no page linked to a graph list."""
     graph = stored_graph("linked")
     model, page = graph.model_id, f"/{graph.model_id}/graph?slug=linked"
