@@ -198,7 +198,8 @@ def sae_train(
     )
     ds = _dataset(contexts, params.tokens, params.context_size)
     runner = LanguageModelSAETrainingRunner(cfg, override_model=lm.model, override_dataset=ds)
-    done = {"n": int(resume.name.removeprefix("final_")) if resume else 0}
+    resumed_from = int(resume.name.removeprefix("final_")) if resume else 0  # samples the checkpoint holds
+    done = {"n": resumed_from}
     signals = _Signals()
 
     def on_batch(n):
@@ -215,7 +216,7 @@ def sae_train(
     finally:
         signals.restore()
     train_seconds = time.monotonic() - started
-    trained = done["n"] - (int(resume.name.removeprefix("final_")) if resume else 0)
+    trained = done["n"] - resumed_from
     metrics = sae_evaluate(lm, work / "final", contexts, n_batches=params.eval_batches)
     metrics.update(
         {
@@ -225,7 +226,7 @@ def sae_train(
             "training_tokens": params.tokens,
             "train_seconds": round(train_seconds, 1),
             "train_tokens_per_second": round(trained / train_seconds, 1) if train_seconds else None,
-            "resumed_from_tokens": int(resume.name.removeprefix("final_")) if resume else 0,
+            "resumed_from_tokens": resumed_from,
             "hook": params.hook,
             "dataset": dataset_name,
             "params": asdict(params),
