@@ -811,6 +811,21 @@ def _cell_defaults(cursor, spec: _Spec) -> dict[str, bytes]:
     return out
 
 
+def _chunks(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The pieces joined into COPY messages of about COPY_CHUNK bytes. psycopg sends each write() as its own
+    message and waits on the socket: one write per ~256 KB instead of per row took that wait from two thirds of
+    the import's time to noise."""
+    buf, size = [], 0
+    for piece in pieces:
+        buf.append(piece)
+        size += len(piece)
+        if size >= COPY_CHUNK:
+            yield b"".join(buf)
+            buf, size = [], 0
+    if buf:
+        yield b"".join(buf)
+
+
 def _copy_direct(cursor, spec: _Spec, rows, lines: array) -> tuple[int | None, tempfile.SpooledTemporaryFile | None]:
     """A first import's activations COPYed straight into their table in a savepoint: one COPY, as a raw load does,
     instead of a stage COPY and an INSERT … SELECT. Every row's feature id is resolved already and its defaults
@@ -819,27 +834,21 @@ def _copy_direct(cursor, spec: _Spec, rows, lines: array) -> tuple[int | None, t
     the caller stages that text and takes the checked path, which reports each refused row."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
     columns = ", ".join(["feature_id", *(c.column for c in spec.columns)])
+
+    def data():  # each row's line noted as it is read; called again after a refusal, it goes on with the rest
+        for line, row in rows:
+            lines.append(line)
+            yield row
+
     try:
         with transaction.atomic(), connection.wrap_database_errors:
             with cursor.copy(f"COPY {spec.table} ({columns}) FROM STDIN") as copy:
-                buf, size = [], 0
-                for line, data in rows:
-                    lines.append(line)
-                    buf.append(data)
-                    size += len(data)
-                    if size >= COPY_CHUNK:
-                        chunk = b"".join(buf)
-                        buf, size = [], 0
-                        spool.write(chunk)
-                        copy.write(chunk)
-                if buf:
-                    chunk = b"".join(buf)
-                    spool.write(chunk)
+                for chunk in _chunks(data()):
+                    spool.write(chunk)  # before the write that may be refused: the spool holds every row read
                     copy.write(chunk)
     except (IntegrityError, DataError):
-        for line, data in rows:  # the rest of the file, for the stage
-            lines.append(line)
-            spool.write(data)
+        for row in data():  # the rest of the file, for the stage
+            spool.write(row)
         spool.seek(0)
         return None, spool
     spool.close()
@@ -849,25 +858,23 @@ def _copy_direct(cursor, spec: _Spec, rows, lines: array) -> tuple[int | None, t
 def _stage_copy(cursor, stage: str, rows, lines: array, spool=None):
     """COPY the rows into the stage, each prefixed with its file line; from `spool` (a failed direct COPY's text,
     one row a line, their file lines already in `lines`) when given."""
+
+    def pieces():
+        if spool is not None:  # COPY text escapes newlines inside values: one row a line
+            for line, row in zip(lines, spool, strict=True):
+                yield b"%d\t" % line
+                yield row
+            return
+        for line, row in rows:
+            lines.append(line)
+            yield b"%d\t" % line
+            yield row
+
     # Django wraps errors of execute() but not of the raw cursor's COPY: wrapped, a server restart
     # mid-COPY is Django's OperationalError (the import tasks retry it, the web answers 503)
     with connection.wrap_database_errors, cursor.copy(f"COPY {stage} FROM STDIN") as copy:
-        # psycopg sends each write() as its own message and waits on the socket: one write per
-        # ~256 KB instead of per row took that wait from two thirds of the import's time to noise
-        buf, size = [], 0
-        if spool is not None:
-            rows = zip(lines, spool, strict=True)  # COPY text escapes newlines inside values: one row a line
-        for line, data in rows:
-            if spool is None:
-                lines.append(line)
-            buf.append(b"%d\t" % line)
-            buf.append(data)
-            size += len(data)
-            if size >= COPY_CHUNK:
-                copy.write(b"".join(buf))
-                buf, size = [], 0
-        if buf:
-            copy.write(b"".join(buf))
+        for chunk in _chunks(pieces()):
+            copy.write(chunk)
 
 
 _stage_counter = itertools.count()
