@@ -6,6 +6,7 @@ every request.
 """
 
 import functools
+import re
 
 from django.conf import settings
 from django.template.backends.utils import csrf_input_lazy
@@ -59,13 +60,22 @@ def _chrome(urlconf: str, prefix: str) -> dict[str, str]:
     }
 
 
-_SECTIONS = (("/steer", "steer"), ("/explanations", "explanations"), ("/search", "search"))
+_SECTIONS = (
+    ("/steer", "steer"),
+    ("/explanations", "explanations"),
+    ("/search", "search"),
+    ("/graphs", "graphs"),
+    ("/sae-bench", "sae-bench"),
+)
+_MODEL_GRAPHS = re.compile(r"/[^/]+/graph/?")  # a model's graph list and viewer (`/<model>/graph?slug=…`)
 
 
 def _section(path: str) -> str:
     """The header's tab that a path belongs to ('' for none)."""
     if path == "/":
         return "browse"
+    if _MODEL_GRAPHS.fullmatch(path):
+        return "graphs"
     return next((name for prefix, name in _SECTIONS if path.startswith(prefix)), "")
 
 

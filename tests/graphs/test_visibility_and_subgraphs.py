@@ -145,6 +145,9 @@ def test_a_public_graph_is_reached_by_links_from_the_header_the_model_page_and_i
     assert f'href="/{model}/graph"' in links(f"/{model}/")
     assert f'href="/{model}/graph"' in links(f"/{model}/tc-tiny/")
     assert page in links(f"/{model}/graph")
+    for path in ("/graphs/", f"/{model}/graph", page):  # the header marks its Graphs tab on every graph page
+        assert '<a href="/graphs/" class="active">Graphs</a>' in links(path), path
+    assert 'class="active">Graphs' not in links(f"/{model}/")
 
 
 def test_a_transcoder_sets_pages_name_the_hooks_each_layer_reads_and_writes(client, tiny_graph_model):
