@@ -8,6 +8,7 @@ The model code is in inference/runtime/transcoders.py; it is imported lazily (wo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from django.db import transaction
@@ -128,6 +129,11 @@ def transcoder_set_path(*, source_set: SourceSet) -> Path:
     return Path(source.metrics["transcoder_set_path"])
 
 
+def _checkpoint_seconds() -> float:
+    """How often a pass of several layers saves its state (MEMICOS_TRANSCODER_CHECKPOINT_S, default 60)."""
+    return float(os.environ.get("MEMICOS_TRANSCODER_CHECKPOINT_S", "60"))
+
+
 def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
     """The `train_transcoders` job: train (resuming from finished layers), register, dashboards, explanations."""
     from inference.runtime.transcoders import TranscoderParams, finished_layers, transcoders_train
@@ -157,7 +163,9 @@ def transcoders_run(job: JobContext, *, echo=None, lm=None) -> dict:
             f"training: layer {layer + 1}/{n_layers}, {done:,}/{total:,} tokens",
         )  # fmt: skip
 
-    quality = transcoders_train(lm, contexts, params, out, model_name=model.id, progress=progress)
+    quality = transcoders_train(
+        lm, contexts, params, out, model_name=model.id, progress=progress, checkpoint_every=_checkpoint_seconds()
+    )
     sources = transcoder_set_register(model=model, set_dir=out, set_name=p["set_name"], dataset=p["corpus"])
     result = {
         "set_name": p["set_name"], "path": str(out), "sources": [s.name for s in sources],

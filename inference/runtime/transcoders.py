@@ -26,8 +26,11 @@ Directory of a set (`TRANSCODER SET LAYOUT`):
                              activation_function.threshold, W_skip) — `load_transcoders_from_cache` reads these
     layer_{L}/               a SAELens directory (cfg.json jumprelu[_skip]_transcoder, sae_weights.safetensors,
                              metrics.json) — `SAE.load_from_disk` / `JumpReLUTranscoder.load_from_disk`
+    .pass_{A}-{B}.pt         while layers A..B train together: their weights, optimiser state, step and buffer
+                             position, saved every CHECKPOINT_SECONDS; removed once the pass's layers are written
 A layer is finished when `layer_{L}/metrics.json` exists (the directory appears by an atomic rename after the
-circuit-tracer file is written); training resumes at the first unfinished layer.
+circuit-tracer file is written); training resumes at the first unfinished layer, and a pass of several layers
+resumes from its checkpoint at the step it had reached.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from inference.runtime.models import LoadedModel
 ARCHITECTURES = ("topk", "jumprelu")
 INPUT_HOOK = "hook_resid_mid"
 OUTPUT_HOOK = "hook_mlp_out"
+# A pass of many layers (the demo trains all 30 in one) would otherwise lose minutes of steps to a kill.
+CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass
@@ -91,6 +96,7 @@ class LayerQuality:
     last_loss: float
     train_seconds: float
     tokens_per_second: float
+    resumed_at_step: int = 0  # >0: a kill interrupted this layer's pass, which went on from its checkpoint here
 
 
 @dataclass
@@ -248,6 +254,7 @@ class _Buffer:
         self.perm = torch.empty(0, dtype=torch.long)
         self.pos = 0
         self.size = 0
+        self.refilled_from: tuple[int, torch.Tensor] = (0, self.gen.get_state())
 
     def _rows(self, n: int) -> list[int]:
         rows = [(self.next_context + i) % self.contexts.shape[0] for i in range(n)]  # epochs when short
@@ -255,6 +262,7 @@ class _Buffer:
         return rows
 
     def _fill(self):
+        self.refilled_from = (self.next_context, self.gen.get_state())
         per_context = self.contexts.shape[1] - 1
         if self.p.epochs > 1:
             if self.cache is None:
@@ -287,6 +295,18 @@ class _Buffer:
             idx = self.perm[sl]
             return {layer: (x[idx].float(), y[idx].float()) for layer, (x, y) in self.cache.items()}
         return {layer: (x[sl], y[sl]) for layer, (x, y) in self.data.items()}
+
+    def state(self) -> dict:
+        """Where the buffer is: enough to rebuild the current fill exactly (the contexts and the shuffle)."""
+        return {"next_context": self.refilled_from[0], "gen": self.refilled_from[1], "pos": self.pos}
+
+    def restore(self, state: dict) -> None:
+        # with replayed epochs the cache is always built from the first contexts; only the shuffle differs
+        if self.p.epochs == 1:
+            self.next_context = state["next_context"]
+        self.gen.set_state(state["gen"])
+        self._fill()
+        self.pos = state["pos"]
 
     def inputs(self, layer: int) -> torch.Tensor:
         """Recent MLP inputs of `layer` (one buffer's worth), to calibrate the saved threshold on."""
@@ -431,35 +451,77 @@ def _split(contexts: Contexts, p: TranscoderParams) -> tuple[torch.Tensor, torch
     return toks[:-n_eval], toks[-n_eval:]
 
 
+def _checkpoint_path(out_dir: Path, layers: list[int]) -> Path:
+    return out_dir / f".pass_{layers[0]}-{layers[-1]}.pt"
+
+
+def _checkpoint_load(path: Path | None, layers: list[int]) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 — a checkpoint cut short by a kill is only lost time, never an error
+        return None
+    return ckpt if ckpt.get("layers") == layers else None
+
+
+def _checkpoint_save(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.rename(path)  # atomic: a kill while saving leaves the previous checkpoint
+
+
 def _train_group(
-    lm: LoadedModel, train: torch.Tensor, held: torch.Tensor, layers: list[int], p: TranscoderParams, progress
+    lm: LoadedModel,
+    train: torch.Tensor,
+    held: torch.Tensor,
+    layers: list[int],
+    p: TranscoderParams,
+    progress,
+    checkpoint: Path | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
 ) -> dict[int, tuple[dict, LayerQuality]]:
     gen = torch.Generator().manual_seed(p.seed + 1000 * layers[0])
     buf = _Buffer(lm, train, layers, p)
-    first = buf.next()
-    scales = {layer: (_scale(x), _scale(y)) for layer, (x, y) in first.items()}
+    ckpt = _checkpoint_load(checkpoint, layers)
     trainees, opts = {}, {}
-    for layer in layers:
-        x, y = first[layer]
-        s_in, s_out = scales[layer]
-        tc = _Trainee(x.shape[1], y.shape[1], p, gen)
-        with torch.no_grad():
-            tc.b_dec.copy_((y * s_out).mean(0))
-            if p.arch == "jumprelu":  # start with about 4k of `width` latents above threshold
-                pre = (x * s_in) @ tc.W_enc.T
-                q = 1 - min(0.5, 4 * p.k / p.width)
-                tc.log_threshold.fill_(math.log(max(1e-3, float(pre.quantile(q)))))
-        trainees[layer] = tc
-        opts[layer] = torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999))
     n_steps = max(1, p.tokens // p.batch_size_tokens)
-    losses: dict[int, list[float]] = {layer: [] for layer in layers}
-    seconds = dict.fromkeys(layers, 0.0)
-    started = time.monotonic()
-    batch = first
+    if ckpt is None:
+        first = buf.next()
+        scales = {layer: (_scale(x), _scale(y)) for layer, (x, y) in first.items()}
+        for layer in layers:
+            x, y = first[layer]
+            s_in, s_out = scales[layer]
+            tc = _Trainee(x.shape[1], y.shape[1], p, gen)
+            with torch.no_grad():
+                tc.b_dec.copy_((y * s_out).mean(0))
+                if p.arch == "jumprelu":  # start with about 4k of `width` latents above threshold
+                    pre = (x * s_in) @ tc.W_enc.T
+                    q = 1 - min(0.5, 4 * p.k / p.width)
+                    tc.log_threshold.fill_(math.log(max(1e-3, float(pre.quantile(q)))))
+            trainees[layer] = tc
+            opts[layer] = torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999))
+        start, pending, spent = 0, first, 0.0
+        losses: dict[int, list[float]] = {layer: [] for layer in layers}
+        seconds = dict.fromkeys(layers, 0.0)
+    else:
+        # the buffer is rebuilt exactly (same contexts, same shuffle): the resumed pass trains on the batches the
+        # killed one would have, so its result is the uninterrupted one
+        buf.restore(ckpt["buffer"])
+        scales = {layer: tuple(ckpt["scales"][layer]) for layer in layers}
+        for layer in layers:
+            w_enc = ckpt["trainees"][layer]["W_enc"]
+            tc = _Trainee(w_enc.shape[1], ckpt["trainees"][layer]["W_dec"].shape[1], p, gen)
+            tc.load_state_dict(ckpt["trainees"][layer])
+            trainees[layer] = tc
+            opts[layer] = torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999))
+            opts[layer].load_state_dict(ckpt["optimizers"][layer])
+        start, pending, spent = ckpt["step"], None, ckpt["wall"]
+        losses, seconds = ckpt["losses"], ckpt["seconds"]
+    started = last_saved = time.monotonic()
     with torch.enable_grad():  # load_model() switches autograd off process-wide
-        for step in range(n_steps):
-            if step:
-                batch = buf.next()
+        for step in range(start, n_steps):
+            batch, pending = (pending if pending is not None else buf.next()), None
             # linear warmup over the first 5% of steps (≤ 20), linear decay over the last 20%
             lr = p.lr * min(1.0, (step + 1) / min(20, max(1, n_steps // 20))) * min(1.0, 5 * (n_steps - step) / n_steps)
             for layer in layers:
@@ -472,7 +534,15 @@ def _train_group(
                 seconds[layer] += time.monotonic() - t0
                 if progress:
                     progress(layer, (step + 1) * p.batch_size_tokens, n_steps * p.batch_size_tokens)
-    wall = time.monotonic() - started
+            if checkpoint is not None and step + 1 < n_steps and time.monotonic() - last_saved >= checkpoint_every:
+                _checkpoint_save(checkpoint, {
+                    "layers": layers, "step": step + 1, "buffer": buf.state(), "wall": spent + time.monotonic() - started,
+                    "scales": {layer: list(scales[layer]) for layer in layers}, "losses": losses, "seconds": seconds,
+                    "trainees": {layer: trainees[layer].state_dict() for layer in layers},
+                    "optimizers": {layer: opts[layer].state_dict() for layer in layers},
+                })  # fmt: skip
+                last_saved = time.monotonic()
+    wall = spent + time.monotonic() - started
     if p.arch == "topk":
         for layer in layers:
             trainees[layer].calibrate_threshold(buf.inputs(layer) * scales[layer][0])
@@ -491,6 +561,7 @@ def _train_group(
                 first_loss=sum(losses[layer][:tenth]) / tenth,
                 last_loss=sum(losses[layer][-tenth:]) / tenth,
                 train_seconds=round(share, 2),
+                resumed_at_step=start,
                 tokens_per_second=round(n_steps * p.batch_size_tokens / max(1e-9, share), 1),
                 **q,
             ),
@@ -506,10 +577,12 @@ def transcoders_train(
     *,
     model_name: str = "",
     progress: Progress | None = None,
+    checkpoint_every: float = CHECKPOINT_SECONDS,
 ) -> SetQuality:
     """Train (or resume) one transcoder per layer into `out_dir`; returns the set's quality.
 
-    Layers already finished in `out_dir` are kept as they are; a kill loses at most the group in training.
+    Layers already finished in `out_dir` are kept as they are. A pass of several layers (`layers_per_pass`) saves
+    its state every `checkpoint_every` seconds, so a kill loses at most that much of its training.
     `progress(layer, done_tokens, total_tokens)` runs after every batch; raising from it stops training.
     """
     out_dir = Path(out_dir)
@@ -527,8 +600,15 @@ def transcoders_train(
     todo = [layer for layer in range(lm.n_layers) if layer not in done]
     for i in range(0, len(todo), params.layers_per_pass):
         group = todo[i : i + params.layers_per_pass]
-        for layer, (w, quality) in _train_group(lm, train, held, group, params, progress).items():
+        # one layer's pass is short, and its finished file is the resume point already
+        ckpt = _checkpoint_path(out_dir, group) if len(group) > 1 else None
+        trained = _train_group(lm, train, held, group, params, progress, ckpt, checkpoint_every)
+        for layer, (w, quality) in trained.items():
             _write_layer(out_dir, layer, w, quality, model_name)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
+    for stale in out_dir.glob(".pass_*.pt*"):  # a pass killed while writing its layers resumed as a smaller one
+        stale.unlink()
     quality = set_quality(lm, out_dir, held)
     (out_dir / "metrics.json").write_text(json.dumps(asdict(quality), indent=1))
     _write_config(out_dir, lm, params, model_name)

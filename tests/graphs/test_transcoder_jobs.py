@@ -115,6 +115,44 @@ def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_afte
     assert Source.objects.filter(model_id=TINY_ID, source_set__name="tc-kill").count() == 2
 
 
+@pytest.mark.slow
+def test_a_pass_of_all_layers_whose_worker_is_sigkilled_resumes_from_its_checkpoint_on_another_worker(
+    transactional_db, start_worker, settings, tmp_path
+):
+    import torch
+
+    from features.services.jobs import job_send
+    from inference.runtime.transcoders import finished_layers
+    from tests.conftest import wait_until
+    from tests.factories import ModelFactory
+    from tests.inference.conftest import TINY_LOADER
+
+    settings.VAR_DIR = tmp_path
+    (tmp_path / "corpus").symlink_to(ROOT / "var" / "corpus")
+    ModelFactory(id=TINY_ID, loader=TINY_LOADER, layers=2, dimension=64)
+    params = {**TINY_JOB, "tokens": 400_000, "layers_per_pass": 2}  # both layers in one pass, as the demo does
+    job = transcoders_job_create(model_id=TINY_ID, set_name="tc-pass", dashboards=False, explain=False, send=False,
+                                 **params)  # fmt: skip
+    out = tmp_path / "transcoders" / TINY_ID / "tc-pass"
+    ckpt = out / ".pass_0-1.pt"
+    env = {"MEMICOS_VAR_DIR": tmp_path, "MEMICOS_JOB_LEASE_TTL": 2, "MEMICOS_JOB_SWEEP_S": 1,
+           "MEMICOS_TRANSCODER_CHECKPOINT_S": 0.5}  # fmt: skip
+    worker = start_worker(["gpu_batch"], name="tc-pass", **env)
+    job_send(job_id=job.pk)
+    wait_until(lambda: ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 100, 300, "step 100", 0.05)
+    worker.kill()  # SIGKILL in the middle of the pass
+    saved = torch.load(ckpt, weights_only=True)["step"]
+    assert finished_layers(out) == [] and Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
+    assert saved < params["tokens"] // params["batch_size_tokens"]
+    start_worker(["gpu_batch"], name="tc-pass-2", wait=False, **env)
+    wait_until(lambda: Job.objects.get(pk=job.pk).finished, 300, "the job to finish on the second worker", 0.5)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    for layer in (0, 1):  # each layer went on from the last checkpoint before the kill, not from step 0
+        assert json.loads((out / f"layer_{layer}" / "metrics.json").read_text())["resumed_at_step"] == saved
+    assert not ckpt.exists() and Source.objects.filter(model_id=TINY_ID, source_set__name="tc-pass").count() == 2
+
+
 def test_each_layer_of_a_trained_set_gets_an_autointerp_job_for_its_explanations(tiny_graph_model, user):
     from graphs.services.transcoders import transcoder_explanations_queue
 

@@ -133,6 +133,38 @@ def test_training_resumes_after_a_kill_from_the_last_finished_layer(tiny_lm, con
     assert T.finished_layers(out) == [0, 1] and T.transcoder_set_info(out).complete
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_pass_of_several_layers_resumes_from_its_checkpoint_and_ends_as_if_never_killed(
+    tiny_lm, contexts, tmp_path, epochs
+):
+    params = T.TranscoderParams(**{**SMALL, "tokens": 4096, "epochs": epochs}, layers_per_pass=2)  # 16 steps
+    T.transcoders_train(tiny_lm, contexts, params, tmp_path / "whole", checkpoint_every=0)
+    out = tmp_path / "killed"
+    steps = []
+
+    def killed_in_step_11(layer, done, total):
+        steps.append(done // params.batch_size_tokens)
+        if steps[-1] == 11 and layer == 1:  # layer 0 has taken step 11, layer 1 has not
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        T.transcoders_train(tiny_lm, contexts, params, out, progress=killed_in_step_11, checkpoint_every=0)
+    assert T.finished_layers(out) == [] and (out / ".pass_0-1.pt").exists()
+    steps.clear()
+    T.transcoders_train(tiny_lm, contexts, params, out, progress=lambda layer, done, total: steps.append(done // 256))
+    assert steps[0] == 11  # the pass went on from the last saved step, not from the start
+    assert not list(out.glob(".pass_*"))
+    for layer in (0, 1):
+        whole, resumed = T.load_layer_weights(tmp_path / "whole", layer), T.load_layer_weights(out, layer)
+        assert whole.keys() == resumed.keys()
+        for key in whole:  # same batches, same optimiser state: the uninterrupted result, bit for bit
+            assert torch.equal(whole[key], resumed[key]), (layer, key)
+        assert (
+            json.loads((out / f"layer_{layer}" / "metrics.json").read_text())["last_loss"]
+            == json.loads((tmp_path / "whole" / f"layer_{layer}" / "metrics.json").read_text())["last_loss"]
+        )
+
+
 def test_a_restart_with_other_parameters_is_refused(tiny_lm, contexts, tmp_path):
     out = tmp_path / "set"
     params = T.TranscoderParams(**{**SMALL, "tokens": 512})
