@@ -1,12 +1,21 @@
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from features.api.views_misc import api_not_found
+from memicos_site.chrome import cached_static
 from memicos_site.health import healthz
+
+
+def favicon(request):
+    # browsers ask for /favicon.ico on responses that link no icon (JSON, files); pages link the SVG
+    return HttpResponsePermanentRedirect(cached_static("favicon.svg"))
+
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

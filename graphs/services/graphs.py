@@ -6,6 +6,7 @@ them into `{"message"}`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gzip
 import json
@@ -204,6 +205,8 @@ def set_explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:
 
 
 _REPLACEMENT_MODELS: dict[tuple[str, str], object] = {}  # (model id, set path) → replacement model, per worker
+# circuit-tracer's model removes its hooks in __del__, which fails once the interpreter has torn torch down
+atexit.register(_REPLACEMENT_MODELS.clear)
 
 
 def _replacement_model(model: Model, set_path: Path):

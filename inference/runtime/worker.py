@@ -7,6 +7,7 @@ may hold several, hence the dict.
 
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 
@@ -251,6 +252,7 @@ def run_intervene(payload: dict) -> dict:
 
 
 _replacement_models: dict[tuple[str, str], object] = {}  # (model id, transcoder set dir) → circuit-tracer model
+atexit.register(_replacement_models.clear)  # its __del__ removes hooks, which fails after torch is torn down
 
 
 def _replacement_model(payload: dict):

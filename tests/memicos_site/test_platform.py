@@ -70,6 +70,12 @@ def test_healthz_reports_database_redis_and_workers(client):
     assert set(body["workers"]) >= {"ok", "count", "workers"}
 
 
+def test_favicon_ico_leads_to_the_sites_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith(".svg")
+    assert client.get(response["Location"]).status_code == 200
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("raw", ["abc", "nan", "inf", "-1", "0", "600", "1e309", ""])
 def test_healthz_refuses_a_malformed_or_unbounded_timeout_with_400_naming_it(client, raw):
