@@ -44,7 +44,11 @@ def subgraph_get(*, subgraph_id, user) -> Subgraph:
     """A saved subgraph, readable by whoever may read its graph (that is how it is shared)."""
     sub = (
         Subgraph.objects.select_related("graph", "graph__model")
-        .filter(readable_q(user, "graph__"), pk=subgraph_id if str(subgraph_id).isdigit() else -1)
+        .filter(
+            readable_q(user, "graph__"),
+            readable_q(user, "graph__model__"),
+            pk=subgraph_id if str(subgraph_id).isdigit() else -1,
+        )
         .first()
     )
     if sub is None:

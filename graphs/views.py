@@ -48,7 +48,10 @@ def _graph_view(request, model_id: str):
     # a PRIVATE graph is a 404 to everyone but its owner, embed or not (graph_get); its owner gets no Embed button
     graph = selectors.graph_get(model_id=model.id, slug=slug, user=request.user)
     wire = graph_wire(request, graph)
-    wire["isOwner"] = bool(request.user.is_authenticated and graph.creator_id == request.user.pk)
+    # an embed is read-only, for its owner too: a framed page's posts would not carry this site's cookies
+    wire["isOwner"] = bool(
+        request.user.is_authenticated and graph.creator_id == request.user.pk and not request.is_embed
+    )
     state = {k: request.GET[k] for k in GRAPH_STATE_PARAMS if request.GET.get(k)}
     wire["embedUrl"] = request.build_absolute_uri(request.path) + "?" + urlencode({**state, "embed": "true"})
     return render(request, "graphs/graph.html", {"model": model, "graph": wire, "subgraph": subgraph})

@@ -241,3 +241,14 @@ def page(browser):
     pg = context.new_page()
     yield pg
     context.close()
+
+
+def browser_sign_in(page, live_server, user) -> None:
+    """Sign `user` in for the browser `page`: a session made by Django's test client, given as its cookie."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])

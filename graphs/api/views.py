@@ -60,8 +60,10 @@ class GraphOut(serializers.Serializer):
 
 
 def graph_wire(request, graph: Graph) -> dict:
+    # the JSON is cached for a minute: an edit (labels, a re-upload) must change its URL, or a reload shows the old
     json_url = request.build_absolute_uri(
         reverse("api-graph-json", kwargs={"model_id": graph.model_id, "slug": graph.slug})
+        + f"?v={int(graph.updated_at.timestamp() * 1000)}"
     )
     page = request.build_absolute_uri(f"/{graph.model_id}/graph?slug={graph.slug}")
     user = graph.creator
@@ -157,7 +159,7 @@ class GraphGenerateIn(serializers.Serializer):
         required=False, help_text=_limit_text("maxFeatureNodes") + " feature nodes"
     )
     sourceSetName = serializers.CharField(
-        required=False, allow_blank=True, help_text="a transcoder set; default the newest"
+        required=False, allow_blank=True, help_text="a transcoder set you may read; default the newest you may list"
     )
     visibility = VIS
     wait = serializers.BooleanField(
@@ -503,12 +505,16 @@ class SteerLogitsFeatureIn(serializers.Serializer):
     steer_generated_tokens = serializers.BooleanField(required=False, default=False)
     delta = serializers.FloatField(required=False, allow_null=True, default=None)
     ablate = serializers.BooleanField(required=False, default=False)
+    value = serializers.FloatField(
+        required=False, allow_null=True, default=None,
+        help_text="memicos: clamp to this activation (absolute), instead of ablate or delta",
+    )  # fmt: skip
 
 
 class SteerLogitsIn(serializers.Serializer):
     modelId = serializers.CharField(max_length=128)
     sourceSetName = serializers.CharField(
-        max_length=255, required=False, allow_blank=True, help_text="default: the newest transcoder set"
+        max_length=255, required=False, allow_blank=True, help_text="default: the newest transcoder set you may list"
     )
     prompt = serializers.CharField(max_length=services.MAX_PROMPT_CHARS, trim_whitespace=False)
     features = SteerLogitsFeatureIn(many=True, allow_empty=False, max_length=64)
@@ -542,9 +548,10 @@ class SteerLogitsView(InferenceView):
 
     @extend_schema(
         operation_id="steer_logits", tags=TAG, summary="Intervene on transcoder features (from a graph)",
-        description="Clamp features to 0 (`ablate`) or add `delta` to their activation at `token_active_position`, "
-        "at `steer_position` or on every generated token (`steer_generated_tokens`); the default and steered "
-        "continuations with the top next-token probabilities per step. Runs on the model's inference worker.",
+        description="Clamp features to 0 (`ablate`), to their activation at `token_active_position` plus `delta`, "
+        "or to an absolute `value`, at `steer_position` or on every generated token (`steer_generated_tokens`); "
+        "the default and steered continuations with the top next-token probabilities per step. A feature at "
+        "position 0 (BOS) is dropped, as Neuronpedia's graph server does. Runs on the model's inference worker.",
         request=SteerLogitsIn, responses={200: SteerLogitsOut, **ERR, **INFERENCE_ERRORS},
     )  # fmt: skip
     def post(self, request):
@@ -558,13 +565,13 @@ class SteerLogitsView(InferenceView):
         model = model_get(model_id=data["modelId"], user=request.user)
         features = [dict(f) for f in data["features"]]
         for i, f in enumerate(features):
-            if f["ablate"] == (f["delta"] is not None):
-                raise DjangoValidationError(f"features[{i}]: give either ablate: true or a delta, not both or neither")
+            if [f["ablate"], f["delta"] is not None, f["value"] is not None].count(True) != 1:
+                raise DjangoValidationError(f"features[{i}]: give exactly one of ablate: true, a delta or a value")
             if f["steer_generated_tokens"] == (f["steer_position"] is not None):
                 raise DjangoValidationError(
                     f"features[{i}]: give either a steer_position or steer_generated_tokens: true"
                 )
-        source_set = services.graph_source_set(model=model, name=data.get("sourceSetName", ""))
+        source_set = services.graph_source_set(model=model, name=data.get("sourceSetName", ""), user=request.user)
         try:
             set_path = transcoder_set_path(source_set=source_set)
         except ValueError as exc:

@@ -23,7 +23,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from features.models import Explanation, Job, Model, SourceSet, Visibility
-from features.selectors import readable_q
+from features.selectors import listed_q, readable_q
 from features.services.jobs import JobContext, job_enqueue
 from graphs.jobs import KIND_GRAPH_GENERATE
 from graphs.models import Graph, GraphPutRequest, Subgraph
@@ -67,11 +67,14 @@ def _key(*, owner_id, slug: str) -> str:
 # --- generation ---------------------------------------------------------------------------------------------
 
 
-def graph_source_set(*, model: Model, name: str = "") -> SourceSet:
-    """The transcoder set a graph of `model` is traced with: the named one, else the newest."""
+def graph_source_set(*, model: Model, name: str = "", user=None) -> SourceSet:
+    """The transcoder set a graph of `model` is traced with: the named one if `user` may read it, else the newest
+    `user` may list (another user's PRIVATE or UNLISTED set is never picked for them)."""
     qs = SourceSet.objects.filter(model=model, type=SOURCE_SET_TYPE)
     if name:
-        qs = qs.filter(name=name)
+        qs = qs.filter(readable_q(user), name=name)
+    else:
+        qs = qs.filter(listed_q(user))
     source_set = qs.order_by("-created_at", "-pk").first()
     if source_set is None:
         raise ValidationError(
@@ -100,7 +103,7 @@ def graph_generate_start(
         raise ValidationError("slug: letters, digits, '-' and '_' only, at most 128 characters")
     if visibility not in Visibility.values:
         raise ValidationError(f"visibility: one of {', '.join(Visibility.values)}")
-    source_set = graph_source_set(model=model, name=source_set_name)
+    source_set = graph_source_set(model=model, name=source_set_name, user=user)
     with transaction.atomic():
         if Graph.objects.select_for_update().filter(model=model, slug=slug).exists():
             raise ValidationError(f"Model + Slug/ID Exists: {model.id}/{slug}")
@@ -303,6 +306,10 @@ def graph_put_receive(*, put_request_id, stream) -> int:
         size += len(chunk)
         if size > upload_limit():
             raise ValidationError(f"The graph is over the upload limit of {upload_limit():,} bytes (gzipped)")
+        if size > ticket.content_length:  # as a signed S3 PUT would: the URL was issued for that many bytes
+            raise ValidationError(
+                f"The upload is over the contentLength this URL was signed for ({ticket.content_length:,} bytes)"
+            )
         chunks.append(chunk)
     if size == 0:
         raise ValidationError("The upload is empty")

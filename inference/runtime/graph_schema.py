@@ -102,11 +102,19 @@ def graph_problems(data, *, limit: int = 20) -> list[str]:
             return problems
     if problems:
         return problems
-    seen: set[str] = set()
+    seen: dict[str, dict] = {}
     for node in data["nodes"]:
-        if node["node_id"] in seen:
-            problems.append(f"nodes: node_id {node['node_id']!r} is not unique")
-        seen.add(node["node_id"])
+        first = seen.get(node["node_id"])
+        if first is not None:
+            why = ""
+            if "mlp reconstruction error" in (first.get("feature_type"), node.get("feature_type")):
+                # circuit-tracer 0.5.0 names error nodes 0_<layer>_<pos>, the id of a layer-0 feature too
+                why = (
+                    " (an error node and a layer-0 feature share it, as circuit-tracer 0.5.0 names them; the links"
+                    " cannot tell them apart: give the error nodes other ids, e.g. err_<layer>_<pos>, or trace here)"
+                )
+            problems.append(f"nodes: node_id {node['node_id']!r} is not unique{why}")
+        seen[node["node_id"]] = node
     for i, link in enumerate(data["links"]):
         for end in ("source", "target"):
             if link[end] not in seen:

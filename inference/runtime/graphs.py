@@ -322,8 +322,10 @@ def _interventions(replacement_model, tokens: torch.Tensor, features: list[Featu
             raise ValueError("each feature needs exactly one of ablate, delta or value")
         if f.steer_generated_tokens == (f.steer_position is not None):
             raise ValueError("each feature needs either steer_position or steer_generated_tokens")
-        if f.steer_position is not None and not 1 <= f.steer_position < n_pos:
-            raise ValueError(f"steer_position {f.steer_position} is out of range (1..{n_pos - 1}; 0 is BOS)")
+        if f.steer_position is not None and not 0 <= f.steer_position < n_pos:
+            raise ValueError(f"steer_position {f.steer_position} is out of range (0..{n_pos - 1})")
+        if f.steer_position == 0:  # BOS: never steered (Neuronpedia's graph server drops it too)
+            continue
         if f.ablate:
             value = 0.0
         elif f.value is not None:
@@ -332,6 +334,8 @@ def _interventions(replacement_model, tokens: torch.Tensor, features: list[Featu
             value = float(acts[f.layer, f.token_active_position, f.index]) + float(f.delta)
         where = slice(n_pos, None) if f.steer_generated_tokens else f.steer_position
         out.append((f.layer, where, f.index, value))
+    if not out:
+        raise ValueError("no features to steer: position 0 is the BOS token, which is never steered")
     return out
 
 

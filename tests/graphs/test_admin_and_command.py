@@ -28,3 +28,21 @@ def test_the_admin_form_queues_a_transcoder_training_job_and_shows_it(client, st
 def test_train_transcoders_refuses_an_unknown_model(db):
     with pytest.raises(CommandError, match="Unknown model"):
         call_command("train_transcoders", "nope")
+
+
+def test_train_transcoders_trains_registers_and_reports_its_quality(tiny_model, var_dir, capsys):
+    from features.models import Source
+    from tests.conftest import ROOT
+
+    (var_dir / "corpus").symlink_to(ROOT / "var" / "corpus")
+    call_command(
+        "train_transcoders", TINY_ID, "--width", "64", "--k", "4", "--tokens", "4096", "--batch-size-tokens", "256",
+        "--context-size", "32", "--lr", "3e-3", "--set-name", "tc-cmd", "--no-dashboards", "--no-explain", "--no-evals",
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    job = Job.objects.get(kind="train_transcoders")
+    assert f"Job {job.pk} SUCCEEDED" in out and "CE loss score" in out
+    sources = Source.objects.filter(model_id=TINY_ID, source_set__name="tc-cmd").order_by("name")
+    assert [s.name for s in sources] == ["0-tc-cmd", "1-tc-cmd"]
+    assert all(0 < s.metrics["l0"] <= 8 for s in sources)
+    assert (var_dir / "transcoders" / TINY_ID / "tc-cmd" / "config.yaml").exists()

@@ -108,15 +108,62 @@ def test_a_graph_generated_from_the_models_page_opens_when_its_job_finishes(
     assert errors == []
 
 
-def test_pinned_features_can_be_zeroed_from_the_graph_page_to_compare_the_next_tokens(live_server, page, page_graph):
+def test_pinned_features_can_be_zeroed_or_clamped_from_the_graph_page_to_compare_the_next_tokens(
+    live_server, page, page_graph
+):
     feature = next(n for n in page_graph["nodes"] if n["feature_type"] == "cross layer transcoder")
+    layer, index, pos = (int(v) for v in feature["node_id"].split("_"))
     page.goto(f"{live_server.url}/{TINY_ID}/graph?slug=br&pruningThreshold=1&pinnedIds={feature['node_id']}")
     _ready(page)
-    page.click("#graph-steer-run")
+    with page.expect_request("**/api/steer-logits") as sent:
+        page.click("#graph-steer-run")
+    assert sent.value.post_data_json["features"] == [
+        {"layer": layer, "index": index, "token_active_position": pos, "steer_position": pos, "ablate": True}
+    ]
     page.wait_for_selector("#graph-steer-out:not([hidden])", timeout=60_000)
     assert page.locator("#graph-steer-default-top li").count() == 5
     assert page.locator("#graph-steer-steered-top li").count() == 5
     assert page.locator("#graph-steer-default").inner_text() != ""
+    zeroed = page.locator("#graph-steer-steered-top").inner_text()
+    # clamp to a value: the amount is an activation now, not a multiplier
+    page.select_option("#graph-steer-mode", "value")
+    assert page.locator("#graph-steer-amount-label").inner_text() == "Value"
+    page.fill("#graph-steer-mult", "40")
+    with page.expect_response("**/api/steer-logits") as answered:
+        page.click("#graph-steer-run")
+    assert answered.value.status == 200
+    assert answered.value.request.post_data_json["features"][0]["value"] == 40
+    page.wait_for_function(
+        "z => document.getElementById('graph-steer-steered-top').innerText !== z", arg=zeroed, timeout=10_000
+    )
+
+
+def test_only_the_owner_edits_a_nodes_label_on_the_page_and_never_in_an_embed(
+    live_server, page, page_graph, user, other_user, client
+):
+    from tests.conftest import browser_sign_in
+
+    node = next(n for n in page_graph["nodes"] if n["feature_type"] == "cross layer transcoder")["node_id"]
+    url = f"{live_server.url}/{TINY_ID}/graph?slug=br&pruningThreshold=1&clickedId={node}"
+    browser_sign_in(page, live_server, other_user)
+    page.goto(url)
+    _ready(page)
+    assert page.locator(".graph-detail-title").count() == 1 and page.locator("#graph-label").count() == 0
+    browser_sign_in(page, live_server, user)
+    page.goto(url + "&embed=true")
+    _ready(page)
+    assert page.locator(".graph-detail-title").count() == 1 and page.locator("#graph-label").count() == 0
+    page.goto(url)
+    _ready(page)
+    page.fill("#graph-label", "capital-city feature")
+    with page.expect_response("**/api/graph/clerps") as saved:
+        page.click("#graph-label-save")
+    assert saved.value.status == 200
+    stored = client.get(f"/api/graph/{TINY_ID}/br/json").json()["nodes"]
+    assert next(n for n in stored if n["node_id"] == node)["clerp"] == "capital-city feature"
+    page.reload()
+    _ready(page)
+    assert page.locator("#graph-label").input_value() == "capital-city feature"
 
 
 LONG_PROMPT = (

@@ -95,6 +95,75 @@ def test_a_malformed_upload_is_a_400_that_names_the_problem(np_base, key, var_di
     assert not Graph.objects.exists()
 
 
+def test_a_graph_traced_by_circuit_tracer_itself_uploads_with_the_client_and_opens(
+    np_graphs, np_base, tiny_lm, tset_dir, tmp_path, client
+):
+    """A graph made elsewhere: circuit-tracer's own attribute + create_graph_files, not our generator."""
+    import torch
+
+    from inference.runtime import graphs as G
+    from inference.runtime import transcoders as T
+    from inference.runtime.circuit_tracer_compat import ct_import
+
+    rm = G.replacement_model_build(tiny_lm, T.transcoder_set_load(tset_dir, scan=TINY_ID))
+    rm.cfg.tokenizer_name = str(tmp_path / "tokenizer")  # create_graph_files loads the tokenizer by name
+    tiny_lm.tokenizer.save_pretrained(rm.cfg.tokenizer_name)
+    with torch.enable_grad():
+        traced = ct_import("attribution.attribute").attribute(
+            G.prompt_tokens(tiny_lm, "The capital of France is"), rm, max_feature_nodes=100, batch_size=64
+        )
+    ct_import("utils.create_graph_files").create_graph_files(traced, "ct-made", tmp_path / "ct", scan=TINY_ID)
+    path = tmp_path / "ct" / "ct-made.json"
+    written = json.loads(path.read_text())
+    ids = [n["node_id"] for n in written["nodes"]]
+    assert len(ids) == len(set(ids)), "this prompt's graph has no id collision; the next test covers one"
+    meta = np_graphs.upload_file(str(path))
+    assert (meta.model_id, meta.slug) == (TINY_ID, "ct-made")
+    served = requests.get(meta.json_url, headers={"X-Api-Key": np_graphs.api_key}).json()
+    assert served["nodes"] == written["nodes"] and served["links"] == written["links"]
+    assert client.get(f"/{TINY_ID}/graph?slug=ct-made").status_code == 200
+    graph = Graph.objects.get(slug="ct-made")
+    assert (graph.n_nodes, graph.n_links) == (len(written["nodes"]), len(written["links"]))
+
+
+def test_a_graph_shaped_as_neuronpedia_org_serves_it_uploads_and_opens(np_graphs, tiny_graph_json, client):
+    """neuronpedia.org's graphs carry what our generator does not write: `info`, features on a remote base URL,
+    `qk_only_nodes`, per-node extras; the schema allows extra keys, so they upload and are served unchanged."""
+    data = _graph(tiny_graph_json, "np-shaped")
+    data["metadata"]["info"] = {
+        "description": "uploaded from neuronpedia.org", "creator_name": "someone", "source_urls": [],
+        "generator": {"name": "circuit-tracer by Hanna & Piotrowski", "version": "0.1", "url": "https://example.org"},
+        "create_time_ms": 1_750_000_000_000,
+    }  # fmt: skip
+    data["metadata"]["feature_details"] = {"feature_json_base_url": "https://example.org/features/tiny"}
+    data["metadata"]["transcoder_list"] = []
+    data["qk_only_nodes"] = []
+    for node in data["nodes"]:
+        node["layer"] = str(node["layer"])
+        node["reverse_ctx_idx"] = 0
+    data["qParams"] = {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""}
+    meta = np_graphs.upload(json.dumps(data))
+    served = requests.get(meta.json_url, headers={"X-Api-Key": np_graphs.api_key}).json()
+    assert served == data
+    page = client.get(f"/{TINY_ID}/graph?slug=np-shaped")
+    assert page.status_code == 200 and b"np-shaped" in page.content
+
+
+def test_an_upload_whose_error_node_shares_a_layer_0_features_id_is_refused_naming_why(
+    np_base, key, var_dir, tiny_graph_model, tiny_graph_json
+):
+    data = copy.deepcopy(tiny_graph_json)
+    feature = next(n for n in data["nodes"] if n["feature_type"] == "cross layer transcoder")
+    error = next(n for n in data["nodes"] if n["feature_type"] == "mlp reconstruction error")
+    error["node_id"] = feature["node_id"]  # what circuit-tracer 0.5.0 writes for 0_<layer>_<pos>
+    body = gzip.compress(json.dumps(data).encode())
+    t = _start(np_base, key, size=max(1024, len(body)))
+    assert requests.put(t["url"], data=body).status_code == 200
+    r = _save(np_base, key, t["putRequestId"])
+    assert r.status_code == 400, r.text
+    assert "not unique" in r.json()["message"] and "error node and a layer-0 feature" in r.json()["message"]
+
+
 def test_an_upload_with_duplicate_node_ids_or_an_unknown_model_is_refused(np_base, key, var_dir, tiny_graph_model,
                                                                          tiny_graph_json):  # fmt: skip
     dup = copy.deepcopy(tiny_graph_json)
@@ -102,8 +171,9 @@ def test_an_upload_with_duplicate_node_ids_or_an_unknown_model_is_refused(np_bas
     unknown = _graph(tiny_graph_json, "x")
     unknown["metadata"]["scan"] = "no-such-model"
     for data, problem in ((dup, "unique"), (unknown, "ERR_MODEL_DOES_NOT_EXIST")):
-        t = _start(np_base, key)
-        requests.put(t["url"], data=gzip.compress(json.dumps(data).encode()))
+        body = gzip.compress(json.dumps(data).encode())
+        t = _start(np_base, key, size=max(1024, len(body)))
+        assert requests.put(t["url"], data=body).status_code == 200
         r = _save(np_base, key, t["putRequestId"])
         assert r.status_code == 400 and problem in r.json()["message"], r.text
 
@@ -116,6 +186,9 @@ def test_an_oversized_upload_is_refused_at_signing_and_at_the_put(np_base, key, 
     t = _start(np_base, key, size=4000)
     r = requests.put(t["url"], data=b"x" * 5000)
     assert r.status_code == 400 and "upload limit" in r.json()["message"]
+    t = _start(np_base, key, size=1024)  # a URL is signed for a size: more than that is refused too
+    r = requests.put(t["url"], data=b"x" * 2000)
+    assert r.status_code == 400 and "contentLength" in r.json()["message"], r.text
     r = requests.post(f"{np_base}/api/graph/signed-put", json={"filename": "x.json", "contentLength": 10},
                       headers={"X-Api-Key": key})  # fmt: skip
     assert r.status_code == 400

@@ -27,12 +27,26 @@ def test_ablating_and_boosting_features_changes_the_steered_logits_only(client, 
     assert again["DEFAULT_GENERATION"] == body["DEFAULT_GENERATION"]  # seeded: reproducible
 
 
+def test_a_feature_clamped_to_an_absolute_value_steers_and_one_at_bos_is_dropped(client, tiny_graph_model):
+    at = {"layer": 1, "index": 3, "token_active_position": 5, "steer_position": 5}
+    zero = post(client, {**BASE, "features": [{**at, "value": 0.0}]})
+    assert zero.status_code == 200, zero.content
+    ablated = post(client, {**BASE, "features": [{**at, "ablate": True}]}).json()
+    assert zero.json()["STEERED_LOGITS_BY_TOKEN"] == ablated["STEERED_LOGITS_BY_TOKEN"]
+    high = post(client, {**BASE, "features": [{**at, "value": 80.0}]}).json()
+    assert high["STEERED_LOGITS_BY_TOKEN"] != ablated["STEERED_LOGITS_BY_TOKEN"]
+    with_bos = post(client, {**BASE, "features": [{**at, "value": 80.0}, {**at, "steer_position": 0, "ablate": True}]})
+    assert with_bos.json()["STEERED_LOGITS_BY_TOKEN"] == high["STEERED_LOGITS_BY_TOKEN"]
+
+
 def test_steer_logits_refuses_contradictory_or_out_of_range_features_with_a_400(client, tiny_graph_model):
     bad = [
         {"layer": 0, "index": 1, "token_active_position": 1, "steer_position": 1, "delta": 1.0, "ablate": True},
         {"layer": 0, "index": 1, "token_active_position": 1, "delta": 1.0},
         {"layer": 0, "index": 10_000, "token_active_position": 1, "steer_position": 1, "ablate": True},
         {"layer": 7, "index": 1, "token_active_position": 1, "steer_position": 1, "ablate": True},
+        {"layer": 0, "index": 1, "token_active_position": 1, "steer_position": 1, "value": 2.0, "ablate": True},
+        {"layer": 0, "index": 1, "token_active_position": 1, "steer_position": 0, "ablate": True},  # BOS only
     ]
     for feature in bad:
         r = post(client, {**BASE, "features": [feature]})

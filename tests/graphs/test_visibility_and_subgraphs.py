@@ -118,6 +118,59 @@ def test_subgraphs_are_saved_listed_overwritten_and_deleted_by_their_owner(clien
     assert not Subgraph.objects.exists()
 
 
+def test_another_users_private_transcoder_set_is_never_used_for_a_graph_or_an_intervention(
+    client, tiny_graph_model, tset_dir, user, other_user
+):
+    from features.models import SourceSet
+    from graphs.services.graphs import graph_source_set
+    from graphs.services.transcoders import transcoder_set_register
+
+    transcoder_set_register(model=tiny_graph_model, set_dir=tset_dir, set_name="tc-secret", dataset="brown")
+    SourceSet.objects.filter(name="tc-secret").update(visibility="PRIVATE", creator=other_user)
+    # tc-secret is the newest set: the default for its owner only
+    assert graph_source_set(model=tiny_graph_model, user=other_user).name == "tc-secret"
+    assert graph_source_set(model=tiny_graph_model, user=user).name == "tc-tiny"
+    assert graph_source_set(model=tiny_graph_model, user=None).name == "tc-tiny"
+    client.force_login(user)
+    body = {"modelId": TINY_ID, "prompt": "The capital of France is", "slug": "g-secret", "sourceSetName": "tc-secret"}
+    r = post(client, "/api/graph/generate", body)
+    assert r.status_code == 400 and "tc-secret" in r.json()["message"], r.content
+    feature = {"layer": 0, "index": 1, "token_active_position": 1, "steer_position": 1, "ablate": True}
+    body = {"modelId": TINY_ID, "prompt": "The capital", "sourceSetName": "tc-secret", "features": [feature]}
+    r = post(client, "/api/steer-logits", body)
+    assert r.status_code == 400 and "tc-secret" in r.json()["message"], r.content
+    assert not Graph.objects.exists()
+    SourceSet.objects.filter(name="tc-secret").update(visibility="UNLISTED")  # readable by name, never a default
+    assert graph_source_set(model=tiny_graph_model, name="tc-secret", user=user).name == "tc-secret"
+    assert graph_source_set(model=tiny_graph_model, user=user).name == "tc-tiny"
+
+
+def test_a_subgraph_of_a_public_graph_on_a_private_model_is_hidden_from_others(client, stored_graph, other_user):
+    graph = stored_graph("on-private")
+    sub = Subgraph.objects.create(graph=graph, user=graph.creator, pinned_ids=["a"])
+    assert client.get(f"/api/graph/subgraph/{sub.pk}").status_code == 200
+    graph.model.visibility, graph.model.creator = "PRIVATE", graph.creator
+    graph.model.save(update_fields=["visibility", "creator"])
+    for viewer in (None, other_user):
+        if viewer:
+            client.force_login(viewer)
+        assert client.get(f"/api/graph/subgraph/{sub.pk}").status_code == 404
+        assert client.get(f"/{TINY_ID}/graph?subgraph={sub.pk}").status_code == 404
+    client.force_login(graph.creator)
+    assert client.get(f"/api/graph/subgraph/{sub.pk}").json()["pinnedIds"] == ["a"]
+
+
+def test_graphs_are_listed_per_user_on_the_page_and_in_the_api(client, stored_graph, user, other_user):
+    stored_graph("mine")
+    stored_graph("theirs", owner=other_user)
+    stored_graph("their-secret", "PRIVATE", owner=other_user)
+    api = client.get(f"/api/graph/list?user={other_user.username}").json()
+    assert [g["slug"] for g in api] == ["theirs"]
+    page = client.get(f"/graphs/?user={other_user.username}").content.decode()
+    assert "theirs" in page and "mine" not in page and "their-secret" not in page
+    assert {g["slug"] for g in client.get("/api/graph/list").json()} == {"mine", "theirs"}
+
+
 def test_generate_checks_its_limits_and_slugs_before_queuing(client, tiny_graph_model, user):
     client.force_login(user)
     base = {"modelId": TINY_ID, "prompt": "The capital of France is", "slug": "g1"}
@@ -128,6 +181,9 @@ def test_generate_checks_its_limits_and_slugs_before_queuing(client, tiny_graph_
     assert not Graph.objects.exists()
     r = post(client, "/api/graph/generate", {**base, "modelId": "nope"})
     assert r.status_code == 404
+    Graph.objects.create(model=tiny_graph_model, slug="taken", creator=user, prompt="x")
+    r = post(client, "/api/graph/generate", {**base, "slug": "taken"})
+    assert r.status_code == 400 and "Model + Slug/ID Exists" in r.json()["message"], r.content
 
 
 def test_a_public_graph_is_reached_by_links_from_the_header_the_model_page_and_its_transcoder_set(client, stored_graph):

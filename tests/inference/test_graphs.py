@@ -75,7 +75,9 @@ def test_node_ids_are_unique_and_error_nodes_cannot_take_a_layer_0_feature_id(gr
             assert node["node_id"] == f"err_{node['layer']}_{node['ctx_idx']}"
 
 
-def test_the_node_count_falls_as_the_node_threshold_rises(graphs):
+def test_the_node_count_rises_with_the_node_threshold_the_share_of_influence_kept(graphs):
+    """nodeThreshold is, as on Neuronpedia, the cumulative influence the pruned graph keeps: a higher one keeps
+    more nodes, not fewer: it is not a cut-off on each node's score."""
     counts = [graphs[t].n_nodes for t in (0.95, 0.8, 0.5)]
     assert counts[0] > counts[1] > counts[2]
     assert graphs[0.95].n_links > graphs[0.5].n_links
@@ -163,11 +165,27 @@ def test_clamping_to_the_current_activation_changes_nothing(graphs, tiny_lm, rm)
         assert [t["prob"] for t in a.top_logits] == pytest.approx([t["prob"] for t in b.top_logits], abs=1e-5)
 
 
+def test_clamping_to_an_absolute_value_of_zero_is_ablation_and_bos_positions_are_dropped(graphs, tiny_lm, rm):
+    layer, index, pos = _strongest_feature(graphs[0.95])
+    params = G.SteerLogitsParams(n_tokens=2)
+
+    def steered(*features):
+        result = G.steer_logits(tiny_lm, rm, prompt=PROMPT, features=list(features), params=params)
+        return [t["prob"] for row in result.steered_logits_by_token for t in row.top_logits]
+
+    at = {"layer": layer, "index": index, "token_active_position": pos, "steer_position": pos}
+    ablated = steered(G.FeatureSteer(**at, ablate=True))
+    assert steered(G.FeatureSteer(**at, value=0.0)) == pytest.approx(ablated, rel=1e-6)
+    assert steered(G.FeatureSteer(**at, value=100.0)) != pytest.approx(ablated, rel=1e-2)
+    bos = G.FeatureSteer(layer=layer, index=index, token_active_position=pos, steer_position=0, value=100.0)
+    assert steered(G.FeatureSteer(**at, ablate=True), bos) == pytest.approx(ablated, rel=1e-6)
+
+
 def test_a_steer_request_that_names_no_valid_feature_is_refused(tiny_lm, rm):
     bad = [
         G.FeatureSteer(layer=9, index=0, token_active_position=1, steer_position=1, ablate=True),
         G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=1),  # neither ablate nor delta
-        G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=0, ablate=True),  # BOS
+        G.FeatureSteer(layer=0, index=0, token_active_position=1, steer_position=0, ablate=True),  # BOS only
         G.FeatureSteer(
             layer=0, index=0, token_active_position=1, steer_position=1, steer_generated_tokens=True, ablate=True
         ),

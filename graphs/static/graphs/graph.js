@@ -335,6 +335,15 @@
   });
   // --- interventions on the pinned transcoder features (POST /api/steer-logits) ---
   const steerRun = document.getElementById("graph-steer-run");
+  const steerMode = document.getElementById("graph-steer-mode");
+  if (steerMode) steerMode.addEventListener("change", () => {
+    // "clamp to value" takes an activation, not a multiple of one: no ±5 range
+    const amount = document.getElementById("graph-steer-mult");
+    const clamp = steerMode.value === "value";
+    document.getElementById("graph-steer-amount-label").textContent = clamp ? "Value" : "Multiplier";
+    if (clamp) { amount.removeAttribute("min"); amount.removeAttribute("max"); }
+    else { amount.min = "-5"; amount.max = "5"; }
+  });
   if (steerRun) steerRun.addEventListener("click", () => {
     const mode = document.getElementById("graph-steer-mode").value;
     const mult = parseFloat(document.getElementById("graph-steer-mult").value) || 0;
@@ -343,7 +352,9 @@
     const features = state.pinned.map(id => byId[id]).filter(n => n && n.feature_type === "cross layer transcoder").map(n => {
       const [layer, index] = n.node_id.split("_").map(Number);
       const f = {layer: layer, index: index, token_active_position: n.ctx_idx, steer_position: n.ctx_idx};
-      if (mode === "ablate") f.ablate = true; else f.delta = mult * (n.activation || 0);
+      if (mode === "ablate") f.ablate = true;
+      else if (mode === "value") f.value = mult;
+      else f.delta = mult * (n.activation || 0);
       return f;
     });
     if (!features.length) { err.textContent = "Pin at least one transcoder feature first."; err.hidden = false; return; }
