@@ -15,7 +15,9 @@ from django.core.management import CommandError, call_command
 
 from features.models import Activation, Feature, Job, Source
 from imports.models import ImportFile, ImportRun
+from imports.selectors import source_status
 from imports.services.importer import completeness_check, import_run_create, import_run_progress
+from imports.services.origin import origin_from_params
 from tests.imports.dataset import DatasetSpec, SourceSpec, gz, s3_put, write_dataset
 from tests.imports.helpers import db_counts, params, run_import
 
@@ -295,6 +297,7 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     check = completeness_check(model_id=MODEL, source_id="6-res-b")  # two of its rows are not in the database
     assert not check["complete"] and [f["key"] for f in check["files_to_resync"]] == [b_file.key]
     assert Source.objects.get(name="6-res-b").import_incomplete
+    assert source_status(origin=origin_from_params(p), model_id=MODEL, source_id="6-res-b")["status"] == "partial"
 
     Source.objects.filter(name="6-res-a").delete()  # the owner goes: the refused rows can now load
     run = run_import(p, MODEL, "6-res-b", resync=True)
@@ -313,6 +316,48 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     assert run.files_total == 1 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts(MODEL, "6-res-b") == {"features": 8, "activations": 16, "explanations": 8}
     assert not Source.objects.get(name="6-res-b").import_incomplete
+
+
+@pytest.mark.django_db
+def test_the_panel_never_calls_complete_a_source_whose_banner_says_incomplete_and_download_all_resyncs_it(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials, client, staff_user, run_on_commit
+):
+    """Every file of both sources is DONE, but one lost its activations from the database and the other's last import
+    ended incomplete (its pages' banner): neither is 'complete' on the panel, and Download all re-syncs both back."""
+    bucket = new_bucket()
+    spec = DatasetSpec(
+        sources=[
+            SourceSpec("7-res-p", n_features=8, acts_per_feature=2, batch_size=8),
+            SourceSpec("8-res-p", n_features=8, acts_per_feature=2, batch_size=8, seed=1),
+        ]
+    )
+    write_dataset(s3_put(s3_client, bucket, "v1/"), spec)
+    p = params(s3_endpoint, bucket)
+    run_import(p, MODEL, "7-res-p")
+    run_import(p, MODEL, "8-res-p")
+
+    def status(source_id):
+        return source_status(origin=origin_from_params(p), model_id=MODEL, source_id=source_id)["status"]
+
+    assert status("7-res-p") == status("8-res-p") == "complete"
+    Activation.objects.filter(feature__source__name="7-res-p").delete()
+    Source.objects.filter(name="8-res-p").update(import_incomplete=True)
+    assert status("7-res-p") == status("8-res-p") == "incomplete"
+    client.force_login(staff_user)
+    origin = {"bucket": bucket, "prefix": "v1/", "endpoint_url": s3_endpoint}
+    html = client.get(f"/imports/?bucket={bucket}&prefix=v1/&endpoint_url={s3_endpoint}&model={MODEL}").content.decode()
+    assert html.count('status-incomplete">incomplete') == 2 and "0 of 2 downloaded" in html
+
+    with run_on_commit():
+        r = client.post("/imports/start", {"model_id": MODEL, "set": "res-p", **origin})
+    runs = ImportRun.objects.filter(pk__in=r.json()["runs"]).select_related("job").order_by("source_id")
+    assert [(run.source_id, run.resync, run.job.status) for run in runs] == [
+        ("7-res-p", True, Job.Status.SUCCEEDED),
+        ("8-res-p", True, Job.Status.SUCCEEDED),
+    ]
+    assert db_counts(MODEL, "7-res-p") == {"features": 8, "activations": 16, "explanations": 8}
+    assert status("7-res-p") == status("8-res-p") == "complete"
+    assert not Source.objects.filter(model_id=MODEL, import_incomplete=True).exists()
 
 
 def _json_lines(s3_client, bucket, key):
