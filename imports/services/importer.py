@@ -415,7 +415,7 @@ def _run_finish(run: ImportRun):
     if counts["failed"] or counts["waiting"] or not check["complete"]:
         names = ", ".join(f["key"] for f in check["files_to_resync"][:5])
         more = check["files_to_resync_count"] - min(5, len(check["files_to_resync"]))
-        short = [k for k, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]]
+        short = list(kinds_short(check))
         error = (
             f"incomplete: {counts['failed']} file(s) failed, {counts['waiting']} waiting for their features; "
             + (f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}" if names else "")
@@ -864,6 +864,12 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
     ][:MAX_NAMED]
     out["complete"] = complete and out["files_total"] > 0 and not out["files_to_resync_count"]
     return out
+
+
+def kinds_short(check: dict) -> dict[str, dict]:
+    """The kinds of a completeness check whose database holds fewer rows than their files read (rows deleted since
+    they were loaded): nothing to fix upstream, a Re-sync loads those files again."""
+    return {kind: c for kind, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]}
 
 
 MAX_NAMED = 50  # files (and warnings) a completeness report names; its counts cover all of them

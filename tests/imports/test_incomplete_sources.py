@@ -13,7 +13,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from features.models import Activation, Feature, Job, Source
+from features.models import Activation, Explanation, Feature, Job, Source
 from imports.models import ImportFile, ImportRun
 from imports.selectors import source_status
 from imports.services.importer import completeness_check, import_run_create, import_run_progress
@@ -38,11 +38,11 @@ def cut_dataset(s3_client, new_bucket, no_aws_credentials):
     return {"bucket": bucket, "rows": rows, "fix": lambda: put(BROKEN, whole)}
 
 
-def _cli(s3_endpoint, bucket, *extra) -> tuple[str, CommandError | None]:
+def _cli(s3_endpoint, bucket, *extra, source=SOURCE) -> tuple[str, CommandError | None]:
     out = io.StringIO()
     try:
         call_command(
-            "import_source", MODEL, SOURCE, "--bucket", bucket, "--endpoint-url", s3_endpoint, *extra, stdout=out
+            "import_source", MODEL, source, "--bucket", bucket, "--endpoint-url", s3_endpoint, *extra, stdout=out
         )
     except CommandError as exc:
         return out.getvalue(), exc
@@ -316,6 +316,28 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     assert run.files_total == 1 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts(MODEL, "6-res-b") == {"features": 8, "activations": 16, "explanations": 8}
     assert not Source.objects.get(name="6-res-b").import_incomplete
+
+
+@pytest.mark.django_db
+def test_the_cli_names_the_kinds_whose_rows_the_database_lost_and_says_to_resync_when_every_file_is_loaded(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials
+):
+    bucket = new_bucket()
+    spec = DatasetSpec(sources=[SourceSpec("9-res-lost", n_features=8, acts_per_feature=2, batch_size=8)])
+    write_dataset(s3_put(s3_client, bucket, "v1/"), spec)
+    assert _cli(s3_endpoint, bucket, source="9-res-lost")[1] is None
+    Activation.objects.filter(feature__source__name="9-res-lost").delete()
+    Explanation.objects.filter(source__name="9-res-lost").delete()
+
+    text, error = _cli(s3_endpoint, bucket, source="9-res-lost")  # every file is DONE: nothing to load
+    assert error is not None, text
+    message = str(error)
+    assert "activations: 0 rows in database, 16 in files; explanations: 0 rows in database, 8 in files" in message
+    assert "features:" not in message and "file(s) not loaded" not in message
+    assert "Nothing to fix upstream: run this command again with --resync" in message
+    text, error = _cli(s3_endpoint, bucket, "--resync", source="9-res-lost")
+    assert error is None, (error, text)
+    assert db_counts(MODEL, "9-res-lost") == {"features": 8, "activations": 16, "explanations": 8}
 
 
 @pytest.mark.django_db
