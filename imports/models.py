@@ -58,6 +58,9 @@ class ImportFile(models.Model):
         # rows name features that are not in the database (their feature file failed, or is not loaded yet):
         # nothing of the file is loaded, and the next import or Re-sync of the source tries it again
         WAITING = "WAITING"
+        # no longer in the dataset's listing (removed, or renamed upstream): left out of the rows phase's wait for
+        # feature files and of completeness, and named in the report; rows loaded from it stay
+        REMOVED = "REMOVED"
 
     origin = models.CharField(max_length=1024)
     key = models.CharField(max_length=1024)  # path under the origin's prefix: <model>/<source>/<kind>/batch-N.jsonl.gz

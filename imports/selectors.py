@@ -153,4 +153,8 @@ def completeness_lines(check: dict) -> list[str]:
         out.append(f"  to re-sync: {f['key']} [{f['status']}] {f['reason']}")
     if (more := check["files_to_resync_count"] - len(check["files_to_resync"])) > 0:
         out.append(f"  to re-sync: … and {more} more file(s)")
+    for key in check.get("files_removed", []):  # runs before files were marked removed kept no such list
+        out.append(f"  removed upstream: {key} (not counted; rows loaded from it stay)")
+    if (more := check.get("files_removed_count", 0) - len(check.get("files_removed", []))) > 0:
+        out.append(f"  removed upstream: … and {more} more file(s)")
     return out

@@ -310,6 +310,7 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     short = _kinds_short(model_id=run.model_id, source_id=run.source_id, origin=run.origin) if run.resync else set()
     todo, total_bytes = [], 0
     with transaction.atomic():
+        _files_removed_mark(existing, {obj.key for _, obj in listed}, explanations=run.explanations)
         for kind, obj in listed:
             f = existing.get(obj.key)
             if f is None:
@@ -330,6 +331,18 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     )
     job_progress(job_id=run.job_id, done=0, total=len(todo), message=f"{len(todo)} of {len(listed)} files to load")
     return [f.pk for f in todo]
+
+
+def _files_removed_mark(existing: dict[str, ImportFile], listed: set[str], *, explanations: bool) -> None:
+    """Files known here that the listing no longer holds (removed or renamed upstream) are REMOVED: a failed feature
+    file replaced under a new name must not hold the rows phase back, nor count as missing, for good."""
+    kinds = set(KIND_ORDER) if explanations else set(KIND_ORDER) - {"explanations"}  # the kinds that were listed
+    gone = [
+        f.pk
+        for key, f in existing.items()
+        if key not in listed and f.kind in kinds and f.status != ImportFile.Status.REMOVED
+    ]
+    ImportFile.objects.filter(pk__in=gone).update(status=ImportFile.Status.REMOVED)
 
 
 # The files each phase loads: activations and explanations join on their features, so they wait for them.
@@ -385,7 +398,7 @@ def _feature_files_not_loaded(run: ImportRun) -> list[str]:
     """The keys of this source's feature files (at the run's origin) that are not DONE."""
     return list(
         ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id, kind="features")
-        .exclude(status=ImportFile.Status.DONE)
+        .exclude(status__in=[ImportFile.Status.DONE, ImportFile.Status.REMOVED])
         .order_by("id")
         .values_list("key", flat=True)
     )
@@ -660,8 +673,8 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
         f = ImportFile.objects.select_for_update(skip_locked=True).filter(pk=file_id).first()
         if f is None:  # a live transaction is loading it: this is a duplicate task (redelivered, or sent again)
             return ImportFile.objects.get(pk=file_id)
-        if not file_needs_load(f):
-            return f  # a redelivered or duplicate task: already loaded this version
+        if f.status == ImportFile.Status.REMOVED or not file_needs_load(f):
+            return f  # a redelivered or duplicate task: already loaded this version (or gone upstream since)
         run = ImportRun.objects.get(pk=run_id) if run_id else None
         origin = origin_from_params(run.origin_params if run else _params_of(f))
         run_key = run_id or (f.run_id or 0)
@@ -734,7 +747,7 @@ def _waiting_status(f: ImportFile, result: LoadResult) -> tuple[str, str]:
     some = ", ".join(map(str, result.waiting_for[:5]))
     blocked = ImportFile.objects.filter(
         origin=f.origin, model_id=f.model_id, source_id=f.source_id, kind="features"
-    ).exclude(status=ImportFile.Status.DONE)
+    ).exclude(status__in=[ImportFile.Status.DONE, ImportFile.Status.REMOVED])
     if blocked.exists():
         return ImportFile.Status.WAITING, (
             f"{result.rows_waiting} row(s) wait for features not in the database (e.g. feature {some}); "
@@ -806,10 +819,13 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
     A file DONE with rows refused for a reason outside it (an id another source owns) is not fully loaded either.
     The database may hold more rows than the files (explanations made here, uploads), so a kind matches when every
     file is loaded and the database holds at least the files' good rows.
-    `files_to_resync` names every file not fully loaded (at most MAX_NAMED of them, `files_to_resync_count` all)."""
+    `files_to_resync` names every file not fully loaded (at most MAX_NAMED of them, `files_to_resync_count` all).
+    Files the dataset no longer lists (REMOVED) are left out of all of this and named in `files_removed`."""
     files = ImportFile.objects.filter(model_id=model_id, source_id=source_id)
     if origin:
         files = files.filter(origin=origin)
+    removed = files.filter(status=ImportFile.Status.REMOVED).order_by("id")
+    files = files.exclude(status=ImportFile.Status.REMOVED)
     source = Source.objects.filter(model_id=model_id, name=source_id).first()
     tables = {
         "features": Feature.objects.filter(source=source),
@@ -857,6 +873,8 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
         {"key": f.key, "status": f.status, "reason": f.errors[-1]["reason"] if f.errors else ""}
         for f in todo[:MAX_NAMED]
     ]
+    out["files_removed_count"] = removed.count()
+    out["files_removed"] = list(removed.values_list("key", flat=True)[:MAX_NAMED])
     out["warnings"] = [
         {"file": key, "warning": w}
         for key, ws in files.exclude(warnings=[]).order_by("id").values_list("key", "warnings")

@@ -35,7 +35,7 @@ def cut_dataset(s3_client, new_bucket, no_aws_credentials):
     rows = write_dataset(put, spec)[SOURCE]
     whole = gz(rows["features"][16:32])
     put(BROKEN, whole[: len(whole) // 2])
-    return {"bucket": bucket, "rows": rows, "fix": lambda: put(BROKEN, whole)}
+    return {"bucket": bucket, "rows": rows, "fix": lambda: put(BROKEN, whole), "put": put, "whole": whole}
 
 
 def _cli(s3_endpoint, bucket, *extra, source=SOURCE) -> tuple[str, CommandError | None]:
@@ -157,6 +157,27 @@ def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the
     _assert_every_row(cut_dataset["rows"])
     assert "activations: 144 rows in database, 144 in files (3 of 3 file(s) loaded)" in text
     _assert_says_incomplete(client, False)
+
+
+@pytest.mark.django_db
+def test_a_broken_feature_file_replaced_upstream_under_a_new_name_is_left_out_and_the_resync_ends_complete(
+    s3_endpoint, s3_client, cut_dataset
+):
+    assert _cli(s3_endpoint, cut_dataset["bucket"])[1] is not None
+    renamed = f"{MODEL}/{SOURCE}/features/batch-1-fixed.jsonl.gz"
+    cut_dataset["put"](renamed, cut_dataset["whole"])
+    s3_client.delete_object(Bucket=cut_dataset["bucket"], Key=f"v1/{BROKEN}")
+
+    text, error = _cli(s3_endpoint, cut_dataset["bucket"], "--resync")
+    assert error is None, (error, text)  # exit 0
+    assert db_counts(MODEL, SOURCE) == ALL_ROWS
+    assert ImportFile.objects.get(key=BROKEN).status == ImportFile.Status.REMOVED
+    assert set(ImportFile.objects.exclude(key=BROKEN).values_list("status", flat=True)) == {"DONE"}
+    check = ImportRun.objects.select_related("job").latest("created_at").job.result
+    assert check["complete"] and check["files_total"] == 9 and check["files_to_resync_count"] == 0
+    assert check["files_removed"] == [BROKEN] and check["kinds"]["features"]["files"] == 3
+    assert f"removed upstream: {BROKEN}" in text
+    assert "features: 48 rows in database, 48 in files (3 of 3 file(s) loaded)" in text
 
 
 @pytest.mark.django_db
