@@ -141,12 +141,18 @@ def completeness_lines(check: dict) -> list[str]:
     """A completeness check (imports.services.importer.completeness_check) as lines for the CLI and the panel:
     files vs database per kind, warnings, then each file to re-sync with its reason."""
     out = []
+    waiting = check.get("waiting_for", [])  # runs before gated files were told apart kept neither
+    waiting_names = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
     for kind, c in check["kinds"].items():
-        unread = f", {c['files_unread']} not read to the end: rows not counted" if c["files_unread"] else ""
-        out.append(
-            f"  {kind}: {c['rows_in_database']} rows in database, {c['rows_expected']} in files "
-            f"({c['files_done']} of {c['files']} file(s) loaded{unread})"
-        )
+        gated = c.get("files_gated", 0)
+        notes = [f"{c['files_done']} of {c['files']} file(s) loaded"]
+        if gated:
+            notes.append(f"{gated} not read: waiting for feature file(s) {waiting_names or 'not loaded'}")
+        if unread := c["files_unread"] - gated:
+            notes.append(f"{unread} not read to the end: rows not counted")
+        # no file read: the files' rows are unknown, not 0
+        in_files = "" if c["files"] and c["files_unread"] == c["files"] else f", {c['rows_expected']} in files"
+        out.append(f"  {kind}: {c['rows_in_database']} rows in database{in_files} ({', '.join(notes)})")
     for w in check.get("warnings", []):
         out.append(f"  warning: {w['file']}: {w['warning']}")
     for f in check["files_to_resync"]:

@@ -769,11 +769,19 @@ def _params_of(f: ImportFile) -> dict:
 # ------------------------------------------------------------------------------------------ progress
 
 
+# rows files never read: the rows phase found a feature file not loaded (_rows_files_wait)
+GATED = Q(status=ImportFile.Status.WAITING, rows_waiting=0)
+
+
 def import_run_progress(*, run_id: int) -> dict:
     run = ImportRun.objects.select_related("job").get(pk=run_id)
     files = ImportFile.objects.filter(run_id=run_id)
-    agg = files.exclude(status=ImportFile.Status.PENDING).aggregate(
-        rows=Sum("rows_read"), bytes=Sum("size"), n=Count("pk"), failed=Count("pk", filter=Q(status="FAILED"))
+    agg = (
+        files.exclude(status=ImportFile.Status.PENDING)
+        .exclude(GATED)
+        .aggregate(
+            rows=Sum("rows_read"), bytes=Sum("size"), n=Count("pk"), failed=Count("pk", filter=Q(status="FAILED"))
+        )
     )
     errors = sum(len(e) for e in files.exclude(errors=[]).values_list("errors", flat=True))
     live_rows, live_bytes = live.totals(run_id)
@@ -840,6 +848,7 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
             files=Count("pk"),
             files_done=Count("pk", filter=loaded),
             files_unread=Count("pk", filter=~read),
+            files_gated=Count("pk", filter=GATED),
             rows_in_files=Sum("rows_read", filter=read, default=0),
             rows_bad=Sum("rows_skipped", filter=read, default=0),
             rows_done=Sum("rows_read", filter=done, default=0),
@@ -855,6 +864,7 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
             "files": n_files,
             "files_done": k.get("files_done", 0),
             "files_unread": k.get("files_unread", 0),
+            "files_gated": k.get("files_gated", 0),  # of files_unread: never read, waiting for `waiting_for`
             "rows_in_files": k.get("rows_in_files", 0),  # every row read, bad rows included
             "rows_expected": k.get("rows_in_files", 0) - k.get("rows_bad", 0),  # good rows of the files read
             "rows_loaded_expected": k.get("rows_done", 0) - k.get("rows_done_bad", 0),  # good rows of DONE files
@@ -873,6 +883,11 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
         {"key": f.key, "status": f.status, "reason": f.errors[-1]["reason"] if f.errors else ""}
         for f in todo[:MAX_NAMED]
     ]
+    out["waiting_for"] = (
+        list(files.filter(kind="features").exclude(done).order_by("id").values_list("key", flat=True)[:MAX_NAMED])
+        if files.filter(GATED).exists()
+        else []
+    )
     out["files_removed_count"] = removed.count()
     out["files_removed"] = list(removed.values_list("key", flat=True)[:MAX_NAMED])
     out["warnings"] = [

@@ -127,22 +127,21 @@ def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the
         "features: 32 rows in database, 32 in files (2 of 3 file(s) loaded, 1 not read to the end: rows not counted"
         in text
     )
-    assert (
-        "activations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
-        in text
-    )
-    assert (
-        "explanations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
-        in text
-    )
+    assert "3 file(s) read, 1 failed" in text  # the six that wait were not read
+    for kind in ("activations", "explanations"):  # never read: no "0 in files", but what they wait for
+        assert (
+            f"{kind}: 0 rows in database (0 of 3 file(s) loaded, 3 not read: waiting for feature file(s) {BROKEN})"
+            in text
+        )
     assert f"to re-sync: {BROKEN} [FAILED] bad gzip" in text
     assert f"to re-sync: {MODEL}/{SOURCE}/activations/batch-2.jsonl.gz [WAITING]" in text
     run = ImportRun.objects.select_related("job").get(source_id=SOURCE)
     assert run.job.status == Job.Status.FAILED and BROKEN in run.job.error
     result = run.job.result
     assert not result["complete"] and result["files_to_resync_count"] == 7 and result["files_waiting"] == 6
+    assert result["waiting_for"] == [BROKEN]
     assert result["kinds"]["activations"] == {
-        "files": 3, "files_done": 0, "files_unread": 3, "rows_in_files": 0, "rows_expected": 0,
+        "files": 3, "files_done": 0, "files_unread": 3, "files_gated": 3, "rows_in_files": 0, "rows_expected": 0,
         "rows_loaded_expected": 0, "rows_in_database": 0, "match": False,
     }  # fmt: skip
     _assert_says_incomplete(client, True)
@@ -197,7 +196,7 @@ def test_the_admin_panels_resync_after_the_fix_loads_every_row(
     _assert_nothing_dropped_quietly()
     html = client.get(panel).content.decode()
     assert (
-        "activations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
+        f"activations: 0 rows in database (0 of 3 file(s) loaded, 3 not read: waiting for feature file(s) {BROKEN})"
         in html
     )
     assert f"to re-sync: {BROKEN} [FAILED]" in html
