@@ -32,6 +32,8 @@ class ImportRun(models.Model):
     # the largest feature id when the run was planned: a feature of this source with a larger id was loaded by
     # another file of this run, so a feature file that repeats its index is reported (not a silent overwrite)
     feature_id_floor = models.BigIntegerField(null=True, blank=True)
+    # the metadata and config files' notes ({"file", "warning"}: unknown columns), for the run's report
+    warnings = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -46,7 +46,7 @@ from features.services.jobs import JOB_CONTINUES, JobContext, job_claim, job_enq
 from imports.jobs import JOB_KIND
 from imports.models import ImportFile, ImportRun
 from imports.services import evals, live
-from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load
+from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load, unknown_columns_note
 from imports.services.origin import Origin, OriginParams, origin_from_params
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,16 @@ CONFIG_FILES = {
     "explanation_score_model.jsonl": (ExplanationScoreModel, wire.EXPLANATION_SCORE_MODEL_FIELDS),
     "explanation_score_type.jsonl": (ExplanationScoreType, wire.EXPLANATION_SCORE_TYPE_FIELDS),
     # config/eval_type.jsonl: imports/services/evals.py
+}
+# Neuronpedia's columns that are keys, relations, or not kept here on purpose: read or dropped without a warning
+CONFIG_KNOWN = frozenset({"creatorId", "explainerModelSettingsId", "createdAt", "updatedAt"})
+METADATA_KNOWN = {
+    "release.jsonl": frozenset(wire.RELEASE_FIELDS) | {"name", "creatorId"},
+    "model.jsonl": frozenset(wire.MODEL_FIELDS) | {"id", "creatorId", "defaultGraphSourceSetName"},
+    "sourceset.jsonl": frozenset(wire.SOURCE_SET_FIELDS)
+    | {"modelId", "name", "releaseName", "creatorId", "hasGraphs", "graphEnabled", "similarityMatrixEnabled"}
+    | {"defaultOfModelId", "defaultGraphModelId"},
+    "source.jsonl": frozenset(wire.SOURCE_FIELDS) | {"modelId", "id", "setName", "creatorId", "defaultOfModelId"},
 }
 
 
@@ -127,29 +137,35 @@ def _fields(model, rec: dict, field_map: dict[str, str]) -> dict:
     return out
 
 
-def config_import(*, origin: Origin) -> dict[str, int]:
-    """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0)."""
+def config_import(*, origin: Origin, warnings: list[dict] | None = None) -> dict[str, int]:
+    """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0); unknown columns are noted in
+    `warnings`, once per file."""
     counts = {}
     for filename, (model, field_map) in CONFIG_FILES.items():
         path = f"config/{filename}"
         rows = _jsonl(origin.read_bytes(path), path)
+        unknown_columns_note(warnings, path, (rec for _, rec in rows), frozenset(field_map) | CONFIG_KNOWN)
         with transaction.atomic():
             for line_no, rec in rows:
                 if rec.get("name"):
                     with _reading(path, line_no):
                         model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
         counts[filename] = len(rows)
-    counts[evals.EVAL_TYPE_FILE.rsplit("/", 1)[1]] = evals.eval_types_import(origin=origin)
+    counts[evals.EVAL_TYPE_FILE.rsplit("/", 1)[1]] = evals.eval_types_import(origin=origin, warnings=warnings)
     return counts
 
 
-def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bool = False) -> Source:
+def metadata_import(
+    *, origin: Origin, model_id: str, source_id: str, update: bool = False, warnings: list[dict] | None = None
+) -> Source:
     """release/model/sourceset/source rows; created when absent, updated too on Re-sync. LoadError names the file
-    and line of a bad row."""
+    and line of a bad row; unknown columns are noted in `warnings`."""
     base = f"{model_id}/{source_id}/"
 
     def rows(name: str) -> tuple[str, list[tuple[int, dict]]]:
-        return base + name, _jsonl(origin.read_bytes(base + name), base + name)
+        found = _jsonl(origin.read_bytes(base + name), base + name)
+        unknown_columns_note(warnings, base + name, (rec for _, rec in found[:1]), METADATA_KNOWN[name])
+        return base + name, found
 
     with transaction.atomic():
         release = None
@@ -287,9 +303,12 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
         return None
     origin = origin_from_params(run.origin_params)
     job_progress(job_id=run.job_id, message="config and metadata")
+    warnings: list[dict] = []
     try:
-        config_import(origin=origin)
-        metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
+        config_import(origin=origin, warnings=warnings)
+        metadata_import(
+            origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync, warnings=warnings
+        )
         evals.evals_import(origin=origin, model_id=run.model_id, source_id=run.source_id)
         listed = source_files_list(
             origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
@@ -327,7 +346,11 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     if todo:  # the source's pages and API say it is incomplete until the run finishes complete
         Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=True)
     ImportRun.objects.filter(pk=run_id).update(
-        files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES, feature_id_floor=floor
+        files_total=len(todo),
+        bytes_total=total_bytes,
+        phase=ImportRun.Phase.FEATURES,
+        feature_id_floor=floor,
+        warnings=warnings,
     )
     job_progress(job_id=run.job_id, done=0, total=len(todo), message=f"{len(todo)} of {len(listed)} files to load")
     return [f.pk for f in todo]
@@ -423,6 +446,7 @@ def _rows_files_wait(run_id: int, blocked: list[str]) -> int:
 
 def _run_finish(run: ImportRun):
     check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
+    check["warnings"] = run.warnings + check["warnings"]  # the metadata and config files' before the rows files'
     Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=not check["complete"])
     counts = _counts(run.pk)
     if counts["failed"] or counts["waiting"] or not check["complete"]:

@@ -19,7 +19,7 @@ from imports.models import ImportFile, ImportRun
 from imports.selectors import source_status
 from imports.services.importer import completeness_check, import_run_create, import_run_progress
 from imports.services.origin import origin_from_params
-from tests.imports.dataset import DatasetSpec, SourceSpec, gz, s3_put, write_dataset
+from tests.imports.dataset import CONFIG_ROWS, DatasetSpec, SourceSpec, gz, metadata, s3_put, write_dataset
 from tests.imports.helpers import db_counts, params, run_import
 
 MODEL, SOURCE = "tiny-gpt", "2-res-cut"
@@ -112,6 +112,44 @@ def test_an_unknown_column_loads_its_file_and_is_named_once_in_the_report(
     assert text.count("steeringHint") == 1  # once per file, not once per row
     assert f"warning: {feature_file.key}: unknown column(s) steeringHint, umapGroup for features ignored" in text
     assert Feature.objects.get(source__name="5-res-new", index=1).max_act_approx == feats[1]["maxActApprox"]
+
+
+@pytest.mark.django_db
+def test_unknown_columns_of_the_metadata_and_config_files_are_warnings_in_the_runs_report(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials
+):
+    bucket = new_bucket()
+    put = s3_put(s3_client, bucket, "v1/")
+    write_dataset(put, DatasetSpec(sources=[SourceSpec("5-res-meta", n_features=4, acts_per_feature=1)]))
+    meta = metadata(MODEL, 16, "5-res-meta")
+
+    def jsonl(*rows):
+        return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+    # a newer export's columns; creatorId and explainerModelSettingsId are Neuronpedia's, known and not kept
+    put(f"{MODEL}/5-res-meta/source.jsonl", jsonl(dict(meta["source.jsonl"], steeringHint="up", creatorId="x")))
+    put(f"{MODEL}/5-res-meta/model.jsonl", jsonl(dict(meta["model.jsonl"], contextLength=2048)))
+    explanation_type = CONFIG_ROWS["explanation_type.jsonl"][0]
+    put(
+        "config/explanation_type.jsonl",
+        jsonl(dict(explanation_type, explainerModelSettingsId="s1"), dict(explanation_type, name="b", tags=["new"])),
+    )
+    put("config/eval_type.jsonl", jsonl(dict(CONFIG_ROWS["eval_type.jsonl"][0], priority=1)))
+
+    text, error = _cli(s3_endpoint, bucket, source="5-res-meta")
+    assert error is None, (error, text)
+    warnings = [
+        {"file": "config/explanation_type.jsonl", "warning": "unknown column(s) tags ignored"},
+        {"file": "config/eval_type.jsonl", "warning": "unknown column(s) priority ignored"},
+        {"file": f"{MODEL}/5-res-meta/model.jsonl", "warning": "unknown column(s) contextLength ignored"},
+        {"file": f"{MODEL}/5-res-meta/source.jsonl", "warning": "unknown column(s) steeringHint ignored"},
+    ]
+    run = ImportRun.objects.select_related("job").get(source_id="5-res-meta")
+    assert run.job.status == Job.Status.SUCCEEDED and run.job.result["complete"]
+    assert run.job.result["warnings"] == warnings
+    for w in warnings:
+        assert f"warning: {w['file']}: {w['warning']}" in text
+    assert Source.objects.get(name="5-res-meta").num_prompts == 24576  # the known columns are read as before
 
 
 @pytest.mark.django_db
