@@ -32,6 +32,8 @@ class ImportRun(models.Model):
     # the largest feature id when the run was planned: a feature of this source with a larger id was loaded by
     # another file of this run, so a feature file that repeats its index is reported (not a silent overwrite)
     feature_id_floor = models.BigIntegerField(null=True, blank=True)
+    # the metadata and config files' notes ({"file", "warning"}: unknown columns), for the run's report
+    warnings = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -58,6 +60,9 @@ class ImportFile(models.Model):
         # rows name features that are not in the database (their feature file failed, or is not loaded yet):
         # nothing of the file is loaded, and the next import or Re-sync of the source tries it again
         WAITING = "WAITING"
+        # no longer in the dataset's listing (removed, or renamed upstream): left out of the rows phase's wait for
+        # feature files and of completeness, and named in the report; rows loaded from it stay
+        REMOVED = "REMOVED"
 
     origin = models.CharField(max_length=1024)
     key = models.CharField(max_length=1024)  # path under the origin's prefix: <model>/<source>/<kind>/batch-N.jsonl.gz

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
 from imports.models import ImportRun
-from imports.selectors import COMPLETE, completeness_lines, remote_models, remote_sources
+from imports.selectors import completeness_lines, remote_models, remote_sources, set_sources_to_load
 from imports.services.importer import import_run_create, import_run_progress
 from imports.services.origin import OriginParams, origin_from_params
 
@@ -57,23 +57,21 @@ def import_panel(request):
 @require_POST
 @_staff_json
 def import_start(request):
-
     params = _params(request.POST)
     model_id = request.POST.get("model_id", "")
-    sources = request.POST.getlist("source_id")
     if request.POST.get("set"):  # Download all: every source of the set that is not complete yet
-        groups = remote_sources(origin=origin_from_params(params), model_id=model_id)
-        group = next((g for g in groups if g["set"] == request.POST["set"]), None)
-        sources = [s["source_id"] for s in group["sources"] if s["status"] != COMPLETE] if group else []
-    if not model_id or not sources:
+        todo = set_sources_to_load(origin=origin_from_params(params), model_id=model_id, set_name=request.POST["set"])
+    else:
+        todo = [(s, request.POST.get("resync") == "1") for s in request.POST.getlist("source_id")]
+    if not model_id or not todo:
         return JsonResponse({"message": "model_id and source_id (or set) are required."}, status=400)
     runs = []  # each run's plan is sent when its transaction commits (import_run_create)
-    for source_id in sources:
+    for source_id, resync in todo:
         run = import_run_create(
             params=params,
             model_id=model_id,
             source_id=source_id,
-            resync=request.POST.get("resync") == "1",
+            resync=resync,
             explanations=request.POST.get("explanations", "1") == "1",
             created_by=request.user,
         )

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 
 from features.models import EvalType, Source
 from features.services.evals import eval_output_full, eval_store
-from imports.services.loader import LoadError
+from imports.services.loader import LoadError, unknown_columns_note
 from imports.services.origin import Origin
 
 EVAL_TYPE_FILE = "config/eval_type.jsonl"
@@ -34,6 +34,8 @@ EVAL_TYPE_FIELDS = {
     "url": "url",
 }
 
+EVAL_TYPE_KNOWN = frozenset(EVAL_TYPE_FIELDS) | {"name", "createdAt", "updatedAt"}
+
 
 def eval_type_wire(row: EvalType) -> dict:
     return {
@@ -44,12 +46,13 @@ def eval_type_wire(row: EvalType) -> dict:
     }
 
 
-def eval_types_import(*, origin: Origin) -> int:
-    """Upsert config/eval_type.jsonl by name (absent file: nothing). LoadError names a bad line."""
+def eval_types_import(*, origin: Origin, warnings: list[dict] | None = None) -> int:
+    """Upsert config/eval_type.jsonl by name (absent file: nothing). LoadError names a bad line; unknown columns are
+    noted in `warnings`."""
     data = origin.read_bytes(EVAL_TYPE_FILE)
     if not data:
         return 0
-    n = 0
+    n, records = 0, []
     with transaction.atomic():
         for line_no, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
             if not line.strip():
@@ -63,11 +66,13 @@ def eval_types_import(*, origin: Origin) -> int:
             fields = {a: rec[w] for w, a in EVAL_TYPE_FIELDS.items() if w in rec and rec[w] is not None}
             if isinstance(fields.get("output_schema"), str):  # a TEXT dump of the JSON column
                 fields["output_schema"] = json.loads(fields["output_schema"])
+            records.append(rec)
             row, _ = EvalType.objects.update_or_create(name=rec["name"], defaults=fields)
             created = parse_datetime(rec["createdAt"]) if isinstance(rec.get("createdAt"), str) else None
             if created:
                 EvalType.objects.filter(pk=row.pk).update(created_at=created)
             n += 1
+    unknown_columns_note(warnings, EVAL_TYPE_FILE, records, EVAL_TYPE_KNOWN)
     return n
 
 

@@ -46,7 +46,7 @@ from features.services.jobs import JOB_CONTINUES, JobContext, job_claim, job_enq
 from imports.jobs import JOB_KIND
 from imports.models import ImportFile, ImportRun
 from imports.services import evals, live
-from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load
+from imports.services.loader import BadRecord, LoadError, LoadResult, rows_load, unknown_columns_note
 from imports.services.origin import Origin, OriginParams, origin_from_params
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,16 @@ CONFIG_FILES = {
     "explanation_score_model.jsonl": (ExplanationScoreModel, wire.EXPLANATION_SCORE_MODEL_FIELDS),
     "explanation_score_type.jsonl": (ExplanationScoreType, wire.EXPLANATION_SCORE_TYPE_FIELDS),
     # config/eval_type.jsonl: imports/services/evals.py
+}
+# Neuronpedia's columns that are keys, relations, or not kept here on purpose: read or dropped without a warning
+CONFIG_KNOWN = frozenset({"creatorId", "explainerModelSettingsId", "createdAt", "updatedAt"})
+METADATA_KNOWN = {
+    "release.jsonl": frozenset(wire.RELEASE_FIELDS) | {"name", "creatorId"},
+    "model.jsonl": frozenset(wire.MODEL_FIELDS) | {"id", "creatorId", "defaultGraphSourceSetName"},
+    "sourceset.jsonl": frozenset(wire.SOURCE_SET_FIELDS)
+    | {"modelId", "name", "releaseName", "creatorId", "hasGraphs", "graphEnabled", "similarityMatrixEnabled"}
+    | {"defaultOfModelId", "defaultGraphModelId"},
+    "source.jsonl": frozenset(wire.SOURCE_FIELDS) | {"modelId", "id", "setName", "creatorId", "defaultOfModelId"},
 }
 
 
@@ -127,29 +137,35 @@ def _fields(model, rec: dict, field_map: dict[str, str]) -> dict:
     return out
 
 
-def config_import(*, origin: Origin) -> dict[str, int]:
-    """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0)."""
+def config_import(*, origin: Origin, warnings: list[dict] | None = None) -> dict[str, int]:
+    """Upsert the lookup tables of v1/config by name (Neuronpedia's step 0); unknown columns are noted in
+    `warnings`, once per file."""
     counts = {}
     for filename, (model, field_map) in CONFIG_FILES.items():
         path = f"config/{filename}"
         rows = _jsonl(origin.read_bytes(path), path)
+        unknown_columns_note(warnings, path, (rec for _, rec in rows), frozenset(field_map) | CONFIG_KNOWN)
         with transaction.atomic():
             for line_no, rec in rows:
                 if rec.get("name"):
                     with _reading(path, line_no):
                         model.objects.update_or_create(name=rec["name"], defaults=_fields(model, rec, field_map))
         counts[filename] = len(rows)
-    counts[evals.EVAL_TYPE_FILE.rsplit("/", 1)[1]] = evals.eval_types_import(origin=origin)
+    counts[evals.EVAL_TYPE_FILE.rsplit("/", 1)[1]] = evals.eval_types_import(origin=origin, warnings=warnings)
     return counts
 
 
-def metadata_import(*, origin: Origin, model_id: str, source_id: str, update: bool = False) -> Source:
+def metadata_import(
+    *, origin: Origin, model_id: str, source_id: str, update: bool = False, warnings: list[dict] | None = None
+) -> Source:
     """release/model/sourceset/source rows; created when absent, updated too on Re-sync. LoadError names the file
-    and line of a bad row."""
+    and line of a bad row; unknown columns are noted in `warnings`."""
     base = f"{model_id}/{source_id}/"
 
     def rows(name: str) -> tuple[str, list[tuple[int, dict]]]:
-        return base + name, _jsonl(origin.read_bytes(base + name), base + name)
+        found = _jsonl(origin.read_bytes(base + name), base + name)
+        unknown_columns_note(warnings, base + name, (rec for _, rec in found[:1]), METADATA_KNOWN[name])
+        return base + name, found
 
     with transaction.atomic():
         release = None
@@ -287,9 +303,12 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
         return None
     origin = origin_from_params(run.origin_params)
     job_progress(job_id=run.job_id, message="config and metadata")
+    warnings: list[dict] = []
     try:
-        config_import(origin=origin)
-        metadata_import(origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync)
+        config_import(origin=origin, warnings=warnings)
+        metadata_import(
+            origin=origin, model_id=run.model_id, source_id=run.source_id, update=run.resync, warnings=warnings
+        )
         evals.evals_import(origin=origin, model_id=run.model_id, source_id=run.source_id)
         listed = source_files_list(
             origin=origin, model_id=run.model_id, source_id=run.source_id, explanations=run.explanations
@@ -310,6 +329,7 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     short = _kinds_short(model_id=run.model_id, source_id=run.source_id, origin=run.origin) if run.resync else set()
     todo, total_bytes = [], 0
     with transaction.atomic():
+        _files_removed_mark(existing, {obj.key for _, obj in listed}, explanations=run.explanations)
         for kind, obj in listed:
             f = existing.get(obj.key)
             if f is None:
@@ -326,10 +346,26 @@ def import_run_prepare(*, run_id: int) -> list[int] | None:
     if todo:  # the source's pages and API say it is incomplete until the run finishes complete
         Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=True)
     ImportRun.objects.filter(pk=run_id).update(
-        files_total=len(todo), bytes_total=total_bytes, phase=ImportRun.Phase.FEATURES, feature_id_floor=floor
+        files_total=len(todo),
+        bytes_total=total_bytes,
+        phase=ImportRun.Phase.FEATURES,
+        feature_id_floor=floor,
+        warnings=warnings,
     )
     job_progress(job_id=run.job_id, done=0, total=len(todo), message=f"{len(todo)} of {len(listed)} files to load")
     return [f.pk for f in todo]
+
+
+def _files_removed_mark(existing: dict[str, ImportFile], listed: set[str], *, explanations: bool) -> None:
+    """Files known here that the listing no longer holds (removed or renamed upstream) are REMOVED: a failed feature
+    file replaced under a new name must not hold the rows phase back, nor count as missing, for good."""
+    kinds = set(KIND_ORDER) if explanations else set(KIND_ORDER) - {"explanations"}  # the kinds that were listed
+    gone = [
+        f.pk
+        for key, f in existing.items()
+        if key not in listed and f.kind in kinds and f.status != ImportFile.Status.REMOVED
+    ]
+    ImportFile.objects.filter(pk__in=gone).update(status=ImportFile.Status.REMOVED)
 
 
 # The files each phase loads: activations and explanations join on their features, so they wait for them.
@@ -385,7 +421,7 @@ def _feature_files_not_loaded(run: ImportRun) -> list[str]:
     """The keys of this source's feature files (at the run's origin) that are not DONE."""
     return list(
         ImportFile.objects.filter(origin=run.origin, model_id=run.model_id, source_id=run.source_id, kind="features")
-        .exclude(status=ImportFile.Status.DONE)
+        .exclude(status__in=[ImportFile.Status.DONE, ImportFile.Status.REMOVED])
         .order_by("id")
         .values_list("key", flat=True)
     )
@@ -410,12 +446,13 @@ def _rows_files_wait(run_id: int, blocked: list[str]) -> int:
 
 def _run_finish(run: ImportRun):
     check = completeness_check(model_id=run.model_id, source_id=run.source_id, origin=run.origin)
+    check["warnings"] = run.warnings + check["warnings"]  # the metadata and config files' before the rows files'
     Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=not check["complete"])
     counts = _counts(run.pk)
     if counts["failed"] or counts["waiting"] or not check["complete"]:
         names = ", ".join(f["key"] for f in check["files_to_resync"][:5])
         more = check["files_to_resync_count"] - min(5, len(check["files_to_resync"]))
-        short = [k for k, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]]
+        short = list(kinds_short(check))
         error = (
             f"incomplete: {counts['failed']} file(s) failed, {counts['waiting']} waiting for their features; "
             + (f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}" if names else "")
@@ -660,8 +697,8 @@ def import_file_load(*, file_id: int, run_id: int | None = None, on_progress=Non
         f = ImportFile.objects.select_for_update(skip_locked=True).filter(pk=file_id).first()
         if f is None:  # a live transaction is loading it: this is a duplicate task (redelivered, or sent again)
             return ImportFile.objects.get(pk=file_id)
-        if not file_needs_load(f):
-            return f  # a redelivered or duplicate task: already loaded this version
+        if f.status == ImportFile.Status.REMOVED or not file_needs_load(f):
+            return f  # a redelivered or duplicate task: already loaded this version (or gone upstream since)
         run = ImportRun.objects.get(pk=run_id) if run_id else None
         origin = origin_from_params(run.origin_params if run else _params_of(f))
         run_key = run_id or (f.run_id or 0)
@@ -734,7 +771,7 @@ def _waiting_status(f: ImportFile, result: LoadResult) -> tuple[str, str]:
     some = ", ".join(map(str, result.waiting_for[:5]))
     blocked = ImportFile.objects.filter(
         origin=f.origin, model_id=f.model_id, source_id=f.source_id, kind="features"
-    ).exclude(status=ImportFile.Status.DONE)
+    ).exclude(status__in=[ImportFile.Status.DONE, ImportFile.Status.REMOVED])
     if blocked.exists():
         return ImportFile.Status.WAITING, (
             f"{result.rows_waiting} row(s) wait for features not in the database (e.g. feature {some}); "
@@ -756,11 +793,19 @@ def _params_of(f: ImportFile) -> dict:
 # ------------------------------------------------------------------------------------------ progress
 
 
+# rows files never read: the rows phase found a feature file not loaded (_rows_files_wait)
+GATED = Q(status=ImportFile.Status.WAITING, rows_waiting=0)
+
+
 def import_run_progress(*, run_id: int) -> dict:
     run = ImportRun.objects.select_related("job").get(pk=run_id)
     files = ImportFile.objects.filter(run_id=run_id)
-    agg = files.exclude(status=ImportFile.Status.PENDING).aggregate(
-        rows=Sum("rows_read"), bytes=Sum("size"), n=Count("pk"), failed=Count("pk", filter=Q(status="FAILED"))
+    agg = (
+        files.exclude(status=ImportFile.Status.PENDING)
+        .exclude(GATED)
+        .aggregate(
+            rows=Sum("rows_read"), bytes=Sum("size"), n=Count("pk"), failed=Count("pk", filter=Q(status="FAILED"))
+        )
     )
     errors = sum(len(e) for e in files.exclude(errors=[]).values_list("errors", flat=True))
     live_rows, live_bytes = live.totals(run_id)
@@ -806,10 +851,13 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
     A file DONE with rows refused for a reason outside it (an id another source owns) is not fully loaded either.
     The database may hold more rows than the files (explanations made here, uploads), so a kind matches when every
     file is loaded and the database holds at least the files' good rows.
-    `files_to_resync` names every file not fully loaded (at most MAX_NAMED of them, `files_to_resync_count` all)."""
+    `files_to_resync` names every file not fully loaded (at most MAX_NAMED of them, `files_to_resync_count` all).
+    Files the dataset no longer lists (REMOVED) are left out of all of this and named in `files_removed`."""
     files = ImportFile.objects.filter(model_id=model_id, source_id=source_id)
     if origin:
         files = files.filter(origin=origin)
+    removed = files.filter(status=ImportFile.Status.REMOVED).order_by("id")
+    files = files.exclude(status=ImportFile.Status.REMOVED)
     source = Source.objects.filter(model_id=model_id, name=source_id).first()
     tables = {
         "features": Feature.objects.filter(source=source),
@@ -824,6 +872,7 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
             files=Count("pk"),
             files_done=Count("pk", filter=loaded),
             files_unread=Count("pk", filter=~read),
+            files_gated=Count("pk", filter=GATED),
             rows_in_files=Sum("rows_read", filter=read, default=0),
             rows_bad=Sum("rows_skipped", filter=read, default=0),
             rows_done=Sum("rows_read", filter=done, default=0),
@@ -839,6 +888,7 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
             "files": n_files,
             "files_done": k.get("files_done", 0),
             "files_unread": k.get("files_unread", 0),
+            "files_gated": k.get("files_gated", 0),  # of files_unread: never read, waiting for `waiting_for`
             "rows_in_files": k.get("rows_in_files", 0),  # every row read, bad rows included
             "rows_expected": k.get("rows_in_files", 0) - k.get("rows_bad", 0),  # good rows of the files read
             "rows_loaded_expected": k.get("rows_done", 0) - k.get("rows_done_bad", 0),  # good rows of DONE files
@@ -857,6 +907,13 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
         {"key": f.key, "status": f.status, "reason": f.errors[-1]["reason"] if f.errors else ""}
         for f in todo[:MAX_NAMED]
     ]
+    out["waiting_for"] = (
+        list(files.filter(kind="features").exclude(done).order_by("id").values_list("key", flat=True)[:MAX_NAMED])
+        if files.filter(GATED).exists()
+        else []
+    )
+    out["files_removed_count"] = removed.count()
+    out["files_removed"] = list(removed.values_list("key", flat=True)[:MAX_NAMED])
     out["warnings"] = [
         {"file": key, "warning": w}
         for key, ws in files.exclude(warnings=[]).order_by("id").values_list("key", "warnings")
@@ -864,6 +921,12 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
     ][:MAX_NAMED]
     out["complete"] = complete and out["files_total"] > 0 and not out["files_to_resync_count"]
     return out
+
+
+def kinds_short(check: dict) -> dict[str, dict]:
+    """The kinds of a completeness check whose database holds fewer rows than their files read (rows deleted since
+    they were loaded): nothing to fix upstream, a Re-sync loads those files again."""
+    return {kind: c for kind, c in check["kinds"].items() if c["rows_in_database"] < c["rows_expected"]}
 
 
 MAX_NAMED = 50  # files (and warnings) a completeness report names; its counts cover all of them

@@ -76,6 +76,14 @@ ALLOWED_KEYS = {
 }
 
 
+def unknown_columns_note(warnings: list[dict] | None, path: str, records: Iterable[dict], known) -> None:
+    """The columns of a metadata or config file that no reader knows, named once per file in `warnings` (as a rows
+    file's are in LoadResult.warnings): ignored, like an unknown column of a rows file."""
+    unknown = set().union(*(rec.keys() for rec in records)) - known
+    if warnings is not None and unknown:
+        warnings.append({"file": path, "warning": f"unknown column(s) {', '.join(sorted(unknown))} ignored"})
+
+
 @dataclass
 class LoadResult:
     rows_read: int = 0

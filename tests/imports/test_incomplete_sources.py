@@ -9,14 +9,17 @@ in the API, and after the upstream fix a Re-sync loads every row — through the
 import io
 import json
 import time
+from collections import Counter
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from features.models import Activation, Feature, Job, Source
+from features.models import Activation, Explanation, Feature, Job, Source
 from imports.models import ImportFile, ImportRun
+from imports.selectors import source_status
 from imports.services.importer import completeness_check, import_run_create, import_run_progress
-from tests.imports.dataset import DatasetSpec, SourceSpec, gz, s3_put, write_dataset
+from imports.services.origin import origin_from_params
+from tests.imports.dataset import CONFIG_ROWS, DatasetSpec, SourceSpec, gz, metadata, s3_put, write_dataset
 from tests.imports.helpers import db_counts, params, run_import
 
 MODEL, SOURCE = "tiny-gpt", "2-res-cut"
@@ -33,14 +36,14 @@ def cut_dataset(s3_client, new_bucket, no_aws_credentials):
     rows = write_dataset(put, spec)[SOURCE]
     whole = gz(rows["features"][16:32])
     put(BROKEN, whole[: len(whole) // 2])
-    return {"bucket": bucket, "rows": rows, "fix": lambda: put(BROKEN, whole)}
+    return {"bucket": bucket, "rows": rows, "fix": lambda: put(BROKEN, whole), "put": put, "whole": whole}
 
 
-def _cli(s3_endpoint, bucket, *extra) -> tuple[str, CommandError | None]:
+def _cli(s3_endpoint, bucket, *extra, source=SOURCE) -> tuple[str, CommandError | None]:
     out = io.StringIO()
     try:
         call_command(
-            "import_source", MODEL, SOURCE, "--bucket", bucket, "--endpoint-url", s3_endpoint, *extra, stdout=out
+            "import_source", MODEL, source, "--bucket", bucket, "--endpoint-url", s3_endpoint, *extra, stdout=out
         )
     except CommandError as exc:
         return out.getvalue(), exc
@@ -112,6 +115,44 @@ def test_an_unknown_column_loads_its_file_and_is_named_once_in_the_report(
 
 
 @pytest.mark.django_db
+def test_unknown_columns_of_the_metadata_and_config_files_are_warnings_in_the_runs_report(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials
+):
+    bucket = new_bucket()
+    put = s3_put(s3_client, bucket, "v1/")
+    write_dataset(put, DatasetSpec(sources=[SourceSpec("5-res-meta", n_features=4, acts_per_feature=1)]))
+    meta = metadata(MODEL, 16, "5-res-meta")
+
+    def jsonl(*rows):
+        return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+
+    # a newer export's columns; creatorId and explainerModelSettingsId are Neuronpedia's, known and not kept
+    put(f"{MODEL}/5-res-meta/source.jsonl", jsonl(dict(meta["source.jsonl"], steeringHint="up", creatorId="x")))
+    put(f"{MODEL}/5-res-meta/model.jsonl", jsonl(dict(meta["model.jsonl"], contextLength=2048)))
+    explanation_type = CONFIG_ROWS["explanation_type.jsonl"][0]
+    put(
+        "config/explanation_type.jsonl",
+        jsonl(dict(explanation_type, explainerModelSettingsId="s1"), dict(explanation_type, name="b", tags=["new"])),
+    )
+    put("config/eval_type.jsonl", jsonl(dict(CONFIG_ROWS["eval_type.jsonl"][0], priority=1)))
+
+    text, error = _cli(s3_endpoint, bucket, source="5-res-meta")
+    assert error is None, (error, text)
+    warnings = [
+        {"file": "config/explanation_type.jsonl", "warning": "unknown column(s) tags ignored"},
+        {"file": "config/eval_type.jsonl", "warning": "unknown column(s) priority ignored"},
+        {"file": f"{MODEL}/5-res-meta/model.jsonl", "warning": "unknown column(s) contextLength ignored"},
+        {"file": f"{MODEL}/5-res-meta/source.jsonl", "warning": "unknown column(s) steeringHint ignored"},
+    ]
+    run = ImportRun.objects.select_related("job").get(source_id="5-res-meta")
+    assert run.job.status == Job.Status.SUCCEEDED and run.job.result["complete"]
+    assert run.job.result["warnings"] == warnings
+    for w in warnings:
+        assert f"warning: {w['file']}: {w['warning']}" in text
+    assert Source.objects.get(name="5-res-meta").num_prompts == 24576  # the known columns are read as before
+
+
+@pytest.mark.django_db
 def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the_fix_loads_every_row(
     s3_endpoint, cut_dataset, client
 ):
@@ -125,22 +166,21 @@ def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the
         "features: 32 rows in database, 32 in files (2 of 3 file(s) loaded, 1 not read to the end: rows not counted"
         in text
     )
-    assert (
-        "activations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
-        in text
-    )
-    assert (
-        "explanations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
-        in text
-    )
+    assert "3 file(s) read, 1 failed" in text  # the six that wait were not read
+    for kind in ("activations", "explanations"):  # never read: no "0 in files", but what they wait for
+        assert (
+            f"{kind}: 0 rows in database (0 of 3 file(s) loaded, 3 not read: waiting for feature file(s) {BROKEN})"
+            in text
+        )
     assert f"to re-sync: {BROKEN} [FAILED] bad gzip" in text
     assert f"to re-sync: {MODEL}/{SOURCE}/activations/batch-2.jsonl.gz [WAITING]" in text
     run = ImportRun.objects.select_related("job").get(source_id=SOURCE)
     assert run.job.status == Job.Status.FAILED and BROKEN in run.job.error
     result = run.job.result
     assert not result["complete"] and result["files_to_resync_count"] == 7 and result["files_waiting"] == 6
+    assert result["waiting_for"] == [BROKEN]
     assert result["kinds"]["activations"] == {
-        "files": 3, "files_done": 0, "files_unread": 3, "rows_in_files": 0, "rows_expected": 0,
+        "files": 3, "files_done": 0, "files_unread": 3, "files_gated": 3, "rows_in_files": 0, "rows_expected": 0,
         "rows_loaded_expected": 0, "rows_in_database": 0, "match": False,
     }  # fmt: skip
     _assert_says_incomplete(client, True)
@@ -155,6 +195,27 @@ def test_a_truncated_feature_file_fails_the_cli_naming_it_and_a_resync_after_the
     _assert_every_row(cut_dataset["rows"])
     assert "activations: 144 rows in database, 144 in files (3 of 3 file(s) loaded)" in text
     _assert_says_incomplete(client, False)
+
+
+@pytest.mark.django_db
+def test_a_broken_feature_file_replaced_upstream_under_a_new_name_is_left_out_and_the_resync_ends_complete(
+    s3_endpoint, s3_client, cut_dataset
+):
+    assert _cli(s3_endpoint, cut_dataset["bucket"])[1] is not None
+    renamed = f"{MODEL}/{SOURCE}/features/batch-1-fixed.jsonl.gz"
+    cut_dataset["put"](renamed, cut_dataset["whole"])
+    s3_client.delete_object(Bucket=cut_dataset["bucket"], Key=f"v1/{BROKEN}")
+
+    text, error = _cli(s3_endpoint, cut_dataset["bucket"], "--resync")
+    assert error is None, (error, text)  # exit 0
+    assert db_counts(MODEL, SOURCE) == ALL_ROWS
+    assert ImportFile.objects.get(key=BROKEN).status == ImportFile.Status.REMOVED
+    assert set(ImportFile.objects.exclude(key=BROKEN).values_list("status", flat=True)) == {"DONE"}
+    check = ImportRun.objects.select_related("job").latest("created_at").job.result
+    assert check["complete"] and check["files_total"] == 9 and check["files_to_resync_count"] == 0
+    assert check["files_removed"] == [BROKEN] and check["kinds"]["features"]["files"] == 3
+    assert f"removed upstream: {BROKEN}" in text
+    assert "features: 48 rows in database, 48 in files (3 of 3 file(s) loaded)" in text
 
 
 @pytest.mark.django_db
@@ -174,7 +235,7 @@ def test_the_admin_panels_resync_after_the_fix_loads_every_row(
     _assert_nothing_dropped_quietly()
     html = client.get(panel).content.decode()
     assert (
-        "activations: 0 rows in database, 0 in files (0 of 3 file(s) loaded, 3 not read to the end: rows not counted"
+        f"activations: 0 rows in database (0 of 3 file(s) loaded, 3 not read: waiting for feature file(s) {BROKEN})"
         in html
     )
     assert f"to re-sync: {BROKEN} [FAILED]" in html
@@ -260,13 +321,20 @@ def test_a_worker_killed_while_loading_the_rows_that_waited_leaves_no_duplicates
         pytest.fail(f"worker never reached the middle of the activations file: {progress}")
     worker.proc.kill()
     worker.proc.wait(10)
+    killed = ImportFile.objects.get(key="kill-gpt/3-res-wait/activations/batch-0.jsonl.gz")
+    assert killed.status != ImportFile.Status.DONE, killed.status  # its transaction died with the worker
     assert Activation.objects.filter(feature__model_id="kill-gpt").count() == 0  # nothing half-written
 
     resumed = run_import(p, "kill-gpt", "3-res-wait")
     assert resumed.job.status == Job.Status.SUCCEEDED, resumed.job.error
-    assert db_counts("kill-gpt", "3-res-wait") == {"features": 300, "activations": 6000, "explanations": 300}
-    ids = list(Activation.objects.filter(feature__model_id="kill-gpt").values_list("id", flat=True))
-    assert len(ids) == len(set(ids)) == len({a["id"] for a in rows["activations"]})
+    assert db_counts("kill-gpt", "3-res-wait") == {kind: len(r) for kind, r in rows.items()}
+    # each row of the files once, told apart by its content rather than by its id (a primary key cannot repeat)
+    acts = Activation.objects.filter(feature__model_id="kill-gpt").values_list("feature__index", "tokens", "values")
+    assert Counter((i, tuple(t), tuple(v)) for i, t, v in acts) == Counter(
+        (int(a["index"]), tuple(a["tokens"]), tuple(a["values"])) for a in rows["activations"]
+    )
+    exps = Explanation.objects.filter(model_id="kill-gpt").values_list("feature__index", "description")
+    assert Counter(exps) == Counter((int(e["index"]), e["description"]) for e in rows["explanations"])
     assert completeness_check(model_id="kill-gpt", source_id="3-res-wait")["complete"]
     assert not Source.objects.get(name="3-res-wait").import_incomplete
 
@@ -295,6 +363,7 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     check = completeness_check(model_id=MODEL, source_id="6-res-b")  # two of its rows are not in the database
     assert not check["complete"] and [f["key"] for f in check["files_to_resync"]] == [b_file.key]
     assert Source.objects.get(name="6-res-b").import_incomplete
+    assert source_status(origin=origin_from_params(p), model_id=MODEL, source_id="6-res-b")["status"] == "partial"
 
     Source.objects.filter(name="6-res-a").delete()  # the owner goes: the refused rows can now load
     run = run_import(p, MODEL, "6-res-b", resync=True)
@@ -313,6 +382,70 @@ def test_a_resync_loads_again_the_files_of_rows_that_went_missing_and_of_rows_re
     assert run.files_total == 1 and run.job.status == Job.Status.SUCCEEDED
     assert db_counts(MODEL, "6-res-b") == {"features": 8, "activations": 16, "explanations": 8}
     assert not Source.objects.get(name="6-res-b").import_incomplete
+
+
+@pytest.mark.django_db
+def test_the_cli_names_the_kinds_whose_rows_the_database_lost_and_says_to_resync_when_every_file_is_loaded(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials
+):
+    bucket = new_bucket()
+    spec = DatasetSpec(sources=[SourceSpec("9-res-lost", n_features=8, acts_per_feature=2, batch_size=8)])
+    write_dataset(s3_put(s3_client, bucket, "v1/"), spec)
+    assert _cli(s3_endpoint, bucket, source="9-res-lost")[1] is None
+    Activation.objects.filter(feature__source__name="9-res-lost").delete()
+    Explanation.objects.filter(source__name="9-res-lost").delete()
+
+    text, error = _cli(s3_endpoint, bucket, source="9-res-lost")  # every file is DONE: nothing to load
+    assert error is not None, text
+    message = str(error)
+    assert "activations: 0 rows in database, 16 in files; explanations: 0 rows in database, 8 in files" in message
+    assert "features:" not in message and "file(s) not loaded" not in message
+    assert "Nothing to fix upstream: run this command again with --resync" in message
+    text, error = _cli(s3_endpoint, bucket, "--resync", source="9-res-lost")
+    assert error is None, (error, text)
+    assert db_counts(MODEL, "9-res-lost") == {"features": 8, "activations": 16, "explanations": 8}
+
+
+@pytest.mark.django_db
+def test_the_panel_never_calls_complete_a_source_whose_banner_says_incomplete_and_download_all_resyncs_it(
+    s3_endpoint, s3_client, new_bucket, no_aws_credentials, client, staff_user, run_on_commit
+):
+    """Every file of both sources is DONE, but one lost its activations from the database and the other's last import
+    ended incomplete (its pages' banner): neither is 'complete' on the panel, and Download all re-syncs both back."""
+    bucket = new_bucket()
+    spec = DatasetSpec(
+        sources=[
+            SourceSpec("7-res-p", n_features=8, acts_per_feature=2, batch_size=8),
+            SourceSpec("8-res-p", n_features=8, acts_per_feature=2, batch_size=8, seed=1),
+        ]
+    )
+    write_dataset(s3_put(s3_client, bucket, "v1/"), spec)
+    p = params(s3_endpoint, bucket)
+    run_import(p, MODEL, "7-res-p")
+    run_import(p, MODEL, "8-res-p")
+
+    def status(source_id):
+        return source_status(origin=origin_from_params(p), model_id=MODEL, source_id=source_id)["status"]
+
+    assert status("7-res-p") == status("8-res-p") == "complete"
+    Activation.objects.filter(feature__source__name="7-res-p").delete()
+    Source.objects.filter(name="8-res-p").update(import_incomplete=True)
+    assert status("7-res-p") == status("8-res-p") == "incomplete"
+    client.force_login(staff_user)
+    origin = {"bucket": bucket, "prefix": "v1/", "endpoint_url": s3_endpoint}
+    html = client.get(f"/imports/?bucket={bucket}&prefix=v1/&endpoint_url={s3_endpoint}&model={MODEL}").content.decode()
+    assert html.count('status-incomplete">incomplete') == 2 and "0 of 2 downloaded" in html
+
+    with run_on_commit():
+        r = client.post("/imports/start", {"model_id": MODEL, "set": "res-p", **origin})
+    runs = ImportRun.objects.filter(pk__in=r.json()["runs"]).select_related("job").order_by("source_id")
+    assert [(run.source_id, run.resync, run.job.status) for run in runs] == [
+        ("7-res-p", True, Job.Status.SUCCEEDED),
+        ("8-res-p", True, Job.Status.SUCCEEDED),
+    ]
+    assert db_counts(MODEL, "7-res-p") == {"features": 8, "activations": 16, "explanations": 8}
+    assert status("7-res-p") == status("8-res-p") == "complete"
+    assert not Source.objects.filter(model_id=MODEL, import_incomplete=True).exists()
 
 
 def _json_lines(s3_client, bucket, key):

@@ -13,9 +13,12 @@ class Command(BaseCommand):
         add_origin_arguments(parser)
 
     def handle(self, *args, **options):
+        warnings: list[dict] = []
         try:
-            counts = config_import(origin=origin_from_params(origin_params(options)))
+            counts = config_import(origin=origin_from_params(origin_params(options)), warnings=warnings)
         except LoadError as exc:
             raise CommandError(str(exc)) from None
         for name, n in counts.items():
             self.stdout.write(f"{name}: {n} row(s)")
+        for w in warnings:
+            self.stdout.write(f"warning: {w['file']}: {w['warning']}")

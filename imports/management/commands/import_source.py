@@ -13,6 +13,7 @@ from imports.services.importer import (
     import_run_create,
     import_run_inline,
     import_run_progress,
+    kinds_short,
 )
 
 
@@ -75,12 +76,32 @@ class Command(BaseCommand):
             f"{p['rows_per_s']:.0f} rows/s, {p['errors']} reported problem(s)"
         )
         if not check["complete"]:
-            names = ", ".join(f["key"] for f in check["files_to_resync"][:10])
-            more = check["files_to_resync_count"] - min(10, len(check["files_to_resync"]))
-            raise CommandError(
-                f"{run.model_id}/{run.source_id} is incomplete: {check['files_to_resync_count']} file(s) not loaded "
-                f"({names}{f' and {more} more' if more > 0 else ''}). "
-                "Fix them upstream, then run this command again with --resync."
-            )
+            raise CommandError(f"{run.model_id}/{run.source_id} is incomplete. {_incomplete(check)}")
         if p["status"] != Job.Status.SUCCEEDED:
             raise CommandError(p["error"] or f"import ended {p['status']}")
+
+
+def _incomplete(check: dict) -> str:
+    """Why the source is incomplete, and what to do: files not loaded are named (a broken one is fixed upstream
+    first); kinds the database lost rows of are named with their figures (nothing to fix upstream)."""
+    parts = []
+    if n := check["files_to_resync_count"]:
+        names = ", ".join(f["key"] for f in check["files_to_resync"][:10])
+        more = n - min(10, len(check["files_to_resync"]))
+        parts.append(
+            f"{n} file(s) not loaded ({names}{f' and {more} more' if more > 0 else ''}). "
+            "Fix the broken ones upstream, then run this command again with --resync"
+        )
+    if short := kinds_short(check):
+        figures = "; ".join(
+            f"{k}: {c['rows_in_database']} rows in database, {c['rows_expected']} in files" for k, c in short.items()
+        )
+        parts.append(
+            f"the database holds fewer rows than the loaded files ({figures}). Nothing to fix upstream: run this "
+            "command again with --resync to load those files again"
+        )
+    if not parts:
+        parts.append(
+            "no file of it is listed at this origin" if not check["files_total"] else "its source row is missing"
+        )
+    return " ".join(p[0].upper() + p[1:] + "." for p in parts)
