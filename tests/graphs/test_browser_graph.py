@@ -108,6 +108,26 @@ def test_a_graph_generated_from_the_models_page_opens_when_its_job_finishes(
     assert errors == []
 
 
+def test_a_graph_generated_on_a_worker_shows_its_jobs_progress_live_on_the_page_then_opens(
+    live_server, page, tiny_graph_model, start_worker, var_dir
+):
+    start_worker(["gpu_batch"], name="graph-page", MEMICOS_VAR_DIR=var_dir)
+    page.goto(f"{live_server.url}/{TINY_ID}/graph")
+    page.fill("#graph-generate textarea[name=prompt]", "The capital of France is")
+    page.fill("#graph-generate input[name=slug]", "live")
+    page.fill("#graph-generate input[name=maxFeatureNodes]", "200")
+    page.click("#graph-generate button[type=submit]")
+    # answered at once (202): the box follows the job on the worker while it loads the model and traces
+    page.wait_for_function(
+        "() => { const s = document.querySelector('.graph-progress:not([hidden]) [data-job-status]');"
+        " return s && ['pending', 'running'].includes(s.textContent); }",
+        timeout=30_000,
+    )
+    page.wait_for_url("**/graph?slug=live", timeout=120_000)
+    _ready(page)
+    assert Graph.objects.get(slug="live").status == "READY"
+
+
 def test_pinned_features_can_be_zeroed_or_clamped_from_the_graph_page_to_compare_the_next_tokens(
     live_server, page, page_graph
 ):
