@@ -13,6 +13,7 @@ from features.services.jobs import job_run
 from tests.factories import ModelFactory
 from tests.inference.conftest import TINY_LOADER
 from tests.pipeline.conftest import brown  # noqa: F401 (fixture)
+from tests.saebench import field_names, saebench_output
 
 HOOK = "blocks.1.hook_resid_pre"
 D_IN = 64
@@ -122,6 +123,7 @@ def test_the_evals_job_stores_core_and_sparse_probing_in_saebench_format_and_the
     for type_name, row in rows.items():
         full = eval_output_full(row)
         assert set(full) == set(SAEBENCH_KEYS)
+        assert field_names(full) == field_names(saebench_output(type_name))  # SAEBench's names, nested as it nests them
         assert full["eval_type_id"] == type_name and uuid.UUID(full["eval_id"])
         assert isinstance(full["datetime_epoch_millis"], int) and full["sae_cfg_dict"]["d_sae"] == 2 * D_IN
 
@@ -129,7 +131,12 @@ def test_the_evals_job_stores_core_and_sparse_probing_in_saebench_format_and_the
     ev = core["reconstruction_quality"]["explained_variance"]
     assert -1 <= ev <= 1 and ev > 0.9  # a near-identity SAE reconstructs almost all the variance
     assert 0 < core["sparsity"]["l0"] <= 2 * D_IN
-    assert 0 <= core["misc_metrics"]["dead_fraction"] <= 1 and 0 <= core["misc_metrics"]["dense_fraction"] <= 1
+    misc = core["misc_metrics"]
+    assert misc["frac_alive"] == 1 and 0 <= misc["freq_over_10_percent"] <= misc["freq_over_1_percent"] <= 1
+    assert 0 < misc["normalized_freq_over_10_percent"] <= misc["normalized_freq_over_1_percent"] <= 1
+    # decoder rows ±e_i plus noise: each row's nearest other row is nearly orthogonal, the encoder's the same
+    assert 0 < misc["average_max_decoder_cosine_sim"] < 0.5 and misc["average_max_encoder_cosine_sim"] == 0
+    assert core["shrinkage"]["l2_ratio"] == pytest.approx(1, abs=0.05)
     perf = core["model_performance_preservation"]
     assert {"ce_loss_score", "ce_loss_with_sae", "ce_loss_without_sae", "ce_loss_with_ablation"} <= set(perf)
     assert abs(perf["ce_loss_with_sae"] - perf["ce_loss_without_sae"]) < 0.05  # spliced in, the loss barely moves
@@ -144,6 +151,8 @@ def test_the_evals_job_stores_core_and_sparse_probing_in_saebench_format_and_the
     # what the accuracies mean is checked on genres the tiny random model can see (Brown's are near chance for it)
     assert len(rows["sparse_probing"].detailed_metrics) == 3
     assert rows["sparse_probing"].output["eval_config"]["k_values"] == [1, 2, 5, 20]
+    assert probe["sae"]["sae_top_10_test_accuracy"] is None  # a k SAEBench has a field for and this run skipped
+    assert rows["sparse_probing"].output["eval_result_unstructured"]["hook_name"] == HOOK
 
     # the numbers appear on /sae-bench (table and plot data) and on the source's pane
     page = client.get("/sae-bench/").content.decode()
