@@ -120,6 +120,8 @@ def test_the_evals_job_stores_core_and_sparse_probing_in_saebench_format_and_the
     assert job.status == Job.Status.SUCCEEDED, job.error
     rows = {e.type_id: e for e in Eval.objects.filter(source=evals_source)}
     assert set(rows) == {"core", "sparse_probing"}
+    # how a rerun of the job finds the types it already stored
+    assert Eval.objects.filter(source=evals_source, output__eval_result_unstructured__memicos_job=job.pk).count() == 2
     for type_name, row in rows.items():
         full = eval_output_full(row)
         assert set(full) == set(SAEBENCH_KEYS)
