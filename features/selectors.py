@@ -653,12 +653,17 @@ class SaeBenchRow:
     values: dict  # metric key → number
 
 
+def eval_sae_kind(output: dict) -> str | None:
+    """`transcoder` or `sae` for an eval computed here (it says so in `eval_result_unstructured`, as SAEBench has no
+    field for it); None for another producer's file, whose unstructured part may be anything."""
+    extra = output.get("eval_result_unstructured")
+    return extra.get("sae_kind") if isinstance(extra, dict) else None
+
+
 def _architecture(source: Source, outputs: list[dict]) -> str:
     """The SAE's class on /sae-bench; every transcoder (MLP in → out, JumpReLU or skip alike) is one class,
     `transcoder`, as its numbers compare with each other rather than with an SAE's of the same activation."""
-    if source.source_set.type == "transcoder" or any(
-        (o.get("eval_config") or {}).get("sae_kind") == "transcoder" for o in outputs
-    ):
+    if source.source_set.type == "transcoder" or any(eval_sae_kind(o) == "transcoder" for o in outputs):
         return "transcoder"
     for cfg in [source.saelens_config or {}] + [o.get("sae_cfg_dict") or {} for o in outputs]:
         if cfg.get("architecture"):

@@ -6,7 +6,9 @@ An eval's JSON is SAEBench's output file (`eval_type_id`, `eval_config`, `eval_i
 `output` without `eval_result_details`, and the details in `detailed_metrics`; `eval_output_full` joins them.
 
 The eval types computed here (`core`, `sparse_probing`) carry a JSON schema of their metrics in SAEBench's shape
-(category → metric → title, description, `ui_default_display`), written here for the metrics we compute.
+(category → metric → title, description, `ui_default_display`), written here. It names exactly the metrics of
+SAEBench 0.6.0's output dataclasses and marks the same ones for display (tests/fixtures/saebench holds the schema
+SAEBench generates, to compare); an imported `config/eval_type.jsonl` row with SAEBench's own schema replaces it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 
 from django.db import transaction
 
@@ -56,7 +59,7 @@ def _schema(title: str, categories: dict) -> dict:
     }
 
 
-def _probe_metrics(prefix: str, what: str, k_values=(1, 2, 5, 20)) -> dict:
+def _probe_metrics(prefix: str, what: str, k_values=(1, 2, 5, 10, 20, 50, 100)) -> dict:
     out = {
         f"{prefix}_test_accuracy": _metric(
             f"{what} probe accuracy", f"Probe on every dimension of the {what}", display=True
@@ -103,7 +106,7 @@ CORE_SCHEMA = _schema(
             {
                 "explained_variance": _metric("Explained variance", "1 − Var(x − x̂) / Var(x)", display=True),
                 "explained_variance_legacy": _metric(
-                    "Explained variance (legacy)", "Per-token explained variance, averaged"
+                    "Explained variance (legacy)", "Per-token explained variance, averaged", display=True
                 ),
                 "mse": _metric("MSE", "Mean squared reconstruction error"),
                 "cossim": _metric("Cosine similarity", "Cosine similarity of x and x̂"),
@@ -127,28 +130,34 @@ CORE_SCHEMA = _schema(
                 "l1": _metric("L1", "Mean L1 norm of the latents per token"),
             },
         ),
-        "misc_metrics": _category(
-            "Latent health",
-            "Dead and dense latents over the evaluated tokens",
-            {
-                "dead_fraction": _metric("Dead fraction", "Fraction of latents that never fired", display=True),
-                "dense_fraction": _metric(
-                    "Dense fraction", "Fraction of latents firing on more than 10% of tokens", display=True
-                ),
-                "frac_alive": _metric("Alive fraction", "Fraction of latents that fired at least once"),
-                "freq_over_1_percent": _metric("Over 1%", "Fraction of latents firing on more than 1% of tokens"),
-                "freq_over_10_percent": _metric("Over 10%", "Fraction of latents firing on more than 10% of tokens"),
-                "average_max_decoder_cosine_sim": _metric(
-                    "Mean max decoder cosine", "Mean over latents of the largest cosine to another decoder row"
-                ),
-            },
-        ),
         "token_stats": _category(
             "Tokens",
             "Tokens evaluated",
             {
                 "total_tokens_eval_reconstruction": _metric("Tokens (reconstruction)", "Tokens in the CE/KL batches"),
                 "total_tokens_eval_sparsity_variance": _metric("Tokens (sparsity)", "Tokens in the sparsity batches"),
+            },
+        ),
+        "misc_metrics": _category(
+            "Latent health",
+            "How often latents fire over the evaluated tokens, and how alike their weights are",
+            {
+                "freq_over_1_percent": _metric("Over 1%", "Fraction of latents firing on more than 1% of tokens"),
+                "freq_over_10_percent": _metric("Over 10%", "Fraction of latents firing on more than 10% of tokens"),
+                "normalized_freq_over_1_percent": _metric(
+                    "Over 1%, weighted", "Share of all firings that come from latents firing on more than 1% of tokens"
+                ),
+                "normalized_freq_over_10_percent": _metric(
+                    "Over 10%, weighted",
+                    "Share of all firings that come from latents firing on more than 10% of tokens",
+                ),
+                "average_max_encoder_cosine_sim": _metric(
+                    "Mean max encoder cosine", "Mean over latents of the largest cosine to another encoder row"
+                ),
+                "average_max_decoder_cosine_sim": _metric(
+                    "Mean max decoder cosine", "Mean over latents of the largest cosine to another decoder row"
+                ),
+                "frac_alive": _metric("Alive fraction", "Fraction of latents that fired at least once"),
             },
         ),
     },
@@ -198,12 +207,19 @@ def eval_types_ensure() -> None:
         EvalType.objects.get_or_create(name=name, defaults=fields)
 
 
+def _sae_lens_version() -> str | None:
+    """The SAELens that ran the evaluation, as SAEBench records it (read from the install, not imported)."""
+    try:
+        return version("sae-lens")
+    except PackageNotFoundError:
+        return None
+
+
 def eval_output_build(
     *, eval_type: str, config: dict, metrics: dict, details: list | None, source: Source, unstructured=None
 ) -> dict:
-    """SAEBench's output JSON for a result computed here."""
+    """SAEBench's output JSON for a result computed here; `unstructured` holds what SAEBench has no field for."""
     cfg = source.saelens_config or {}
-    meta = cfg.get("metadata") or {}
     return {
         "eval_type_id": eval_type,
         "eval_config": config,
@@ -214,9 +230,9 @@ def eval_output_build(
         "sae_bench_commit_hash": PRODUCER,
         "sae_lens_id": source.saelens_sae_id or source.name,
         "sae_lens_release_id": source.saelens_release or source.source_set.name,
-        "sae_lens_version": meta.get("sae_lens_version") or cfg.get("sae_lens_version"),
+        "sae_lens_version": _sae_lens_version(),
         "sae_cfg_dict": cfg,
-        "eval_result_unstructured": unstructured,
+        "eval_result_unstructured": unstructured if unstructured is not None else {},
     }
 
 

@@ -304,7 +304,7 @@ def evals_pane(source):
     """A source page's benchmarks pane, self-contained: the page's view already decided the source is readable."""
     import json
 
-    from features.selectors import eval_list_for_source, eval_metric_value, eval_type_metrics
+    from features.selectors import eval_list_for_source, eval_metric_value, eval_sae_kind, eval_type_metrics
 
     evals = []
     for row in eval_list_for_source(source=source):
@@ -323,7 +323,7 @@ def evals_pane(source):
         evals.append(
             {
                 "type_name": row.type_id,
-                "transcoder": (row.output.get("eval_config") or {}).get("sae_kind") == "transcoder",
+                "transcoder": eval_sae_kind(row.output) == "transcoder",
                 "title": row.type.display_name or row.type_id,
                 "description": row.type.description,
                 "headline": [v for v in values if v["headline"]],

@@ -3,10 +3,10 @@
 Eval types: `core` (SAELens's metrics on held-out Brown tokens) and `sparse_probing` (k-sparse probes of Brown
 genres on SAE latents against the residual stream), computed by inference/runtime/evals.py. A transcoder layer
 (a source of a `transcoder` set) gets the same two types: its core metrics are of the MLP output it predicts, with
-that layer's MLP replaced, and its probes read the MLP input it encodes; `eval_config.sae_kind` says
-`transcoder`. It is queued when a
-training or a dashboards job finishes, by `manage.py eval_source`, and by the demo. Each type is stored as soon
-as it is computed, so a rerun after an interruption skips the types already stored by this job.
+that layer's MLP replaced, and its probes read the MLP input it encodes; `eval_result_unstructured.sae_kind` says
+`transcoder` (`eval_config` keeps SAEBench's fields only). It is queued when a training or a dashboards job
+finishes, by `manage.py eval_source`, and by the demo. Each type is stored as soon as it is computed, so a rerun
+after an interruption skips the types already stored by this job.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def evals_run(job: JobContext, *, echo=None, lm=None) -> dict:
     contexts = _contexts(lm, p["corpus"], context_size=p["context_size"], max_tokens=None)
     report = job.reporter(echo)
     done_before = set(
-        Eval.objects.filter(source=source, output__eval_config__memicos_job=job.job_id).values_list(
+        Eval.objects.filter(source=source, output__eval_result_unstructured__memicos_job=job.job_id).values_list(
             "type_id", flat=True
         )
     )
@@ -82,10 +82,11 @@ def evals_run(job: JobContext, *, echo=None, lm=None) -> dict:
             result = sparse_probing_eval(lm, sae, contexts, params=probe, progress=report)
         output = eval_output_build(
             eval_type=eval_type,
-            config={**result["config"], "memicos_job": job.job_id},
+            config=result["config"],
             metrics=result["metrics"],
             details=result["details"],
             source=source,
+            unstructured={**result["unstructured"], "memicos_job": job.job_id},
         )
         stored[eval_type] = eval_store(source=source, output=output).pk
     job.message = f"evals of {source.name}: {', '.join(stored) or 'already stored'}"

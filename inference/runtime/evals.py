@@ -1,8 +1,10 @@
 """SAE benchmarks that run offline: SAELens's core metrics and k-sparse probing of Brown-corpus genres.
 
 Both take a loaded model, an SAE (or a transcoder) and tokenised corpus contexts, and return plain dicts in SAEBench's shape
-(`metrics`: category → flat map, `details`: a list of rows, `config`: what was run); the caller wraps them into
-SAEBench's output JSON and stores them.
+(`metrics`: category → flat map, `details`: a list of rows, `config`: what was run), with exactly the field names of
+SAEBench 0.6.0's output dataclasses (`evals/core/eval_output.py`, `evals/sparse_probing/eval_output.py`, and their
+`eval_config.py`); what SAEBench has no field for (which hook, which contexts, a transcoder's targets) goes in
+`unstructured`. The caller wraps them into SAEBench's output JSON and stores them.
 
 - core: SAELens `run_evals` (reconstruction, sparsity, CE loss and KL with the SAE spliced in against the clean
   model and zero-ablation, per-feature density) on the *last* contexts of the seeded shuffle — training reads the
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -35,7 +37,7 @@ from inference.runtime.saes import sae_encode, sae_hook_name
 from inference.runtime.transcoders import _decode_saved, _encode_saved, hook_names, layer_quality_eval, mlp_io
 
 Progress = Callable[[int, int, str], None]
-DENSE_THRESHOLD = 0.1  # a latent firing on more than 10% of tokens counts as dense (SAEBench's threshold is its own)
+COSINE_CHUNK = 1024  # rows of the latent × latent cosine matrix at a time: 1024 × 131,072 floats is 0.5 GB
 
 
 @dataclass
@@ -64,19 +66,85 @@ def _held_out(contexts: Contexts, p: CoreParams) -> torch.Tensor:
     return contexts.tokens[-min(len(contexts.tokens), n_prompts + p.batch_size_prompts) :]
 
 
-def _misc_metrics(density: list[float], w_dec: torch.Tensor) -> dict:
-    w_dec = w_dec.detach().float()
-    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    cos = w_dec @ w_dec.T
-    cos.fill_diagonal_(-1)
-    n = max(1, len(density))
+def _max_cosine(rows: torch.Tensor) -> torch.Tensor:
+    """Per row of [n, d], its largest cosine similarity to another row."""
+    unit = rows.detach().float()
+    unit = unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    out = torch.empty(len(unit), device=unit.device)
+    for start in range(0, len(unit), COSINE_CHUNK):
+        cos = unit[start : start + COSINE_CHUNK] @ unit.T
+        diagonal = torch.arange(len(cos), device=cos.device)
+        cos[diagonal, diagonal + start] = -1
+        out[start : start + len(cos)] = cos.max(dim=1).values
+    return out.cpu()
+
+
+def _weight_details(w_enc: torch.Tensor, w_dec: torch.Tensor) -> dict[str, list[float]]:
+    """SAEBench's per-latent weight columns from the encoder and decoder rows ([d_sae, d_in] both)."""
     return {
-        "freq_over_1_percent": _round(sum(d > 0.01 for d in density) / n),
-        "freq_over_10_percent": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
-        "dead_fraction": _round(sum(d == 0 for d in density) / n),
-        "dense_fraction": _round(sum(d > DENSE_THRESHOLD for d in density) / n),
-        "frac_alive": _round(sum(d > 0 for d in density) / n),
-        "average_max_decoder_cosine_sim": _round(float(cos.max(dim=1).values.mean())),
+        "encoder_decoder_cosine_sim": torch.nn.functional.cosine_similarity(w_enc.float(), w_dec.float()).tolist(),
+        "max_encoder_cosine_sim": _max_cosine(w_enc).tolist(),
+        "max_decoder_cosine_sim": _max_cosine(w_dec).tolist(),
+    }
+
+
+DETAIL_COLUMNS = (  # SAEBench's CoreFeatureMetric, in its order
+    "feature_density",
+    "consistent_activation_heuristic",
+    "encoder_bias",
+    "encoder_norm",
+    "encoder_decoder_cosine_sim",
+    "max_decoder_cosine_sim",
+    "max_encoder_cosine_sim",
+)
+
+
+def _core_details(columns: dict[str, list]) -> list[dict]:
+    n = len(columns["feature_density"])
+    return [
+        {"index": i, **{k: _round(float(v[i])) if (v := columns.get(k)) is not None else None for k in DETAIL_COLUMNS}}
+        for i in range(n)
+    ]
+
+
+def _misc_metrics(columns: dict[str, list]) -> dict:
+    """SAEBench's `misc_metrics`: activation frequencies and the mean largest encoder/decoder cosines."""
+    density = torch.tensor(columns["feature_density"], dtype=torch.float64)
+    total = float(density.sum())
+
+    def normalized(threshold: float) -> float:
+        return float(density[density > threshold].sum()) / total if total > 0 else 0.0
+
+    return {
+        "freq_over_1_percent": _round(float((density > 0.01).double().mean())),
+        "freq_over_10_percent": _round(float((density > 0.1).double().mean())),
+        "normalized_freq_over_1_percent": _round(normalized(0.01)),
+        "normalized_freq_over_10_percent": _round(normalized(0.1)),
+        "average_max_encoder_cosine_sim": _round(sum(columns["max_encoder_cosine_sim"]) / len(density)),
+        "average_max_decoder_cosine_sim": _round(sum(columns["max_decoder_cosine_sim"]) / len(density)),
+        "frac_alive": _round(float((density > 0).double().mean())),
+    }
+
+
+def _core_config(lm: LoadedModel, contexts: Contexts, p: CoreParams, context_size: int) -> dict:
+    """SAEBench's CoreEvalConfig, field for field (every metric group is computed here)."""
+    return {
+        "model_name": lm.spec.name or lm.spec.kind,
+        "llm_dtype": str(lm.spec.dtype),
+        "batch_size_prompts": p.batch_size_prompts,
+        "n_eval_reconstruction_batches": p.n_eval_reconstruction_batches,
+        "n_eval_sparsity_variance_batches": p.n_eval_sparsity_variance_batches,
+        "dataset": contexts.name or "brown",
+        "context_size": context_size,
+        "compute_kl": True,
+        "compute_ce_loss": True,
+        "compute_l2_norms": True,
+        "compute_sparsity_metrics": True,
+        "compute_variance_metrics": True,
+        "compute_featurewise_density_statistics": True,
+        "compute_featurewise_weight_based_metrics": True,
+        "exclude_special_tokens_from_reconstruction": p.exclude_special_tokens_from_reconstruction,
+        "verbose": False,
     }
 
 
@@ -111,6 +179,7 @@ def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | 
         n_eval_sparsity_variance_batches=p.n_eval_sparsity_variance_batches,
         compute_ce_loss=True,
         compute_kl=True,
+        compute_l2_norms=True,  # SAEBench's `shrinkage` group
         compute_sparsity_metrics=True,
         compute_variance_metrics=True,
         compute_featurewise_density_statistics=True,
@@ -125,21 +194,16 @@ def core_eval(lm: LoadedModel, sae, contexts: Contexts, *, params: CoreParams | 
             exclude_special_tokens=special if p.exclude_special_tokens_from_reconstruction else False,
         )  # fmt: skip
     metrics = {cat: {k: _round(v) for k, v in group.items()} for cat, group in metrics.items() if group}
-    density = feature_metrics.get("feature_density") or []
-    columns = [k for k, v in feature_metrics.items() if isinstance(v, list) and len(v) == len(density)]
-    details = [{"index": i, **{k: _round(float(feature_metrics[k][i])) for k in columns}} for i in range(len(density))]
-    metrics["misc_metrics"] = _misc_metrics(density, sae.W_dec)
+    columns = {**_weight_details(sae.W_enc.T, sae.W_dec), **feature_metrics}
+    metrics["misc_metrics"] = _misc_metrics(columns)
     if progress:
         progress(2, 2, "core: done")
-    config = {
-        "model_name": lm.spec.name or lm.spec.kind,
-        "llm_dtype": str(lm.spec.dtype),
-        "dataset": contexts.name or "brown",
-        "context_size": ctx,
-        "held_out": f"the last {len(held)} contexts of the seeded shuffle",
-        **asdict(p),
+    return {
+        "metrics": metrics,
+        "details": _core_details(columns),
+        "config": _core_config(lm, contexts, p, ctx),
+        "unstructured": {"sae_kind": "sae", "held_out": f"the last {len(held)} contexts of the seeded shuffle"},
     }
-    return {"metrics": metrics, "details": details, "config": config}
 
 
 def transcoder_weights(sae) -> dict[str, torch.Tensor]:
@@ -235,8 +299,16 @@ def transcoder_core_eval(
     kl = {name: v[1] / n_predicted for name, v in sums.items()}
     norm_in, norm_out = y.norm(dim=-1), recon.norm(dim=-1)
     err = (y - recon).pow(2).sum(-1)
-    density = (acts > 0).float().mean(0)
-    fired = (acts > 0).sum(0)
+    firing = acts > 0
+    # SAELens's consistent activation heuristic: tokens a latent fires on over the prompts it fires in at all
+    prompts_fired = firing.view(len(held), -1, firing.shape[-1]).any(dim=1).sum(0)
+    columns = {
+        "feature_density": firing.float().mean(0).tolist(),
+        "consistent_activation_heuristic": (firing.sum(0) / prompts_fired).tolist(),
+        "encoder_bias": w["b_enc"].tolist(),
+        "encoder_norm": w["W_enc"].norm(dim=1).tolist(),
+        **_weight_details(w["W_enc"], w["W_dec"]),
+    }
     metrics = {
         "model_behavior_preservation": {
             "kl_div_score": _round((kl["ablation"] - kl["sae"]) / kl["ablation"]) if kl["ablation"] else None,
@@ -267,40 +339,29 @@ def transcoder_core_eval(
             "relative_reconstruction_bias": _round(float(norm_out.pow(2).mean() / (y * recon).sum(-1).mean())),
         },
         "sparsity": {"l0": _round(quality["l0"]), "l1": _round(float(acts.abs().sum(-1).mean()))},
-        "misc_metrics": _misc_metrics(density.tolist(), w["W_dec"]),
+        "misc_metrics": _misc_metrics(columns),
         "token_stats": {
             "total_tokens_eval_reconstruction": held.numel(),
             "total_tokens_eval_sparsity_variance": quality["eval_tokens"],
         },
     }
-    mean_act = acts.sum(0) / fired.clamp_min(1)
-    details = [
-        {
-            "index": i,
-            "feature_density": _round(float(density[i])),
-            "mean_activation": _round(float(mean_act[i])) if fired[i] else None,
-            "encoder_bias": _round(float(w["b_enc"][i])),
-            "encoder_norm": _round(float(w["W_enc"][i].norm())),
-        }
-        for i in range(acts.shape[1])
-    ]
     if progress:
         progress(len(batches) + 1, len(batches) + 1, "core (transcoder): done")
-    config = {
-        "model_name": lm.spec.name or lm.spec.kind,
-        "llm_dtype": str(lm.spec.dtype),
-        "dataset": contexts.name or "brown",
-        "context_size": held.shape[1],
-        "held_out": f"the last {len(held)} contexts of the seeded shuffle",
+    unstructured = {
         "sae_kind": "transcoder",
+        "held_out": f"the last {len(held)} contexts of the seeded shuffle",
         "hook_name": hook_names(layer)[0],
         "hook_name_out": hook_names(layer)[1],
         "reconstruction_target": f"{hook_names(layer)[1]} from {hook_names(layer)[0]} (BOS position excluded)",
         "spliced": f"layer {layer}'s MLP output replaced by the transcoder's (the BOS position kept), "
         "against the clean model and that MLP output zeroed",
-        **asdict(p),
     }
-    return {"metrics": metrics, "details": details, "config": config}
+    return {
+        "metrics": metrics,
+        "details": _core_details(columns),
+        "config": _core_config(lm, contexts, p, held.shape[1]),
+        "unstructured": unstructured,
+    }
 
 
 @dataclass
@@ -384,14 +445,15 @@ def sparse_probing_eval(
     needed = sorted({c for t in tasks.values() for s in ("train", "test") for c in t[s][0]})
     resid, latents = _pooled(lm, sae, contexts, needed, hook=hook, batch_size=p.batch_size, progress=progress)
     row = {c: i for i, c in enumerate(needed)}
-    details, sums = [], {}
+    details, sums, sizes = [], {}, {}
     for genre, t in tasks.items():
         (tr, y_tr), (te, y_te) = t["train"], t["test"]
         y_tr_t, y_te_t = torch.tensor(y_tr).numpy(), torch.tensor(y_te).numpy()
         rows_tr, rows_te = [row[c] for c in tr], [row[c] for c in te]
         llm = _k_sparse(resid[rows_tr], y_tr_t, resid[rows_te], y_te_t, p.k_values)
         sae_r = _k_sparse(latents[rows_tr], y_tr_t, latents[rows_te], y_te_t, p.k_values)
-        detail = {"dataset_name": f"brown_genre: {genre}", "n_train": len(tr), "n_test": len(te)}
+        detail = {"dataset_name": f"brown_genre: {genre}"}
+        sizes[detail["dataset_name"]] = {"n_train": len(tr), "n_test": len(te)}
         detail |= {f"llm_{k}": round(v, 6) for k, v in llm.items()} | {
             f"sae_{k}": round(v, 6) for k, v in sae_r.items()
         }
@@ -400,26 +462,37 @@ def sparse_probing_eval(
             if k.startswith(("llm_", "sae_")):
                 sums.setdefault(k, []).append(v)
     mean = {k: round(sum(v) / len(v), 6) for k, v in sums.items()}
-    metrics = {
-        "llm": {k: v for k, v in mean.items() if k.startswith("llm_")},
-        "sae": {k: v for k, v in mean.items() if k.startswith("sae_")},
-    }
-    config = {
-        "model_name": lm.spec.name or lm.spec.kind,
-        "hook_name": hook,  # the llm probes read this hook's activations; a transcoder's latents encode them too
-        "sae_kind": "transcoder" if is_transcoder(sae) else "sae",
+    metrics = {side: {k: mean.get(k) for k in _probe_keys(side, p.k_values)} for side in ("llm", "sae")}
+    keys = _probe_keys("llm", p.k_values) + _probe_keys("sae", p.k_values)
+    details = [{"dataset_name": d["dataset_name"], **{k: d.get(k) for k in keys}} for d in details]
+    config = {  # SAEBench's SparseProbingEvalConfig, field for field
+        "random_seed": p.seed,
         "dataset_names": [d["dataset_name"] for d in details],
         "probe_train_set_size": p.max_per_class * 2,
         "probe_test_set_size": n_test * 2,
         "context_length": contexts.tokens.shape[1],
         "sae_batch_size": p.batch_size,
+        "llm_batch_size": p.batch_size,
         "llm_dtype": str(lm.spec.dtype),
+        "model_name": lm.spec.name or lm.spec.kind,
         "k_values": list(p.k_values),
-        "random_seed": p.seed,
+        "lower_vram_usage": False,
+    }
+    unstructured = {
+        "sae_kind": "transcoder" if is_transcoder(sae) else "sae",
+        "hook_name": hook,  # the llm probes read this hook's activations; a transcoder's latents encode them too
         "split": f"by document: every {p.test_every}th document (stable hash of its id) is a test document",
         "chance_accuracy": 0.5,
+        "tasks": {d["dataset_name"]: sizes[d["dataset_name"]] for d in details},
     }
-    return {"metrics": metrics, "details": details, "config": config}
+    return {"metrics": metrics, "details": details, "config": config, "unstructured": unstructured}
+
+
+SAEBENCH_K = (1, 2, 5, 10, 20, 50, 100)  # the top-k accuracies SAEBench's output has a field for (null when not run)
+
+
+def _probe_keys(side: str, k_values) -> list[str]:
+    return [f"{side}_test_accuracy"] + [f"{side}_top_{k}_test_accuracy" for k in sorted({*SAEBENCH_K, *k_values})]
 
 
 def _pooled(lm: LoadedModel, sae, contexts: Contexts, rows: list[int], *, hook: str, batch_size: int, progress):

@@ -5,9 +5,11 @@ test can tell the rows apart); the job's own numbers are checked in tests/infere
 
 import pytest
 
-from features.models import Visibility
-from features.services.evals import eval_output_build, eval_store
+from features.models import EvalType, Visibility
+from features.selectors import eval_type_metrics
+from features.services.evals import EVAL_TYPE_DEFAULTS, eval_output_build, eval_store
 from tests.factories import ModelFactory, SourceFactory, SourceSetFactory
+from tests.saebench import DEFAULT_DISPLAY, field_names, saebench_eval_types, saebench_output
 
 
 def _source(model, name, *, arch, width, ev, l0, visibility=Visibility.PUBLIC, creator=None):
@@ -120,3 +122,14 @@ def test_nan_and_infinite_values_in_a_saebench_file_are_stored_as_null(db):
     row.refresh_from_db()
     assert row.output["eval_result_metrics"]["sparsity"] == {"l0": None, "l1": 2.0}
     assert row.detailed_metrics == [{"index": 0, "consistent_activation_heuristic": None, "encoder_norm": None}]
+
+
+@pytest.mark.parametrize("type_name", ["core", "sparse_probing"])
+def test_the_eval_types_computed_here_list_saebenchs_metrics_in_its_order_and_show_the_same_ones(type_name):
+    ours = eval_type_metrics(EvalType(name=type_name, output_schema=EVAL_TYPE_DEFAULTS[type_name]["output_schema"]))
+    theirs = eval_type_metrics(EvalType(name=type_name, output_schema=saebench_eval_types()[type_name]["outputSchema"]))
+    assert [m.key for m in ours] == [m.key for m in theirs]
+    assert {m.key for m in ours if m.default_display} == {m.key for m in theirs if m.default_display}
+    assert {m.key for m in theirs if m.default_display} == DEFAULT_DISPLAY[type_name]
+    in_file = field_names(saebench_output(type_name))["eval_result_metrics"]
+    assert {(m.category, m.metric) for m in ours} == {(c, name) for c, names in in_file.items() for name in names}

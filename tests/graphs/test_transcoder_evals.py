@@ -9,6 +9,7 @@ from features.services.evals import SAEBENCH_KEYS, eval_output_full
 from features.services.jobs import job_run
 from tests.graphs.conftest import SET_NAME, TINY_ID
 from tests.pipeline.conftest import brown  # noqa: F401 (fixture)
+from tests.saebench import field_names, saebench_output
 
 SMALL = {"core_batches": 2, "max_per_class": 60, "max_tasks": 3}
 LAYER = 1
@@ -25,11 +26,11 @@ def tc_evals(tiny_graph_model, tiny_lm, brown):  # noqa: F811
     return {e.type_id: e for e in Eval.objects.filter(source__name=SOURCE)}
 
 
-def _held_contexts(tiny_lm, config):
+def _held_contexts(tiny_lm, output):
     from inference.pipeline.services import _contexts
 
-    contexts = _contexts(tiny_lm, "brown", context_size=config["context_size"], max_tokens=None)
-    n = int(config["held_out"].split()[2])
+    contexts = _contexts(tiny_lm, "brown", context_size=output["eval_config"]["context_size"], max_tokens=None)
+    n = int(output["eval_result_unstructured"]["held_out"].split()[2])
     return contexts.tokens[-n:]
 
 
@@ -42,15 +43,16 @@ def test_a_transcoder_layer_gets_core_and_sparse_probing_evals_in_saebench_forma
     for type_name, row in tc_evals.items():
         full = eval_output_full(row)
         assert set(full) == set(SAEBENCH_KEYS) and full["eval_type_id"] == type_name
-        assert full["eval_config"]["sae_kind"] == "transcoder"
+        assert field_names(full) == field_names(saebench_output(type_name))
+        assert full["eval_result_unstructured"]["sae_kind"] == "transcoder"
         assert full["sae_cfg_dict"]["architecture"] == "jumprelu_transcoder" and full["sae_cfg_dict"]["d_sae"] == 64
     core = tc_evals["core"].output
     m = core["eval_result_metrics"]
-    assert core["eval_config"]["hook_name"] == f"blocks.{LAYER}.hook_resid_mid"
-    assert core["eval_config"]["hook_name_out"] == f"blocks.{LAYER}.hook_mlp_out"
+    assert core["eval_result_unstructured"]["hook_name"] == f"blocks.{LAYER}.hook_resid_mid"
+    assert core["eval_result_unstructured"]["hook_name_out"] == f"blocks.{LAYER}.hook_mlp_out"
 
     # the reconstruction is of the MLP output, scored by the trainer's own function on the trainer's own file
-    held = _held_contexts(tiny_lm, core["eval_config"])
+    held = _held_contexts(tiny_lm, core)
     x, y = T.mlp_io(tiny_lm, held, [LAYER])[LAYER]
     expected = T.layer_quality_eval(T.load_layer_weights(tset_dir, LAYER), x, y)
     assert m["reconstruction_quality"]["explained_variance"] == pytest.approx(expected["explained_variance"], abs=1e-5)
@@ -59,10 +61,14 @@ def test_a_transcoder_layer_gets_core_and_sparse_probing_evals_in_saebench_forma
     assert -1 <= m["reconstruction_quality"]["cossim"] <= 1 and m["sparsity"]["l1"] > 0
     assert m["token_stats"]["total_tokens_eval_sparsity_variance"] == x.shape[0] == held.shape[0] * (held.shape[1] - 1)
     misc = m["misc_metrics"]
-    assert misc["dead_fraction"] == pytest.approx(expected["dead_fraction"], abs=1e-6)
-    assert 0 <= misc["dense_fraction"] <= 1 and misc["frac_alive"] == pytest.approx(1 - misc["dead_fraction"])
-    density = [d["feature_density"] for d in tc_evals["core"].detailed_metrics]
+    assert 1 - misc["frac_alive"] == pytest.approx(expected["dead_fraction"], abs=1e-6)
+    assert 0 <= misc["freq_over_10_percent"] <= misc["freq_over_1_percent"] <= 1
+    assert -1 <= misc["average_max_decoder_cosine_sim"] <= 1 and -1 <= misc["average_max_encoder_cosine_sim"] <= 1
+    details = tc_evals["core"].detailed_metrics
+    density = [d["feature_density"] for d in details]
     assert len(density) == 64 and sum(density) == pytest.approx(expected["l0"], rel=1e-4)  # mean L0 = Σ densities
+    for d in details:  # a latent that fires fires on at least one token of each prompt it fires in
+        assert (d["consistent_activation_heuristic"] or 1) >= 1 and -1 <= d["encoder_decoder_cosine_sim"] <= 1
 
     # CE loss: the clean figure is the model's own loss on those contexts; the score is SAEBench's formula
     perf = m["model_performance_preservation"]
@@ -76,7 +82,7 @@ def test_a_transcoder_layer_gets_core_and_sparse_probing_evals_in_saebench_forma
     assert kl["kl_div_with_sae"] > 0 and kl["kl_div_with_ablation"] > 0
 
     probe = tc_evals["sparse_probing"].output
-    assert probe["eval_config"]["hook_name"] == f"blocks.{LAYER}.hook_resid_mid"  # the MLP input, raw and encoded
+    assert probe["eval_result_unstructured"]["hook_name"] == f"blocks.{LAYER}.hook_resid_mid"  # the MLP input
     for side in ("llm", "sae"):
         for key in (f"{side}_test_accuracy", f"{side}_top_1_test_accuracy", f"{side}_top_20_test_accuracy"):
             assert 0 <= probe["eval_result_metrics"][side][key] <= 1
@@ -117,4 +123,4 @@ def test_transcoder_evals_show_as_transcoders_on_sae_bench_and_the_source_page(t
     assert 'data-eval-type="sparse_probing" data-sae-kind="transcoder"' in pane
     api = client.get(f"/api/evals/{TINY_ID}/{SOURCE}").json()
     assert [e["typeName"] for e in api] == ["core", "sparse_probing"]
-    assert api[0]["output"]["eval_config"]["sae_kind"] == "transcoder"
+    assert api[0]["output"]["eval_result_unstructured"]["sae_kind"] == "transcoder"

@@ -1,4 +1,4 @@
-"""Corpus → SAE training → dashboards → rows in the DB, with a tiny model (a few thousand tokens)."""
+"""Corpus → SAE training → dashboards → rows in the DB → benchmarks, with a tiny model (a few thousand tokens)."""
 
 import pytest
 from django.core.management import call_command
@@ -45,7 +45,7 @@ def test_brown_corpus_and_contexts(brown):
 
 
 @pytest.mark.slow
-def test_train_sae_command_to_dashboard_rows(brown, tiny_model, pipeline_var):
+def test_train_sae_command_to_dashboard_rows_and_benchmarks(brown, tiny_model, pipeline_var, client):
     import torch
     from sae_lens import SAE
 
@@ -122,6 +122,30 @@ def test_train_sae_command_to_dashboard_rows(brown, tiny_model, pipeline_var):
     assert best.pos_values[0] == pytest.approx(logits.max().item(), abs=1e-4)
     assert best.neg_values[0] == pytest.approx(logits.min().item(), abs=1e-4)
     assert sum(best.freq_hist_data_bar_heights) == (flat[:, best.index] > 0).sum().item()
+
+    # the queued benchmarks, run as a worker runs them, on fewer contexts to keep the test short
+    _run_queued_evals(tiny_model, source, client)
+
+
+def _run_queued_evals(model, source, client):
+    from django.contrib.auth.models import AnonymousUser
+
+    from features.selectors import sae_bench_table
+    from features.services.jobs import job_run
+
+    queued = Job.objects.get(kind="sae_evals", model_id=model.id, source_name=source.name)
+    queued.params |= {"core_batches": 1, "max_per_class": 32, "max_tasks": 2}
+    queued.save(update_fields=["params"])
+    assert job_run(job_id=queued.pk).status == "SUCCEEDED"
+    (row,) = [r for r in sae_bench_table(user=AnonymousUser())["rows"] if r.source == source]
+    core = {key.split("||")[2]: v for key, v in row.values.items() if key.startswith("core||")}
+    assert core["l0"] == pytest.approx(8.0, abs=0.01) and core["explained_variance"] < 1  # a TopK SAE, k = 8
+    assert {"ce_loss_score", "kl_div_score", "l2_ratio", "frac_alive"} <= set(core) and row.architecture == "topk"
+    page = client.get("/sae-bench/").content.decode()
+    assert f"{model.id}/{source.name}" in page and f"{core['explained_variance']:.4f}" in page
+    pane = client.get(f"/{model.id}/{source.name}/").content.decode()
+    assert 'data-eval-type="core"' in pane and 'data-eval-type="sparse_probing"' in pane
+    assert f"{core['explained_variance']:.4f}" in pane
 
 
 def tiny_model_tokenizer():
