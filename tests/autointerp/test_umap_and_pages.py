@@ -73,6 +73,46 @@ def test_private_sources_never_appear_in_umap_for_others(
     assert len(api_client.post("/api/umap", body, format="json").json()[source.name]) == 12
 
 
+VECTOR_COLUMNS = ["embedding", "embedding_256"]  # an explanation's embeddings
+
+
+def _umap_queries(n: int, api_client):
+    """The statements /api/umap runs for one source of `n` placed, explained features."""
+    import re
+
+    from django.contrib.postgres.fields import ArrayField
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ExplanationFactory
+
+    source = SourceFactory(has_umap=True)
+    for i in range(n):
+        feature = FeatureFactory(source=source, model=source.model, index=i, umap_x=i, umap_y=-i, umap_cluster=i % 2,
+                                 vector=[0.5] * 64, freq_hist_data_bar_heights=[1.0] * 50)  # fmt: skip
+        ExplanationFactory(feature=feature, description=f"latent {i} " + "x" * 200)
+    with CaptureQueriesContext(connection) as ctx:
+        body = api_client.post("/api/umap", {"modelId": source.model_id, "layers": [source.name]}, format="json")
+    heavy = [f.column for f in Feature._meta.concrete_fields if isinstance(f, ArrayField)] + VECTOR_COLUMNS
+    for query in ctx.captured_queries:
+        read = set(re.findall(r"\b(" + "|".join(heavy) + r")\b", query["sql"]))
+        assert not read, f"/api/umap read {read}: {query['sql'][:300]}"
+    return body.json()[source.name], len(ctx.captured_queries)
+
+
+@pytest.mark.django_db
+def test_api_umap_reads_no_vector_histogram_or_logit_column_and_a_constant_number_of_statements(api_client):
+    few, few_queries = _umap_queries(3, api_client)
+    many, many_queries = _umap_queries(40, api_client)
+    assert few_queries == many_queries
+    assert len(many) == 40
+    assert many[1] == {
+        "id": f"{many[1]['modelId']}@{many[1]['layer']}@1", "modelId": many[1]["modelId"],
+        "layer": many[1]["layer"], "index": "1", "description": "latent 1 " + "x" * 200, "umap_cluster": 1,
+        "umap_x": 1.0, "umap_y": -1.0, "umap_log_feature_sparsity": None,
+    }  # fmt: skip
+
+
 @pytest.mark.django_db
 def test_search_page_shows_explanation_feature_link_and_snippet(client, user, django_capture_on_commit_callbacks):
     from tests.autointerp.planted import TOPICS, planted_source
