@@ -394,15 +394,17 @@ def dashboard_work(*, user, explanations: list) -> dict | None:
         )
     key = ProviderKey.objects.filter(user_id=user.pk).order_by("-updated_at").only("provider", "last4").first()
     types = [(name, label) for name, (label, _) in EXPLANATION_TYPES.items() if name != HUMAN]
-    defaults = {name: conf.model_for(name, role="explainer") for name, _ in types}
-    known = list(ExplanationModelType.objects.order_by("name").values_list("name", flat=True)[:50])
+    # the models this user can run: the endpoint's, and with their own key also those explanations were written by
+    models = set(conf.explainer_models(name for name, _ in types))
+    if key is not None:
+        models |= set(ExplanationModelType.objects.order_by("name").values_list("name", flat=True)[:50])
     return {
         "voted": voted,
         "key": key,
         "explain_types": types,
         "default_type": "np_max-act",
-        "default_model": defaults["np_max-act"],
-        "models": sorted(set(known) | set(defaults.values())),
+        "default_model": conf.model_for("np_max-act", role="explainer"),
+        "models": sorted(models),
         "scorers": [(name, label) for name, (label, _) in SCORE_TYPES.items()],
     }
 
