@@ -6,7 +6,7 @@ import pytest
 from autointerp.services import explanation_create_human
 from autointerp.services_umap import umap_source
 from features.models import Feature, Source, Visibility
-from tests.factories import FeatureFactory, SourceFactory
+from tests.factories import FeatureFactory, SourceFactory, SourceSetFactory
 
 WORDS = ["parrots", "sparrows", "eagles", "owls", "canaries", "pigeons",
          "rain showers", "thunderstorms", "snowfall", "fog banks", "hail", "drizzle"]  # fmt: skip
@@ -124,6 +124,31 @@ def test_search_page_shows_explanation_feature_link_and_snippet(client, user, dj
     assert "parrots and other birds" in html
     assert f'href="/{source.model_id}/{source.name}/0/"' in html
     assert "<mark> parrot</mark>" in html
+
+
+@pytest.mark.django_db
+def test_the_source_pages_search_link_finds_only_that_sources_explanations(
+    client, user, django_capture_on_commit_callbacks
+):
+    import html as html_lib
+    import re
+
+    from tests.autointerp.planted import planted_source
+
+    source, features = planted_source()
+    other = SourceFactory(source_set=SourceSetFactory(model=source.model))  # another source of the same model
+    elsewhere = FeatureFactory(source=other, model=source.model, index=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        explanation_create_human(user=user, feature=features["birds"], text="parrots and other birds")
+        explanation_create_human(user=user, feature=elsewhere, text="parrots and other talking birds")
+    ours, theirs = f'href="/{source.model_id}/{source.name}/0/"', f'href="/{source.model_id}/{other.name}/0/"'
+    everywhere = client.get("/explanations/search/", {"q": "parrots and birds"}).content.decode()
+    assert ours in everywhere and theirs in everywhere
+    page = client.get(f"/{source.model_id}/{source.name}/").content.decode()
+    link = html_lib.unescape(re.search(r'id="search-link" href="([^"]+)"', page).group(1))
+    scoped = client.get(f"{link}&q=parrots+and+birds").content.decode()
+    assert ours in scoped and theirs not in scoped
+    assert f"in {source.model_id}/{source.name}" in scoped  # and the page says where it searched
 
 
 @pytest.mark.django_db
