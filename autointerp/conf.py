@@ -4,14 +4,15 @@
   any OpenAI-compatible endpoint (OpenAI, OpenRouter, vLLM, Ollama, serve_llm).
 - `AUTOINTERP_EXPLAINER_MODEL` / `AUTOINTERP_SCORER_MODEL`: model names sent to the endpoint, with
   per-type overrides `AUTOINTERP_MODEL_<TYPE>` (type upper-cased, `-` and `.` as `_`, e.g.
-  `AUTOINTERP_MODEL_NP_MAX_ACT`, `AUTOINTERP_MODEL_ELEUTHER_FUZZ`).
+  `AUTOINTERP_MODEL_NP_MAX_ACT`, `AUTOINTERP_MODEL_ELEUTHER_FUZZ`); `AUTOINTERP_EXPLAINER_MODELS`: other
+  names the endpoint serves that users may choose as explainer (comma-separated).
 - `AUTOINTERP_LLM_TIMEOUT` seconds per request, `AUTOINTERP_LLM_RETRIES` retries (429/5xx/connection,
   exponential backoff by the openai client).
 - `AUTOINTERP_EMBEDDER`: `local` (all-MiniLM-L6-v2, 384-d → Explanation.embedding) or `openai`
   (text-embedding-3-large at 256-d → Explanation.embedding_256, the Neuronpedia datasets' embeddings).
 """
 
-from memicos_site.env import env_int, env_str
+from memicos_site.env import env_int, env_list, env_str
 
 
 def local_llm_url() -> str:
@@ -43,6 +44,12 @@ def model_for(type_name: str, *, role: str) -> str:
     key = "AUTOINTERP_MODEL_" + type_name.upper().replace("-", "_").replace(".", "_")
     default = env_str(f"AUTOINTERP_{role.upper()}_MODEL", LOCAL_LLM_MODEL)
     return env_str(key, default)
+
+
+def explainer_models(type_names) -> list[str]:
+    """The explainer models users may name for the deployment's endpoint: each type's default and the extra ones."""
+    names = [model_for(t, role="explainer") for t in type_names] + env_list("AUTOINTERP_EXPLAINER_MODELS", [])
+    return sorted(set(names))
 
 
 def embedder() -> str:

@@ -11,7 +11,8 @@ embedding scorer takes an `embed` function so torch stays in inference/runtime.
   instruction) to each example; the score is ROC-AUC of activating vs non-activating.
 - simulation (`oai_simulation`): the LLM predicts a 0–10 activation per token, as the expected value
   over number tokens of its top logprobs (one call per token, max_tokens=1) or, for endpoints without
-  logprobs, one JSON answer per example; the score is the Pearson correlation pooled over all tokens.
+  logprobs, one JSON answer per example; the score is the Pearson correlation pooled over all tokens (0 when
+  the simulation is the same value on every token).
 """
 
 from __future__ import annotations
@@ -280,8 +281,13 @@ def simulation_score(
             sim_all.extend(simulated)
         if progress:
             progress(n, len(examples))
-    result.value = pearson(true_all, sim_all)
-    result.summary = {"mode": mode, "n_tokens": len(true_all), "pearson": result.value}
+    r = pearson(true_all, sim_all)
+    # Pearson is undefined when the simulator predicts one value on every token (a small model often does). Such a
+    # simulation says nothing about where the feature fires: it scores 0, as no correlation, instead of failing the
+    # job after all its calls. Constant true activations stay undefined (no score): nothing to predict.
+    constant = r is None and len(set(sim_all)) == 1 and len(set(true_all)) > 1
+    result.value = 0.0 if constant else r
+    result.summary = {"mode": mode, "n_tokens": len(true_all), "pearson": r, "constant_simulation": constant}
     return result
 
 

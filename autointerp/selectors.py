@@ -228,60 +228,59 @@ def umap_sources(*, user, model_id: str, source_names: list[str]) -> list[Source
     )  # fmt: skip
 
 
-def umap_points(*, source: Source) -> list[dict]:
-    """Neuronpedia's /api/umap points: features with UMAP coordinates and their best explanation."""
-    features = Feature.objects.filter(source=source, umap_x__isnull=False).order_by("index")
-    best = {}
-    for feature_id, description in (
-        Explanation.objects.filter(source=source)
-        .order_by("feature_id", "-score_v1", "created_at")
-        .values_list("feature_id", "description")
-    ):
-        best.setdefault(feature_id, description)
-    return [
-        {
-            "id": f"{source.model_id}@{source.name}@{f.index}",
-            "modelId": source.model_id,
-            "layer": source.name,
-            "index": str(f.index),
-            "description": best.get(f.id, ""),
-            "umap_cluster": f.umap_cluster,
-            "umap_x": f.umap_x,
-            "umap_y": f.umap_y,
-            "umap_log_feature_sparsity": f.umap_log_feature_sparsity,
-        }
-        for f in features
-    ]
+UMAP_LABEL_CHARS = 80  # the page's tooltip: the best explanation, cut short (a whole row is ~2.4 KB, 320 MB at 131k)
 
-
-UMAP_LABEL_CHARS = 80  # the tooltip's text: the best explanation, cut short (a whole row is ~2.4 KB, 320 MB at 131k)
-
-# One statement for the scatter: per feature only its index, coordinates, cluster and the start of its best
-# explanation (one probe per feature on explanation_feature_idx), in index order.
-_UMAP_LEAN_SQL = f"""
-SELECT f.index, f.umap_x, f.umap_y, f.umap_cluster, e.label
+# One statement for a source's points: per feature only its index, coordinates, cluster, log sparsity and its best
+# explanation (one probe per feature on explanation_feature_idx), in index order. No vector, histogram or logit
+# column is read: those are what make whole rows ~2.4 KB.
+_UMAP_SQL = f"""
+SELECT f.index, f.umap_x, f.umap_y, f.umap_cluster, f.umap_log_feature_sparsity, e.label
 FROM {Feature._meta.db_table} f
 LEFT JOIN LATERAL (
-    SELECT left(description, {UMAP_LABEL_CHARS}) AS label FROM {Explanation._meta.db_table}
+    SELECT {{label}} AS label FROM {Explanation._meta.db_table}
     WHERE feature_id = f.id ORDER BY score_v1 DESC, created_at LIMIT 1
 ) e ON true
 WHERE f.source_id = %s AND f.umap_x IS NOT NULL AND f.umap_y IS NOT NULL
 ORDER BY f.index
 """
+_UMAP_API_SQL = _UMAP_SQL.format(label="description")
+_UMAP_LEAN_SQL = _UMAP_SQL.format(label=f"left(description, {UMAP_LABEL_CHARS})")
+
+
+def _umap_rows(sql: str, source: Source) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [source.pk])
+        return cursor.fetchall()
+
+
+def umap_points(*, source: Source) -> list[dict]:
+    """Neuronpedia's /api/umap points: features with UMAP coordinates and their best explanation."""
+    return [
+        {
+            "id": f"{source.model_id}@{source.name}@{index}",
+            "modelId": source.model_id,
+            "layer": source.name,
+            "index": str(index),
+            "description": label or "",
+            "umap_cluster": cluster,
+            "umap_x": x,
+            "umap_y": y,
+            "umap_log_feature_sparsity": log_sparsity,
+        }
+        for index, x, y, cluster, log_sparsity, label in _umap_rows(_UMAP_API_SQL, source)
+    ]
 
 
 def umap_points_lean(*, source: Source) -> dict[str, list]:
     """The UMAP page's points as columns (`index`, `x`, `y`, `cluster`, `label`): what the scatter draws and its
     tooltip shows, nothing else. Coordinates rounded to 4 decimals (far below a pixel) to keep the JSON small."""
-    with connection.cursor() as cursor:
-        cursor.execute(_UMAP_LEAN_SQL, [source.pk])
-        rows = cursor.fetchall()
+    rows = _umap_rows(_UMAP_LEAN_SQL, source)
     return {
         "index": [r[0] for r in rows],
         "x": [round(r[1], 4) for r in rows],
         "y": [round(r[2], 4) for r in rows],
         "cluster": [r[3] for r in rows],
-        "label": [r[4] or "" for r in rows],
+        "label": [r[5] or "" for r in rows],
     }
 
 
@@ -395,15 +394,17 @@ def dashboard_work(*, user, explanations: list) -> dict | None:
         )
     key = ProviderKey.objects.filter(user_id=user.pk).order_by("-updated_at").only("provider", "last4").first()
     types = [(name, label) for name, (label, _) in EXPLANATION_TYPES.items() if name != HUMAN]
-    defaults = {name: conf.model_for(name, role="explainer") for name, _ in types}
-    known = list(ExplanationModelType.objects.order_by("name").values_list("name", flat=True)[:50])
+    # the models this user can run: the endpoint's, and with their own key also those explanations were written by
+    models = set(conf.explainer_models(name for name, _ in types))
+    if key is not None:
+        models |= set(ExplanationModelType.objects.order_by("name").values_list("name", flat=True)[:50])
     return {
         "voted": voted,
         "key": key,
         "explain_types": types,
         "default_type": "np_max-act",
-        "default_model": defaults["np_max-act"],
-        "models": sorted(set(known) | set(defaults.values())),
+        "default_model": conf.model_for("np_max-act", role="explainer"),
+        "models": sorted(models),
         "scorers": [(name, label) for name, (label, _) in SCORE_TYPES.items()],
     }
 

@@ -185,6 +185,22 @@ def _explanation_model_row(name: str) -> ExplanationModelType:
     return ExplanationModelType.objects.get_or_create(name=name, defaults={"display_name": name})[0]
 
 
+def explainer_model_name(*, user, type_name: str, model_name: str | None) -> str:
+    """The explainer model a user's request names (the type's default when it names none), refused unless the
+    deployment's endpoint serves it (conf.explainer_models). A user who stored a provider key may name any model of
+    their provider: only the provider knows its models, and a wrong name fails that user's job with its answer."""
+    model_name = (model_name or "").strip() or conf.model_for(type_name, role="explainer")
+    if len(model_name) > 128:
+        raise ValidationError({"explanationModelName": "at most 128 characters"})
+    served = conf.explainer_models(t for t in EXPLANATION_TYPES if t != HUMAN)
+    if model_name in served or ProviderKey.objects.filter(user_id=getattr(user, "pk", None)).exists():
+        return model_name
+    raise ValidationError({"explanationModelName": (
+        f"{model_name!r} is not served by this site's LLM endpoint; one of {', '.join(served)} "
+        "(or store your own provider key on the account page to use your provider's models)"
+    )})  # fmt: skip
+
+
 def explanation_exists(*, feature: Feature, type_name: str, model_name: str) -> bool:
     return Explanation.objects.filter(feature=feature, type_id=type_name, explanation_model_id=model_name).exists()
 
@@ -383,9 +399,7 @@ def explain_feature_job_create(
         explainer_get(type_name)
     except ValueError as exc:
         raise ValidationError({"explanationType": str(exc)}) from None
-    model_name = (model_name or "").strip() or conf.model_for(type_name, role="explainer")
-    if len(model_name) > 128:
-        raise ValidationError({"explanationModelName": "at most 128 characters"})
+    model_name = explainer_model_name(user=user, type_name=type_name, model_name=model_name)
     if explanation_exists(feature=feature, type_name=type_name, model_name=model_name):
         raise ValidationError(
             {"explanationType": f"this feature already has a {type_name} explanation by {model_name}"}

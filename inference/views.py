@@ -78,8 +78,17 @@ def steer_page(request, output_id: str | None = None):
 
 @require_GET
 @ensure_csrf_cookie
+@embeddable
 def search_page(request):
-    return render(request, "inference/search.html", {"models_json": _models_json(request.user)})
+    """Which features fire on a text: the activation test across a source set (embeddable, as the steer page)."""
+    return render(
+        request,
+        "inference/search.html",
+        {
+            "models_json": _models_json(request.user),
+            "embed_url": request.build_absolute_uri(request.path) + "?embed=true",
+        },
+    )
 
 
 @require_GET

@@ -1,7 +1,8 @@
-"""Embeds: `?embed=true` on the pages that opt in (feature dashboard, steer, list, quick list, UMAP) renders them
-compact, without the site chrome, and lets other sites frame that answer under EMBED_FRAME_ANCESTORS. Every other
-response keeps `X-Frame-Options: DENY` and `frame-ancestors 'none'`, so a page that is not meant to be framed cannot
-be clickjacked through a stray `?embed=true`."""
+"""Embeds: `?embed=true` on the pages that opt in (feature dashboard with its activation-test box, search via
+inference, steer, list, quick list, UMAP, graph) renders them compact, without the site chrome, and lets other sites
+frame that answer under EMBED_FRAME_ANCESTORS. Every other response keeps `X-Frame-Options: DENY` and
+`frame-ancestors 'none'`, so a page that is not meant to be framed cannot be clickjacked through a stray
+`?embed=true`."""
 
 import functools
 import re

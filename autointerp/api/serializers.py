@@ -17,7 +17,10 @@ class FeatureKeyIn(serializers.Serializer):
 class GenerateIn(FeatureKeyIn):
     explanationType = serializers.ChoiceField(choices=EXPLAIN_TYPES, default="np_max-act")
     explanationModelName = serializers.CharField(
-        max_length=255, required=False, help_text="Model name sent to the endpoint (default per type from env)."
+        max_length=255,
+        required=False,
+        help_text="Model name sent to the endpoint: the type's default when absent; one the site's endpoint serves "
+        "(a 400 names them), or any model of your provider once you stored its key.",
     )
 
 

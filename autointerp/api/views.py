@@ -16,7 +16,6 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 
-from autointerp import conf
 from autointerp import selectors as sel
 from autointerp import services as svc
 from autointerp.api import serializers as s
@@ -98,7 +97,9 @@ class ExplanationGenerateView(AuthedApiView):
             model_id=data["modelId"], source_id=data["layer"], index=data["index"], user=request.user
         )
         type_name = data["explanationType"]
-        model_name = data.get("explanationModelName") or conf.model_for(type_name, role="explainer")
+        model_name = svc.explainer_model_name(
+            user=request.user, type_name=type_name, model_name=data.get("explanationModelName")
+        )
         if svc.explanation_exists(feature=feature, type_name=type_name, model_name=model_name):
             raise ValidationError(
                 {"explanationType": f"this feature already has a {type_name} explanation by {model_name}"}
@@ -168,8 +169,11 @@ class ExplanationGenerateBatchView(AuthedApiView):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied("Only staff or the source's creator can run batch autointerp on it.")
+        model_name = svc.explainer_model_name(
+            user=request.user, type_name=data["explanationType"], model_name=data.get("explanationModelName")
+        )
         job = svc.autointerp_job_create(
-            source=source, type_name=data["explanationType"], model_name=data.get("explanationModelName"),
+            source=source, type_name=data["explanationType"], model_name=model_name,
             indexes=data.get("indexes"), user=request.user,
         )  # fmt: skip
         job.refresh_from_db()

@@ -326,3 +326,84 @@ def test_an_embedding_score_runs_as_a_job_on_the_embeddings_queue_and_breaks_dow
     assert fragment.count('class="bd-row') == len(samples) == 4
     for s in samples:
         assert f'<td class="num">{s["similarity"]:.3f}</td>' in fragment
+
+
+def test_a_simulation_score_runs_as_a_job_and_its_breakdown_shows_true_and_simulated_activations(
+    llm_env, monkeypatch, user, client, run_on_commit, django_capture_on_commit_callbacks
+):
+    """SmolLM2 simulates a constant (one digit in its top logprobs on every token): that is a 0, not a failed job."""
+    # one example of each kind: one LLM call per token (~1 s each for SmolLM2 on 2 busy cores)
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", "1")
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", "1")
+    _, features = planted_source()
+    explanation = _human(user, features["birds"], TOPICS["birds"][0], django_capture_on_commit_callbacks)
+    client.force_login(user)
+    page = client.get(_url(features["birds"])).content.decode()
+    assert '<option value="oai_simulation">' in page  # the scorer the page offers, posted as the page posts it
+    with run_on_commit():
+        response = client.post("/api/explanation/score-job", {"explanationId": explanation.id,
+                               "scorerType": "oai_simulation"}, content_type="application/json")  # fmt: skip
+    assert response.status_code == 200, response.content
+    job = Job.objects.get(pk=response.json()["jobId"])
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.kind == "score_explanation" and (job.done, job.total) == (2, 2)
+    assert job.message.startswith("Simulation ")
+    score = ExplanationScore.objects.get(pk=job.result["score_id"])
+    assert score.score_type_id == "oai_simulation" and score.initiated_by_id == user.pk
+    details = json.loads(score.json_details)
+    samples = details["samples"]
+    assert len(samples) == 2 and all(len(s["simulated"]) == len(s["str_tokens"]) for s in samples)
+    simulated = {v for s in samples for v in s["simulated"]}
+    if len(simulated) == 1:
+        assert score.value == 0.0 and details["summary"]["constant_simulation"] is True
+    else:
+        assert -1 <= score.value <= 1 and details["summary"]["pearson"] == pytest.approx(score.value)
+    assert f'href="/explanations/scores/{score.id}/"' in client.get(_url(features["birds"])).content.decode()
+    fragment = client.get(f"/explanations/scores/{score.id}/?fragment=1").content.decode()
+    # every judged example: its truth, its true activations (top) and what the simulator predicted (below)
+    assert fragment.count('class="bd-row') == 2 and fragment.count(">fires</span>") == 1
+    assert fragment.count('<div class="simulated">') == 2
+    assert f"over {details['summary']['n_tokens']} tokens" in fragment
+    assert ("data-constant-simulation" in fragment) == details["summary"]["constant_simulation"]
+    assert re.search(r'<span class="tok" style="--a:1.000">\s*(parrot|sparrows|eagle|canary|pigeons|owl)<', fragment)
+
+
+def test_the_explainer_model_a_user_chooses_runs_the_job_and_labels_the_explanation(
+    llm_env, monkeypatch, user, client, run_on_commit
+):
+    # a second name the test endpoint serves (serve_llm answers any model name with SmolLM2)
+    monkeypatch.setenv("AUTOINTERP_EXPLAINER_MODELS", "smollm2-alias")
+    source, features = planted_source()
+    client.force_login(user)
+    assert '<option value="smollm2-alias">' in client.get(_url(features["birds"])).content.decode()
+    body = {"modelId": source.model_id, "layer": source.name, "index": 0, "explanationType": "np_max-act"}
+    with run_on_commit():
+        response = client.post("/api/explanation/generate-job", {**body, "explanationModelName": "smollm2-alias"},
+                               content_type="application/json")  # fmt: skip
+    assert response.status_code == 200, response.content
+    job = Job.objects.get(pk=response.json()["jobId"])
+    assert job.params["model_name"] == "smollm2-alias" and job.status == Job.Status.SUCCEEDED, job.error
+    explanation = Explanation.objects.get(pk=job.result["explanation_id"])
+    assert explanation.explanation_model_id == "smollm2-alias" and explanation.type_id == "np_max-act"
+    # the default model has not explained it yet: the same type by another model is a new explanation
+    assert not Explanation.objects.filter(feature=features["birds"], explanation_model_id="smollm2-135m-instruct")
+
+
+def test_an_explainer_model_the_endpoint_does_not_serve_is_a_400_naming_the_ones_it_does(
+    client, user, django_capture_on_commit_callbacks
+):
+    source, _ = planted_source()
+    client.force_login(user)
+    body = {"modelId": source.model_id, "layer": source.name, "index": 0, "explanationModelName": "gpt-9-imaginary"}
+    for path in ("/api/explanation/generate-job", "/api/explanation/generate"):
+        response = client.post(path, body, content_type="application/json")
+        assert response.status_code == 400, (path, response.content)
+        message = response.json()["message"]
+        assert "explanationModelName" in message and "gpt-9-imaginary" in message
+        assert "smollm2-135m-instruct" in message and "provider key" in message
+    assert not Job.objects.exists()
+    # with their own provider key a user may name any model of their provider (it answers for its models)
+    provider_key_set(user=user, provider="openai", api_key="sk-test-abcdefgh1234")
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/api/explanation/generate-job", body, content_type="application/json")
+    assert response.status_code == 200 and Job.objects.get().params["model_name"] == "gpt-9-imaginary"

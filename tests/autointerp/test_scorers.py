@@ -117,4 +117,24 @@ def test_simulation_on_the_real_endpoint_is_the_pooled_pearson_of_its_own_predic
         assert len(rows) == 2 and all(0 <= s <= 10 for s in simulated)
         assert result.completion_tokens == 6
     expected = pearson(true, simulated) if len(true) >= 2 else None
-    assert result.value == (pytest.approx(expected) if expected is not None else None)
+    if expected is None and len(set(simulated)) == 1:  # SmolLM2 often simulates a constant: no correlation
+        assert result.value == 0.0 and result.summary["constant_simulation"] is True
+    else:
+        assert result.value == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_a_simulation_of_one_value_on_every_token_scores_zero_and_says_so(monkeypatch):
+    import math
+
+    from autointerp import scorers
+    from autointerp.llm import ChatResult
+    from autointerp.scorers import simulation_score
+
+    top = [("The", math.log(0.9)), ("1", math.log(0.01))]  # the only digit in the top logprobs: always 1.0
+    monkeypatch.setattr(scorers, "llm_chat", lambda **kw: ChatResult("The", 5, 1, [("The", math.log(0.9), top)]))
+    act = [Example(["The", " parrot", " talks"], [0.0, 5.0, 0.5], quantile=0)]
+    non = [Example(["Pay", " the", " bill"], [0.0, 0.0, 0.0])]
+    config = LLMConfig(base_url="http://127.0.0.1:9/v1", api_key="x", model="m", max_retries=0)
+    result = simulation_score(data=ScoreInput("parrots", act, non), config=config)
+    assert result.value == 0.0
+    assert result.summary == {"mode": "logprobs", "n_tokens": 6, "pearson": None, "constant_simulation": True}

@@ -6,7 +6,7 @@ import pytest
 from autointerp.services import explanation_create_human
 from autointerp.services_umap import umap_source
 from features.models import Feature, Source, Visibility
-from tests.factories import FeatureFactory, SourceFactory
+from tests.factories import FeatureFactory, SourceFactory, SourceSetFactory
 
 WORDS = ["parrots", "sparrows", "eagles", "owls", "canaries", "pigeons",
          "rain showers", "thunderstorms", "snowfall", "fog banks", "hail", "drizzle"]  # fmt: skip
@@ -73,6 +73,46 @@ def test_private_sources_never_appear_in_umap_for_others(
     assert len(api_client.post("/api/umap", body, format="json").json()[source.name]) == 12
 
 
+VECTOR_COLUMNS = ["embedding", "embedding_256"]  # an explanation's embeddings
+
+
+def _umap_queries(n: int, api_client):
+    """The statements /api/umap runs for one source of `n` placed, explained features."""
+    import re
+
+    from django.contrib.postgres.fields import ArrayField
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import ExplanationFactory
+
+    source = SourceFactory(has_umap=True)
+    for i in range(n):
+        feature = FeatureFactory(source=source, model=source.model, index=i, umap_x=i, umap_y=-i, umap_cluster=i % 2,
+                                 vector=[0.5] * 64, freq_hist_data_bar_heights=[1.0] * 50)  # fmt: skip
+        ExplanationFactory(feature=feature, description=f"latent {i} " + "x" * 200)
+    with CaptureQueriesContext(connection) as ctx:
+        body = api_client.post("/api/umap", {"modelId": source.model_id, "layers": [source.name]}, format="json")
+    heavy = [f.column for f in Feature._meta.concrete_fields if isinstance(f, ArrayField)] + VECTOR_COLUMNS
+    for query in ctx.captured_queries:
+        read = set(re.findall(r"\b(" + "|".join(heavy) + r")\b", query["sql"]))
+        assert not read, f"/api/umap read {read}: {query['sql'][:300]}"
+    return body.json()[source.name], len(ctx.captured_queries)
+
+
+@pytest.mark.django_db
+def test_api_umap_reads_no_vector_histogram_or_logit_column_and_a_constant_number_of_statements(api_client):
+    few, few_queries = _umap_queries(3, api_client)
+    many, many_queries = _umap_queries(40, api_client)
+    assert few_queries == many_queries
+    assert len(many) == 40
+    assert many[1] == {
+        "id": f"{many[1]['modelId']}@{many[1]['layer']}@1", "modelId": many[1]["modelId"],
+        "layer": many[1]["layer"], "index": "1", "description": "latent 1 " + "x" * 200, "umap_cluster": 1,
+        "umap_x": 1.0, "umap_y": -1.0, "umap_log_feature_sparsity": None,
+    }  # fmt: skip
+
+
 @pytest.mark.django_db
 def test_search_page_shows_explanation_feature_link_and_snippet(client, user, django_capture_on_commit_callbacks):
     from tests.autointerp.planted import TOPICS, planted_source
@@ -84,6 +124,31 @@ def test_search_page_shows_explanation_feature_link_and_snippet(client, user, dj
     assert "parrots and other birds" in html
     assert f'href="/{source.model_id}/{source.name}/0/"' in html
     assert "<mark> parrot</mark>" in html
+
+
+@pytest.mark.django_db
+def test_the_source_pages_search_link_finds_only_that_sources_explanations(
+    client, user, django_capture_on_commit_callbacks
+):
+    import html as html_lib
+    import re
+
+    from tests.autointerp.planted import planted_source
+
+    source, features = planted_source()
+    other = SourceFactory(source_set=SourceSetFactory(model=source.model))  # another source of the same model
+    elsewhere = FeatureFactory(source=other, model=source.model, index=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        explanation_create_human(user=user, feature=features["birds"], text="parrots and other birds")
+        explanation_create_human(user=user, feature=elsewhere, text="parrots and other talking birds")
+    ours, theirs = f'href="/{source.model_id}/{source.name}/0/"', f'href="/{source.model_id}/{other.name}/0/"'
+    everywhere = client.get("/explanations/search/", {"q": "parrots and birds"}).content.decode()
+    assert ours in everywhere and theirs in everywhere
+    page = client.get(f"/{source.model_id}/{source.name}/").content.decode()
+    link = html_lib.unescape(re.search(r'id="search-link" href="([^"]+)"', page).group(1))
+    scoped = client.get(f"{link}&q=parrots+and+birds").content.decode()
+    assert ours in scoped and theirs not in scoped
+    assert f"in {source.model_id}/{source.name}" in scoped  # and the page says where it searched
 
 
 @pytest.mark.django_db

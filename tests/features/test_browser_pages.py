@@ -10,9 +10,11 @@ import time
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection
+from django.test import Client
 
-from features.models import Feature, Source
+from features.models import Feature, List, Source
 from tests.factories import ActivationFactory, ExplanationFactory, FeatureFactory, ModelFactory, SourceFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -118,6 +120,24 @@ def test_a_quick_list_from_a_saelens_url_renders_and_saves(live_server, page, dj
     width, viewport = no_horizontal_overflow(page)
     assert width <= viewport
     shot(page, "quick-list")
+    assert page.locator("a", has_text="Log in to save").count() == 1 and page.locator("#save-quick-list").count() == 0
+
+    # signed in, Save makes it the user's list of the features found, and opens it
+    user = django_user_model.objects.create_user(username="ada", password="a-long-Passphrase-42")
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
+    page.goto(url)
+    with page.expect_navigation():
+        page.click("#save-quick-list")
+    saved = List.objects.get(user=user)
+    assert saved.name == "birds I found"
+    assert list(saved.items.values_list("feature_id", flat=True)) == [feature.pk]  # the missing one is left out
+    assert page.url == f"{live_server.url}/list/{saved.id}/"
+    assert "Saved as a list with 1 feature." in page.content()
+    assert "talking birds such as parrots" in page.locator("main").inner_text()
+
     bad = page.goto(f"{live_server.url}/quick-list/?name=x&features=%5Bnope")
     assert bad.status == 400 and "not valid JSON" in page.locator("#quick-list-error").inner_text()
     assert not errors, errors

@@ -45,3 +45,18 @@ def test_creation_refusals_say_what_is_wrong_and_create_nothing(client, user, ot
         html = client.post("/new/", {"create": "set", **body}).content.decode()
         assert says in html, (body, says)
     assert not SourceSet.objects.filter(model_id__in=["hidden-model", "taken-model"]).exists()
+
+
+def test_the_create_page_says_uploads_go_through_the_api_routes_it_names(client, user):
+    import re
+
+    from django.urls import resolve
+
+    client.force_login(user)
+    html = client.get("/new/").content.decode()
+    assert "upload" not in " ".join(re.findall(r"<form[^>]*>", html))  # it has no upload form, and says so
+    assert "— here or" not in html and "This page creates them" in html
+    for route in re.findall(r"<code>(?:POST )?(/api/[a-z/-]+)</code>", html):
+        assert resolve(route).url_name in ("api-feature-upload-batch", "api-activation-upload-batch"), route
+    assert "/api/feature/upload-batch" in html and "/api/activation/upload-batch" in html
+    assert "Source.upload_batch" in html and 'href="/account/"' in html

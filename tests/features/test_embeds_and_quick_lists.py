@@ -52,6 +52,7 @@ def embed_pages(f, user):
     return [
         feature_url(f),
         "/steer",
+        "/search-inference",
         f"/list/{feature_list.id}/",
         f"/umap/{f.model_id}/{f.source.name}/",
         "/quick-list/" + quick_list_query([ref(f)]),
@@ -127,6 +128,22 @@ def test_feature_embed_follows_neuronpedias_switches_and_fills_the_test_box(clie
     assert "talking birds such as parrots" not in html
     assert 'id="density-hist"' not in html and 'id="test-activation-card"' not in html
     assert 'id="top-activations"' in html
+
+
+def test_the_activation_test_embed_is_the_feature_embed_with_only_its_test_box(client, feature):
+    feature.model.inference_enabled = True
+    feature.model.save()
+    only_test = "?embed=true&embedexplanation=false&embedactivations=false&embedplots=false&defaulttesttext=a%20parrot"
+    html = client.get(feature_url(feature) + only_test).content.decode()
+    assert 'id="test-activation-card"' in html and ">a parrot</textarea>" in html
+    assert 'id="top-activations"' not in html and 'id="density-hist"' not in html and 'id="headline"' not in html
+
+
+def test_search_via_inference_embeds_without_its_heading_and_offers_the_snippet(client):
+    page = client.get("/search-inference").content.decode()
+    assert 'id="embed-button"' in page and "http://testserver/search-inference?embed=true" in page
+    embed = client.get("/search-inference?embed=true").content.decode()
+    assert 'id="search-form"' in embed and 'id="embed-button"' not in embed and "<h1>" not in embed
 
 
 def test_the_feature_page_offers_an_embed_snippet_of_itself(client, feature):

@@ -233,6 +233,8 @@
         data.result.forEach((row) => {
           const li = el("li", { class: "inf-result" });
           const a = el("a", { href: featureUrl(row.modelId, row.layer, row.index) }, row.layer + "/" + row.index);
+          // in an embed the feature page opens outside the frame (framed, it would be refused)
+          if (document.body.classList.contains("embed")) { a.target = "_blank"; a.rel = "noopener"; }
           const expl = row.neuron && row.neuron.explanations && row.neuron.explanations[0];
           li.append(a, el("span", {}, " max " + row.maxValue.toFixed(2) + (selected.size ? " · sum " + row.sumValues.toFixed(2) : "") + (expl ? " — " + expl.description : "")));
           const toks = el("div", { class: "inf-tokens" });
