@@ -11,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Prefetch, prefetch_related_objects
+from django.db.models import Count, F, Prefetch, prefetch_related_objects
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -96,7 +96,8 @@ def _with_top_explanation(features: list[Feature]) -> list[Feature]:
         features,
         Prefetch(
             "explanations",
-            queryset=Explanation.objects.order_by("-score_v2", "-score_v1", "created_at"),
+            # unscored (NULL score_v2) last, as the feature page's list orders them: Postgres sorts NULLs first
+            queryset=Explanation.objects.order_by(F("score_v2").desc(nulls_last=True), "-score_v1", "created_at"),
             to_attr="explanations_sorted",
         ),
     )

@@ -119,6 +119,13 @@ def test_source_browser_pages_by_25_and_jumps(client):
     assert r.status_code == 302 and r["Location"] == base + "42/"
 
 
+def test_the_source_browser_shows_a_features_scored_explanation_before_an_unscored_one(client, feature):
+    ExplanationFactory(feature=feature, description="scored birds", score_v2=0.8)
+    ExplanationFactory(feature=feature, description="unscored guess", score_v2=None)
+    page = client.get(f"/{feature.model_id}/{feature.source.name}/").content.decode()
+    assert "scored birds" in page and "unscored guess" not in page
+
+
 def test_source_page_shows_training_metrics(client):
     source = SourceFactory(metrics={"l0": 31.7, "explained_variance": 0.812})
     html = client.get(f"/{source.model_id}/{source.name}/").content.decode()
