@@ -136,6 +136,7 @@ def demo_sizes(args) -> None:
     for row in quality.layers:
         print(
             f"layer {row.layer:2d}: EV {row.explained_variance:.3f}  L0 {row.l0:5.1f}  dead {row.dead_fraction:.3f}"
+            f"  dense {row.dense_fraction:.3f}"
             f"  loss {row.first_loss:.3f}→{row.last_loss:.3f}"
         )
     print(json.dumps({k: v for k, v in asdict(quality).items() if k != "layers"}))

@@ -71,6 +71,7 @@ def _layer_metrics(layer_quality, set_quality) -> dict:
         "explained_variance": layer_quality.explained_variance,
         "l0": layer_quality.l0,
         "dead_fraction": layer_quality.dead_fraction,
+        "dense_fraction": layer_quality.dense_fraction,
         "mse": layer_quality.mse,
         "first_loss": layer_quality.first_loss,
         "last_loss": layer_quality.last_loss,

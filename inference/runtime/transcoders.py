@@ -97,6 +97,7 @@ class LayerQuality:
     train_seconds: float
     tokens_per_second: float
     resumed_at_step: int = 0  # >0: a kill interrupted this layer's pass, which went on from its checkpoint here
+    dense_fraction: float | None = None  # features firing on over DENSE_FRACTION of the held-out tokens
 
 
 @dataclass
@@ -428,8 +429,11 @@ def _decode_saved(w: dict, acts: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out + x @ w["W_skip"].T if "W_skip" in w else out
 
 
+DENSE_FRACTION = 0.1  # a feature active on more tokens than this says little about any one of them
+
+
 def layer_quality_eval(w: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Explained variance of y, L0, dead fraction and MSE of the saved-form transcoder `w` on (x, y)."""
+    """Explained variance of y, L0, dead and dense fractions and MSE of the saved-form transcoder `w` on (x, y)."""
     acts = _encode_saved(w, x)
     recon = _decode_saved(w, acts, x)
     resid = (y - recon).pow(2).sum()
@@ -438,6 +442,7 @@ def layer_quality_eval(w: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
         "explained_variance": float(1 - resid / total),
         "l0": float((acts > 0).sum(-1).float().mean()),
         "dead_fraction": float(((acts > 0).sum(0) == 0).float().mean()),
+        "dense_fraction": float(((acts > 0).float().mean(0) > DENSE_FRACTION).float().mean()),
         "mse": float((y - recon).pow(2).mean()),
         "eval_tokens": int(x.shape[0]),
     }

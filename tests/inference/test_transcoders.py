@@ -45,12 +45,26 @@ def test_training_loss_falls_on_every_layer_and_quality_is_recorded(topk_set, ti
     for row in quality.layers:
         assert row.last_loss < 0.9 * row.first_loss
         assert 0 < row.l0 <= 2 * SMALL["k"]
-        assert 0 <= row.dead_fraction < 1
+        assert 0 <= row.dead_fraction < 1 and 0 <= row.dense_fraction < 1
         assert row.eval_tokens > 0 and row.tokens_per_second > 0
         assert json.loads((out / f"layer_{row.layer}" / "metrics.json").read_text())["l0"] == row.l0
     assert quality.ce_loss_clean != quality.ce_loss_replaced
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["ce_loss_replaced"] == quality.ce_loss_replaced
+
+
+def test_layer_quality_counts_a_feature_firing_on_every_token_as_dense_and_silent_ones_as_dead():
+    d, width = 8, 4
+    w = {"W_enc": torch.zeros(width, d), "b_enc": torch.tensor([1.0, 0.0, 0.0, 0.0]), "threshold": torch.zeros(width)}
+    w["W_enc"][1, 0] = 1.0  # fires where x[:, 0] > 0: on about half the tokens, so dense too
+    w |= {"W_dec": torch.zeros(width, d), "b_dec": torch.zeros(d)}
+    x = torch.randn(1000, d, generator=torch.Generator().manual_seed(0))
+    q = T.layer_quality_eval(w, x, torch.randn(1000, d))
+    assert q["dense_fraction"] == 0.5 and q["dead_fraction"] == 0.5
+    x[:, 0] = -x[:, 0].abs()
+    x[:50, 0] = 1.0  # feature 1 now fires on 5% of the tokens: alive, not dense
+    q = T.layer_quality_eval(w, x, torch.randn(1000, d))
+    assert q["dense_fraction"] == 0.25 and q["dead_fraction"] == 0.5
 
 
 def test_progress_is_reported_per_layer_up_to_the_token_budget(topk_set, tiny_lm):
