@@ -5,20 +5,12 @@ show, and the vote count changes."""
 import json
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
 from features.models import Explanation, ExplanationScore, Job
 from tests.autointerp.planted import planted_source
+from tests.conftest import browser_sign_in
 
 pytestmark = [pytest.mark.slow]
-
-
-def _sign_in(page, live_server, user):
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
 
 
 def test_a_signed_in_user_explains_scores_votes_and_opens_the_breakdown(
@@ -32,7 +24,7 @@ def test_a_signed_in_user_explains_scores_votes_and_opens_the_breakdown(
     )  # fmt: skip
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    _sign_in(page, live_server, user)
+    browser_sign_in(page, live_server, user)
     page.goto(f"{live_server.url}/{source.model_id}/{source.name}/{feature.index}/")
     assert page.locator("#explanations .expl").count() == 0
 

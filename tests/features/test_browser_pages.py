@@ -10,11 +10,10 @@ import time
 from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.db import connection
-from django.test import Client
 
 from features.models import Feature, List, Source
+from tests.conftest import browser_sign_in
 from tests.factories import ActivationFactory, ExplanationFactory, FeatureFactory, ModelFactory, SourceFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -124,10 +123,7 @@ def test_a_quick_list_from_a_saelens_url_renders_and_saves(live_server, page, dj
 
     # signed in, Save makes it the user's list of the features found, and opens it
     user = django_user_model.objects.create_user(username="ada", password="a-long-Passphrase-42")
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": live_server.url}])
+    browser_sign_in(page, live_server, user)
     page.goto(url)
     with page.expect_navigation():
         page.click("#save-quick-list")

@@ -83,23 +83,30 @@ def test_add_source_registers_a_transcoder_set_from_disk(tiny_model, tset_dir, c
     assert Job.objects.filter(kind="dashboards", model_id=TINY_ID).count() == 2
 
 
-@pytest.mark.slow
-def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_after_its_finished_layers(
-    transactional_db, start_worker, settings, tmp_path
-):
-    from features.services.jobs import job_send
-    from tests.conftest import wait_until
+@pytest.fixture
+def worker_env(transactional_db, settings, tmp_path):
+    """The tiny model registered for a real worker process, the var dir it shares with the test, and its env."""
     from tests.factories import ModelFactory
     from tests.inference.conftest import TINY_LOADER
 
     settings.VAR_DIR = tmp_path
     (tmp_path / "corpus").symlink_to(ROOT / "var" / "corpus")
     ModelFactory(id=TINY_ID, loader=TINY_LOADER, layers=2, dimension=64)
+    return {"MEMICOS_VAR_DIR": tmp_path, "MEMICOS_JOB_LEASE_TTL": 2, "MEMICOS_JOB_SWEEP_S": 1}
+
+
+@pytest.mark.slow
+def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_after_its_finished_layers(
+    worker_env, start_worker, tmp_path
+):
+    from features.services.jobs import job_send
+    from tests.conftest import wait_until
+
+    env = worker_env
     params = {**TINY_JOB, "tokens": 200_000}  # long enough that layer 2 is still training when the kill comes
     job = transcoders_job_create(model_id=TINY_ID, set_name="tc-kill", dashboards=False, explain=False, send=False,
                                  **params)  # fmt: skip
     out = tmp_path / "transcoders" / TINY_ID / "tc-kill"
-    env = {"MEMICOS_VAR_DIR": tmp_path, "MEMICOS_JOB_LEASE_TTL": 2, "MEMICOS_JOB_SWEEP_S": 1}
     worker = start_worker(["gpu_batch"], name="tc-kill", **env)
     job_send(job_id=job.pk)
     wait_until(lambda: (out / "layer_0" / "metrics.json").exists(), 300, "layer 0 to finish", 0.1)
@@ -117,26 +124,20 @@ def test_a_training_job_whose_worker_is_sigkilled_resumes_on_another_worker_afte
 
 @pytest.mark.slow
 def test_a_pass_of_all_layers_whose_worker_is_sigkilled_resumes_from_its_checkpoint_on_another_worker(
-    transactional_db, start_worker, settings, tmp_path
+    worker_env, start_worker, tmp_path
 ):
     import torch
 
     from features.services.jobs import job_send
     from inference.runtime.transcoders import finished_layers
     from tests.conftest import wait_until
-    from tests.factories import ModelFactory
-    from tests.inference.conftest import TINY_LOADER
 
-    settings.VAR_DIR = tmp_path
-    (tmp_path / "corpus").symlink_to(ROOT / "var" / "corpus")
-    ModelFactory(id=TINY_ID, loader=TINY_LOADER, layers=2, dimension=64)
+    env = {**worker_env, "MEMICOS_TRANSCODER_CHECKPOINT_S": 0.5}
     params = {**TINY_JOB, "tokens": 400_000, "layers_per_pass": 2}  # both layers in one pass, as the demo does
     job = transcoders_job_create(model_id=TINY_ID, set_name="tc-pass", dashboards=False, explain=False, send=False,
                                  **params)  # fmt: skip
     out = tmp_path / "transcoders" / TINY_ID / "tc-pass"
     ckpt = out / ".pass_0-1.pt"
-    env = {"MEMICOS_VAR_DIR": tmp_path, "MEMICOS_JOB_LEASE_TTL": 2, "MEMICOS_JOB_SWEEP_S": 1,
-           "MEMICOS_TRANSCODER_CHECKPOINT_S": 0.5}  # fmt: skip
     worker = start_worker(["gpu_batch"], name="tc-pass", **env)
     job_send(job_id=job.pk)
     wait_until(lambda: ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 100, 300, "step 100", 0.05)
