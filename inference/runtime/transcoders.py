@@ -489,7 +489,7 @@ def _train_group(
     gen = torch.Generator().manual_seed(p.seed + 1000 * layers[0])
     buf = _Buffer(lm, train, layers, p)
     ckpt = _checkpoint_load(checkpoint, layers)
-    trainees, opts = {}, {}
+    trainees = {}
     n_steps = max(1, p.tokens // p.batch_size_tokens)
     if ckpt is None:
         first = buf.next()
@@ -505,7 +505,6 @@ def _train_group(
                     q = 1 - min(0.5, 4 * p.k / p.width)
                     tc.log_threshold.fill_(math.log(max(1e-3, float(pre.quantile(q)))))
             trainees[layer] = tc
-            opts[layer] = torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999))
         start, pending, spent = 0, first, 0.0
         losses: dict[int, list[float]] = {layer: [] for layer in layers}
         seconds = dict.fromkeys(layers, 0.0)
@@ -519,10 +518,12 @@ def _train_group(
             tc = _Trainee(w_enc.shape[1], ckpt["trainees"][layer]["W_dec"].shape[1], p, gen)
             tc.load_state_dict(ckpt["trainees"][layer])
             trainees[layer] = tc
-            opts[layer] = torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999))
-            opts[layer].load_state_dict(ckpt["optimizers"][layer])
         start, pending, spent = ckpt["step"], None, ckpt["wall"]
         losses, seconds = ckpt["losses"], ckpt["seconds"]
+    opts = {layer: torch.optim.Adam(tc.parameters(), lr=p.lr, betas=(0.9, 0.999)) for layer, tc in trainees.items()}
+    if ckpt is not None:
+        for layer, opt in opts.items():
+            opt.load_state_dict(ckpt["optimizers"][layer])
     started = last_saved = time.monotonic()
     with torch.enable_grad():  # load_model() switches autograd off process-wide
         for step in range(start, n_steps):
