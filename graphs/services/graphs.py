@@ -6,7 +6,6 @@ them into `{"message"}`.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import gzip
 import json
@@ -207,22 +206,10 @@ def set_explanations(source_set: SourceSet) -> dict[tuple[int, int], str]:
     return out
 
 
-_REPLACEMENT_MODELS: dict[tuple[str, str], object] = {}  # (model id, set path) → replacement model, per worker
-# circuit-tracer's model removes its hooks in __del__, which fails once the interpreter has torn torch down
-atexit.register(_REPLACEMENT_MODELS.clear)
-
-
 def _replacement_model(model: Model, set_path: Path):
     from inference.runtime import worker
-    from inference.runtime.graphs import replacement_model_build
-    from inference.runtime.transcoders import transcoder_set_load
 
-    lm = worker.model_for(model.id, model.loader)
-    key = (model.id, str(set_path))
-    if key not in _REPLACEMENT_MODELS:
-        _REPLACEMENT_MODELS.clear()  # one at a time: each holds a set of transcoders in memory
-        _REPLACEMENT_MODELS[key] = replacement_model_build(lm, transcoder_set_load(set_path, scan=model.id))
-    return lm, _REPLACEMENT_MODELS[key]
+    return worker.replacement_model_for(model.id, model.loader, set_path)
 
 
 def graph_generate_run(job: JobContext) -> dict:

@@ -255,21 +255,27 @@ _replacement_models: dict[tuple[str, str], object] = {}  # (model id, transcoder
 atexit.register(_replacement_models.clear)  # its __del__ removes hooks, which fails after torch is torn down
 
 
-def _replacement_model(payload: dict):
+def replacement_model_for(model_id: str, loader: dict, set_path) -> tuple[LoadedModel, object]:
+    """The model and circuit-tracer's replacement model over the transcoder set at `set_path`, cached per process,
+    one set at a time (each holds every layer's transcoder). FileNotFoundError when the set is not there."""
     from inference.runtime.graphs import replacement_model_build
     from inference.runtime.transcoders import transcoder_set_load
 
-    lm = _lm(payload)
-    key = (payload["model_id"], payload["transcoder_set_path"])
+    lm = model_for(model_id, loader)
+    key = (model_id, str(set_path))
     with _lock:
         if key not in _replacement_models:
-            try:
-                tset = transcoder_set_load(payload["transcoder_set_path"], scan=payload["model_id"])
-            except FileNotFoundError as exc:
-                raise UserError(f"Cannot load the transcoder set: {exc}") from exc
-            _replacement_models.clear()  # one set at a time: each holds every layer's transcoder
+            tset = transcoder_set_load(set_path, scan=model_id)
+            _replacement_models.clear()
             _replacement_models[key] = replacement_model_build(lm, tset)
         return lm, _replacement_models[key]
+
+
+def _replacement_model(payload: dict):
+    try:
+        return replacement_model_for(payload["model_id"], payload.get("loader") or {}, payload["transcoder_set_path"])
+    except FileNotFoundError as exc:
+        raise UserError(f"Cannot load the transcoder set: {exc}") from exc
 
 
 def run_steer_logits(payload: dict) -> dict:
