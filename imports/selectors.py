@@ -6,7 +6,7 @@ from django.db.models import Count
 
 from features.models import Activation, Explanation, Feature, Source
 from imports.models import ImportFile, ImportRun
-from imports.services.importer import _set_name, source_files_list
+from imports.services.importer import _set_name, keys_named, source_files_list
 from imports.services.origin import Origin
 
 # incomplete: every listed file is loaded, but the database lacks some of their rows (deleted since, or the source
@@ -142,7 +142,7 @@ def completeness_lines(check: dict) -> list[str]:
     files vs database per kind, warnings, then each file to re-sync with its reason."""
     out = []
     waiting = check.get("waiting_for", [])  # runs before gated files were told apart kept neither
-    waiting_names = ", ".join(waiting[:5]) + (f" and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+    waiting_names = keys_named(waiting, len(waiting), 5)
     for kind, c in check["kinds"].items():
         gated = c.get("files_gated", 0)
         notes = [f"{c['files_done']} of {c['files']} file(s) loaded"]

@@ -450,12 +450,11 @@ def _run_finish(run: ImportRun):
     Source.objects.filter(model_id=run.model_id, name=run.source_id).update(import_incomplete=not check["complete"])
     counts = _counts(run.pk)
     if counts["failed"] or counts["waiting"] or not check["complete"]:
-        names = ", ".join(f["key"] for f in check["files_to_resync"][:5])
-        more = check["files_to_resync_count"] - min(5, len(check["files_to_resync"]))
+        names = keys_named([f["key"] for f in check["files_to_resync"]], check["files_to_resync_count"], 5)
         short = list(kinds_short(check))
         error = (
             f"incomplete: {counts['failed']} file(s) failed, {counts['waiting']} waiting for their features; "
-            + (f"fix upstream and re-sync: {names}{f' and {more} more' if more > 0 else ''}" if names else "")
+            + (f"fix upstream and re-sync: {names}" if names else "")
             + (f"; fewer {', '.join(short)} in the database than in the files: re-sync" if short else "")
         )
         job_fail(job_id=run.job_id, error=error)
@@ -921,6 +920,12 @@ def completeness_check(*, model_id: str, source_id: str, origin: str | None = No
     ][:MAX_NAMED]
     out["complete"] = complete and out["files_total"] > 0 and not out["files_to_resync_count"]
     return out
+
+
+def keys_named(keys: list[str], total: int, limit: int) -> str:
+    """The first `limit` of `keys`, and how many of `total` are left unnamed: "a, b and 3 more"."""
+    more = total - min(limit, len(keys))
+    return ", ".join(keys[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def kinds_short(check: dict) -> dict[str, dict]:

@@ -13,6 +13,7 @@ from imports.services.importer import (
     import_run_create,
     import_run_inline,
     import_run_progress,
+    keys_named,
     kinds_short,
 )
 
@@ -86,11 +87,9 @@ def _incomplete(check: dict) -> str:
     first); kinds the database lost rows of are named with their figures (nothing to fix upstream)."""
     parts = []
     if n := check["files_to_resync_count"]:
-        names = ", ".join(f["key"] for f in check["files_to_resync"][:10])
-        more = n - min(10, len(check["files_to_resync"]))
+        names = keys_named([f["key"] for f in check["files_to_resync"]], n, 10)
         parts.append(
-            f"{n} file(s) not loaded ({names}{f' and {more} more' if more > 0 else ''}). "
-            "Fix the broken ones upstream, then run this command again with --resync"
+            f"{n} file(s) not loaded ({names}). Fix the broken ones upstream, then run this command again with --resync"
         )
     if short := kinds_short(check):
         figures = "; ".join(
