@@ -483,7 +483,7 @@ def sparse_probing_eval(
         "hook_name": hook,  # the llm probes read this hook's activations; a transcoder's latents encode them too
         "split": f"by document: every {p.test_every}th document (stable hash of its id) is a test document",
         "chance_accuracy": 0.5,
-        "tasks": {d["dataset_name"]: sizes[d["dataset_name"]] for d in details},
+        "tasks": sizes,
     }
     return {"metrics": metrics, "details": details, "config": config, "unstructured": unstructured}
 
