@@ -142,20 +142,30 @@ def test_explaining_from_the_page_is_a_job_whose_result_is_the_new_explanation(l
     assert again.status_code == 400 and Job.objects.filter(kind="explain_feature").count() == 1
 
 
-def test_a_score_job_reports_each_judged_example_and_its_breakdown_shows_right_and_wrong(
-    llm_env, monkeypatch, user, client, run_on_commit, django_capture_on_commit_callbacks
-):
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", "3")
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", "3")
+def _score_job(scorer, n_each, *, user, client, monkeypatch, run_on_commit, capture):
+    """A `scorer` job on the planted birds feature's human explanation, with `n_each` activating and non-activating
+    examples, posted as the page posts it and run inline: (the finished job, the planted features)."""
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", str(n_each))
+    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", str(n_each))
     _, features = planted_source()
-    explanation = _human(user, features["birds"], TOPICS["birds"][0], django_capture_on_commit_callbacks)
+    explanation = _human(user, features["birds"], TOPICS["birds"][0], capture)
     client.force_login(user)
     with run_on_commit():
         response = client.post("/api/explanation/score-job", {"explanationId": explanation.id,
-                               "scorerType": "detection"}, content_type="application/json")  # fmt: skip
+                               "scorerType": scorer}, content_type="application/json")  # fmt: skip
     assert response.status_code == 200, response.content
     job = Job.objects.get(pk=response.json()["jobId"])
     assert job.status == Job.Status.SUCCEEDED, job.error
+    return job, features
+
+
+def test_a_score_job_reports_each_judged_example_and_its_breakdown_shows_right_and_wrong(
+    llm_env, monkeypatch, user, client, run_on_commit, django_capture_on_commit_callbacks
+):
+    job, features = _score_job(
+        "detection", 3, user=user, client=client, monkeypatch=monkeypatch, run_on_commit=run_on_commit,
+        capture=django_capture_on_commit_callbacks,
+    )  # fmt: skip
     assert job.kind == "score_explanation" and (job.done, job.total) == (6, 6)
     score = ExplanationScore.objects.get(pk=job.result["score_id"])
     samples = json.loads(score.json_details)["samples"]
@@ -308,17 +318,10 @@ def test_the_migration_encrypts_keys_stored_in_clear_before_it(user):
 def test_an_embedding_score_runs_as_a_job_on_the_embeddings_queue_and_breaks_down_per_example(
     user, client, run_on_commit, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """(The simulation scorer is not tested here: SmolLM2 simulates a constant, whose correlation is undefined.)"""
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", "2")
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", "2")
-    _, features = planted_source()
-    explanation = _human(user, features["birds"], TOPICS["birds"][0], django_capture_on_commit_callbacks)
-    client.force_login(user)
-    with run_on_commit():
-        response = client.post("/api/explanation/score-job", {"explanationId": explanation.id,
-                               "scorerType": "embedding"}, content_type="application/json")  # fmt: skip
-    job = Job.objects.get(pk=response.json()["jobId"])
-    assert job.status == Job.Status.SUCCEEDED, job.error
+    job, _ = _score_job(
+        "embedding", 2, user=user, client=client, monkeypatch=monkeypatch, run_on_commit=run_on_commit,
+        capture=django_capture_on_commit_callbacks,
+    )  # fmt: skip
     assert job.kind == "score_explanation_embedding" and job.message.startswith("Embedding ")
     score = ExplanationScore.objects.get(pk=job.result["score_id"])
     samples = json.loads(score.json_details)["samples"]
@@ -333,19 +336,12 @@ def test_a_simulation_score_runs_as_a_job_and_its_breakdown_shows_true_and_simul
 ):
     """SmolLM2 simulates a constant (one digit in its top logprobs on every token): that is a 0, not a failed job."""
     # one example of each kind: one LLM call per token (~1 s each for SmolLM2 on 2 busy cores)
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_ACTIVATING", "1")
-    monkeypatch.setenv("AUTOINTERP_SCORER_N_NON_ACTIVATING", "1")
-    _, features = planted_source()
-    explanation = _human(user, features["birds"], TOPICS["birds"][0], django_capture_on_commit_callbacks)
-    client.force_login(user)
+    job, features = _score_job(
+        "oai_simulation", 1, user=user, client=client, monkeypatch=monkeypatch, run_on_commit=run_on_commit,
+        capture=django_capture_on_commit_callbacks,
+    )  # fmt: skip
     page = client.get(_url(features["birds"])).content.decode()
     assert '<option value="oai_simulation">' in page  # the scorer the page offers, posted as the page posts it
-    with run_on_commit():
-        response = client.post("/api/explanation/score-job", {"explanationId": explanation.id,
-                               "scorerType": "oai_simulation"}, content_type="application/json")  # fmt: skip
-    assert response.status_code == 200, response.content
-    job = Job.objects.get(pk=response.json()["jobId"])
-    assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.kind == "score_explanation" and (job.done, job.total) == (2, 2)
     assert job.message.startswith("Simulation ")
     score = ExplanationScore.objects.get(pk=job.result["score_id"])
